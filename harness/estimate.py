@@ -1,0 +1,80 @@
+"""`Estimate`: a statistic with its confidence interval and the raw material behind it.
+
+Every statistic in `harness.stats` returns one. `expect(...)` judges it and records it as
+evidence, so the fields here are what a report shows: value, CI, level, n, method, the
+resampling unit, the seed, and (when a sweep made it) the site and the model fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Estimate"]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a confidence interval.
+
+    Example::
+
+        est = stats.bootstrap_mean(scores, seed=0)
+        est.value, est.ci_low, est.ci_high   # 0.41, 0.37, 0.45
+
+    `status` is ``"ok"`` or ``"degenerate"``; a degenerate estimate (n < 2, constant data,
+    NaN in the input) carries a `reason` and never passes an expectation silently.
+    """
+
+    value: float
+    ci_low: float
+    ci_high: float
+    level: float
+    n: int
+    method: str
+    seed: int | None = None
+    statistic: str = ""
+    unit: str = "examples"
+    status: str = "ok"
+    reason: str = ""
+    site: str | None = None
+    fingerprint: str | None = None
+    bootstrap_distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def degenerate(self) -> bool:
+        return self.status != "ok"
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2.0
+
+    def with_context(self, **changes: Any) -> "Estimate":
+        """A copy with metadata filled in (statistic name, site, model fingerprint, ...)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe fields (the bootstrap distribution is summarised, not copied)."""
+
+        def num(x: float) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+        return {
+            "statistic": self.statistic,
+            "value": num(self.value),
+            "ci_low": num(self.ci_low),
+            "ci_high": num(self.ci_high),
+            "level": self.level,
+            "n": int(self.n),
+            "method": self.method,
+            "unit": self.unit,
+            "seed": self.seed,
+            "status": self.status,
+            "reason": self.reason,
+            "site": self.site,
+            "fingerprint": self.fingerprint,
+        }
