@@ -1,0 +1,212 @@
+"""Loading models, and the loaded model's view of itself.
+
+    load_model(spec)    a hub id (offline, from the local HF cache), a local directory, or
+                        ``fixture:NAME`` (built from its recipe in ``fixtures/`` on first use)
+    LoadedModel         the torch module + tokenizer + site table + device/dtype + fingerprint
+    fingerprint(model)  sha256 over the config and every weight (name, dtype, shape, bytes)
+    pad_rows            right-pads token rows into ``input_ids`` / ``attention_mask``
+
+Right padding keeps every real token at the position it has in the one-example run, so a
+padded batch equals the unpadded runs (pinned by tests for every architecture).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from harness.architectures import Hook, Layout, layout_for, resolve_hook, site_table
+from harness.errors import ModelLoadError, SiteError
+from harness.sites import Site, SiteTable, parse_site
+
+__all__ = ["LoadedModel", "load_model", "fingerprint", "from_module", "pad_rows"]
+
+
+@dataclass
+class LoadedModel:
+    """A model the harness can intervene on.
+
+    Example::
+
+        tacgen = load_model("fixture:tacgen")
+        site = tacgen.site("encoder.12.resid_post")
+        tacgen.fingerprint[:12], tacgen.device, tacgen.dtype
+    """
+
+    name: str
+    spec: str
+    module: torch.nn.Module
+    tokenizer: Any
+    layout: Layout
+    sites: SiteTable
+    fingerprint: str
+    _hooks: dict[Site, Hook] = field(default_factory=dict, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+    @property
+    def is_encoder_decoder(self) -> bool:
+        return bool(getattr(self.module.config, "is_encoder_decoder", False))
+
+    @property
+    def main_stack(self) -> str:
+        """The stack whose positions the input tokens index: ``encoder`` or ``blocks``."""
+        return self.sites.stacks[0].name
+
+    def site(self, stack_or_text: str | Site, layer: int | None = None,
+             point: str | None = None, *, head: int | None = None) -> Site:
+        """A validated site: ``m.site("encoder.12.resid_post")`` or ``m.site("encoder", 12, "resid_post")``."""
+        if isinstance(stack_or_text, Site):
+            return self.sites.validate(stack_or_text)
+        if layer is None and point is None:
+            return self.sites.validate(parse_site(stack_or_text))
+        if layer is None or point is None:
+            raise SiteError("give either a site string, or all of `stack`, `layer` and `point`")
+        if point.startswith("attn.head"):
+            head = int(point[len("attn.head"):])
+            point = "head"
+        return self.sites.validate(Site(stack_or_text, int(layer), point, head))
+
+    def hook_for(self, site: Site) -> Hook:
+        if site not in self._hooks:
+            self._hooks[site] = resolve_hook(self.module, self.layout, self.sites, site)
+        return self._hooks[site]
+
+    def width(self, site: Site) -> int:
+        """The last dimension of the activation at `site` (d_model, or d_head for a head)."""
+        shape = self.sites.stack(site.stack)
+        return shape.d_head if site.point == "head" else shape.d_model
+
+    def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
+                 max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text; with `max_length`, truncated as the tokenizer truncates."""
+        if isinstance(texts, str):
+            raise TypeError("`texts` must be a sequence of strings, got a single str; wrap it in a list")
+        kw: dict[str, Any] = {"add_special_tokens": add_special_tokens}
+        if max_length is not None:
+            kw.update(truncation=True, max_length=int(max_length))
+        return [list(self.tokenizer(t, **kw)["input_ids"]) for t in texts]
+
+    @property
+    def pad_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return 0 if pad is None else int(pad)
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, "spec": self.spec, "fingerprint": self.fingerprint,
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int,
+             device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token rows: returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``."""
+    if len(rows) == 0:
+        raise ValueError("`rows` is empty; pass at least one tokenized example")
+    width = max(len(r) for r in rows)
+    if width == 0:
+        raise ValueError("every row in `rows` is empty; each example needs at least one token")
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(list(row), dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def fingerprint(module: torch.nn.Module) -> str:
+    """sha256 of the config (sorted JSON) and of every parameter and buffer (name, dtype, shape, bytes)."""
+    h = hashlib.sha256()
+    config = getattr(module, "config", None)
+    if config is not None:
+        cfg = config.to_dict()
+        for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+            cfg.pop(volatile, None)
+        h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(module.state_dict(keep_vars=False).items()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def from_module(module: torch.nn.Module, tokenizer: Any, *, name: str, spec: str | None = None) -> LoadedModel:
+    """Wrap an already-built Hugging Face model (in eval mode) as a `LoadedModel`."""
+    module.eval()
+    layout = layout_for(module)
+    table = site_table(module, layout, name)
+    return LoadedModel(name=name, spec=spec or name, module=module, tokenizer=tokenizer,
+                       layout=layout, sites=table, fingerprint=fingerprint(module))
+
+
+def load_model(spec: str, *, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None, name: str | None = None) -> LoadedModel:
+    """Load a model by hub id, local directory or ``fixture:NAME``.
+
+    Example::
+
+        load_model("fixture:planted")
+        load_model("/models/byt5-tacgen")                       # a saved checkpoint
+        load_model("kaiyuy/leandojo-lean4-tacgen-byt5-small")   # from the local HF cache
+
+    Hub ids are looked up offline (``local_files_only``): a model that is not in the cache is
+    a `ModelLoadError` saying how to provide it.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelLoadError(f"`spec` must be a hub id, a directory or 'fixture:NAME', got {spec!r}")
+    path, kind = _resolve_spec(spec)
+    try:
+        import transformers
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        transformers.logging.set_verbosity_error()
+        local = {"local_files_only": True}
+        config = AutoConfig.from_pretrained(path, **local)
+        cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
+        kwargs: dict[str, Any] = dict(local)
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        module = cls.from_pretrained(path, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(path, **local)
+    except OSError as err:
+        raise ModelLoadError(_missing_message(spec, kind, err)) from None
+    module.to(device)
+    return from_module(module, tokenizer, name=name or spec, spec=spec)
+
+
+def _resolve_spec(spec: str) -> tuple[str, str]:
+    if spec.startswith("fixture:"):
+        from harness import fixtures
+
+        return str(fixtures.resolve(spec[len("fixture:"):])), "fixture"
+    if os.path.isdir(os.path.expanduser(spec)):
+        return os.path.expanduser(spec), "directory"
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise ModelLoadError(
+            f"model directory {spec!r} does not exist; pass an existing directory that holds "
+            "config.json and the weights, or a hub id such as 'gpt2'"
+        )
+    return spec, "hub"
+
+
+def _missing_message(spec: str, kind: str, err: Exception) -> str:
+    if kind == "hub":
+        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        return (
+            f"model {spec!r} is not in the local Hugging Face cache ({cache}) and models are "
+            f"loaded offline. Download it where a hub is reachable (`hf download {spec}`) and "
+            f"copy the cache here, or pass a local directory: --claims-model NAME=/path/to/model "
+            f"({type(err).__name__}: {str(err).splitlines()[0]})"
+        )
+    return f"could not load model {spec!r} from {kind}: {err}"
