@@ -171,6 +171,7 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
         transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
         local = {"local_files_only": True}
         config = AutoConfig.from_pretrained(path, **local)
         cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM

@@ -1,0 +1,174 @@
+"""Directions in activation space, and the controls every direction claim is paired with.
+
+    Direction                   a vector at a site with its provenance (kind, seed)
+    pooled_states               mask-aware mean over real tokens of a site's activation, ``[n, d]``
+    class_mean_direction        mean(states | label) - mean(states | other label)
+    random_direction            a seeded random direction with the same norm
+    shuffled_label_direction    the class-mean difference after a seeded shuffle of the labels
+    within_class_direction      the difference of two random halves of one class
+    save_directions / load_directions   safetensors files of named directions
+
+``Direction.rms_normalised()`` rescales to unit RMS (``||v|| = sqrt(d)``), the natural unit
+for RMS-scaled injection.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from harness.errors import DataError, ShapeError
+from harness.interventions import Record, intervene
+from harness.models import LoadedModel, pad_rows
+from harness.sites import Site
+
+__all__ = [
+    "Direction",
+    "pooled_states",
+    "class_mean_direction",
+    "random_direction",
+    "shuffled_label_direction",
+    "within_class_direction",
+    "save_directions",
+    "load_directions",
+]
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A direction at a site. ``vector`` is ``[d]`` float32 on the CPU."""
+
+    vector: torch.Tensor
+    site: str
+    kind: str
+    seed: int | None = None
+
+    @property
+    def norm(self) -> float:
+        return float(self.vector.norm())
+
+    def rms_normalised(self) -> "Direction":
+        rms = float(self.vector.pow(2).mean().sqrt())
+        if rms == 0.0:
+            raise DataError(f"direction {self.kind!r} at {self.site} is zero; it cannot be normalised")
+        return Direction(self.vector / rms, self.site, f"{self.kind} (rms-normalised)", self.seed)
+
+
+@torch.no_grad()
+def pooled_states(model: LoadedModel, inputs: Sequence[str], site: Site | str, *,
+                  batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
+    """Mean of the activation at `site` over each input's real tokens, ``[n, d]`` float32.
+
+    Only the stack that holds `site` runs (the encoder of an encoder-decoder).
+    """
+    site = model.site(site)
+    if model.is_encoder_decoder and site.stack != "encoder":
+        raise DataError(f"pooled_states reads encoder sites of an encoder-decoder; got {site}")
+    rows = list(inputs)
+    if not rows:
+        raise DataError("`inputs` is empty; pooled states need at least one example")
+    out = []
+    for start in range(0, len(rows), batch_size):
+        ids, mask = pad_rows(model.tokenize(rows[start:start + batch_size], max_length=max_length),
+                             pad_id=model.pad_id, device=model.device)
+        with intervene(model, {site: Record()}, masks={site.stack: mask}) as run:
+            if model.is_encoder_decoder:
+                model.module.get_encoder()(input_ids=ids, attention_mask=mask)
+            else:
+                model.module(input_ids=ids, attention_mask=mask)
+        act = run.recorded[site].float()
+        m = mask.to(act.dtype)[..., None]
+        out.append(((act * m).sum(1) / m.sum(1)).cpu())
+    return torch.cat(out)
+
+
+def _labels(labels: Sequence[object], n: int) -> np.ndarray:
+    arr = np.asarray(list(labels), dtype=object)
+    if arr.shape[0] != n:
+        raise ShapeError(f"`labels` has {arr.shape[0]} entries but `states` has {n} rows")
+    return arr
+
+
+def _mean_diff(states: torch.Tensor, labels: np.ndarray, positive: object, negative: object) -> torch.Tensor:
+    pos, neg = labels == positive, labels == negative
+    for name, sel, value in (("positive", pos, positive), ("negative", neg, negative)):
+        if sel.sum() == 0:
+            raise DataError(f"no examples with the {name} label {value!r}; labels seen: {sorted(set(labels.tolist()))}")
+    return states[torch.as_tensor(pos)].mean(0) - states[torch.as_tensor(neg)].mean(0)
+
+
+def class_mean_direction(states: torch.Tensor, labels: Sequence[object], *, positive: object,
+                         negative: object, site: str) -> Direction:
+    """``mean(states[label == positive]) - mean(states[label == negative])``.
+
+    Example::
+
+        states = pooled_states(tacgen, train.inputs, "encoder.12.resid_post")
+        d = class_mean_direction(states, train.labels, positive="intro", negative="apply",
+                                 site="encoder.12.resid_post")
+    """
+    labels_arr = _labels(labels, states.shape[0])
+    return Direction(_mean_diff(states.float(), labels_arr, positive, negative), str(site), "class-mean")
+
+
+def random_direction(like: Direction, *, seed: int) -> Direction:
+    """A random Gaussian direction with the same norm as `like` (a norm-matched control)."""
+    g = torch.Generator().manual_seed(int(seed))
+    v = torch.randn(like.vector.shape, generator=g)
+    return Direction(v * (like.norm / float(v.norm())), like.site, "random (norm-matched)", seed)
+
+
+def shuffled_label_direction(states: torch.Tensor, labels: Sequence[object], *, positive: object,
+                             negative: object, site: str, seed: int) -> Direction:
+    """The class-mean difference computed after a seeded permutation of the labels."""
+    labels_arr = _labels(labels, states.shape[0])
+    perm = np.random.default_rng(seed).permutation(labels_arr.shape[0])
+    return Direction(_mean_diff(states.float(), labels_arr[perm], positive, negative), str(site),
+                     "shuffled-label class-mean", seed)
+
+
+def within_class_direction(states: torch.Tensor, labels: Sequence[object], *, label: object,
+                           site: str, seed: int) -> Direction:
+    """The difference of the means of two random halves of one class (no class signal)."""
+    labels_arr = _labels(labels, states.shape[0])
+    idx = np.flatnonzero(labels_arr == label)
+    if idx.size < 2:
+        raise DataError(f"need at least 2 examples labelled {label!r} to split, got {idx.size}")
+    idx = np.random.default_rng(seed).permutation(idx)
+    half = idx.size // 2
+    a, b = states[torch.as_tensor(idx[:half])].float(), states[torch.as_tensor(idx[half:])].float()
+    return Direction(a.mean(0) - b.mean(0), str(site), f"within-class split ({label})", seed)
+
+
+def save_directions(path: str | Path, directions: Mapping[str, Direction]) -> Path:
+    """Write named directions to one safetensors file (metadata keeps site, kind, seed)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {name: json.dumps({"site": d.site, "kind": d.kind, "seed": d.seed}) for name, d in directions.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({name: d.vector.contiguous().float() for name, d in directions.items()}, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def load_directions(path: str | Path) -> dict[str, Direction]:
+    """Read directions written by `save_directions`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"directions file {str(path)!r} does not exist")
+    out = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        for name in f.keys():
+            info = json.loads(meta.get(name, "{}"))
+            out[name] = Direction(f.get_tensor(name), info.get("site", ""), info.get("kind", name), info.get("seed"))
+    return out

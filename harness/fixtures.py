@@ -1,0 +1,106 @@
+"""Fixture models: small models the project builds itself from seeded recipes in ``fixtures/``.
+
+    available()           fixture names declared by the recipes (``VARIANTS`` in each recipe)
+    resolve(name)         the directory holding the model: shipped weights, or a built cache entry
+    build(name, seed=)    run the recipe into the cache (atomically) and return the directory
+
+A recipe is ``fixtures/<family>/recipe.py`` with ``VARIANTS: dict[name, dict]`` (keyword
+arguments for its ``build``), a default ``SEED`` and ``build(out_dir, *, seed, **variant)``.
+Shipped weights live in ``fixtures/<family>/<name>/`` and are used when present; otherwise the
+recipe is built once into ``$CLAIMS_CACHE_DIR`` (default ``~/.cache/interp-claims``) under a key
+that hashes the recipe source and the seed, so an edited recipe never reuses stale weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+from harness.errors import ModelLoadError
+
+__all__ = ["available", "resolve", "build", "fixtures_dir"]
+
+
+def fixtures_dir() -> Path:
+    env = os.environ.get("CLAIMS_FIXTURES_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "fixtures"
+    if not path.is_dir():
+        raise ModelLoadError(
+            f"fixture recipes not found at {path}; install interp-claims from a checkout "
+            "(`pip install -e .`) or set CLAIMS_FIXTURES_DIR to the repository's fixtures/ folder"
+        )
+    return path
+
+
+def _recipes() -> dict[str, tuple[Path, ModuleType, dict]]:
+    out: dict[str, tuple[Path, ModuleType, dict]] = {}
+    for recipe in sorted(fixtures_dir().glob("*/recipe.py")):
+        spec = importlib.util.spec_from_file_location(f"claims_fixture_{recipe.parent.name}", recipe)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        for name, variant in getattr(module, "VARIANTS", {}).items():
+            out[name] = (recipe, module, dict(variant))
+    return out
+
+
+def available() -> list[str]:
+    return sorted(_recipes())
+
+
+def _lookup(name: str) -> tuple[Path, ModuleType, dict]:
+    recipes = _recipes()
+    if name not in recipes:
+        raise ModelLoadError(f"unknown fixture {name!r}; available fixtures are {sorted(recipes)}")
+    return recipes[name]
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("CLAIMS_CACHE_DIR", Path.home() / ".cache" / "interp-claims")) / "fixtures"
+
+
+def _cache_key(recipe: Path, name: str, seed: int) -> str:
+    h = hashlib.sha256(recipe.read_bytes())
+    h.update(f"|{name}|{seed}".encode())
+    return f"{name}-{h.hexdigest()[:16]}"
+
+
+def resolve(name: str, *, seed: int | None = None) -> Path:
+    """The directory of fixture `name`: shipped weights if present, else a (built) cache entry."""
+    recipe, module, _ = _lookup(name)
+    shipped = recipe.parent / name
+    if seed is None and (shipped / "config.json").is_file():
+        return shipped
+    return build(name, seed=seed)
+
+
+def build(name: str, *, seed: int | None = None, out: Path | None = None, force: bool = False) -> Path:
+    """Run the recipe of `name` (default seed: the recipe's ``SEED``) and return its directory.
+
+    The build goes to a temporary directory that is renamed into place only when complete, so
+    an interrupted build never leaves a half-written fixture behind.
+    """
+    recipe, module, variant = _lookup(name)
+    seed = int(getattr(module, "SEED", 0) if seed is None else seed)
+    target = Path(out) if out is not None else _cache_root() / _cache_key(recipe, name, seed)
+    if (target / "config.json").is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        module.build(tmp, seed=seed, **variant)
+        if force and target.exists():
+            shutil.rmtree(target)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # lost a race to a complete build: keep theirs
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
