@@ -130,10 +130,10 @@ ALL = Positions.all()
 # --------------------------------------------------------------------------- interventions
 
 
-def _check_direction(direction: torch.Tensor, width: int, site: Site) -> None:
+def _check_direction(direction: torch.Tensor, width: int, site: Site, name: str = "`direction`") -> None:
     if direction.dim() != 1 or direction.shape[0] != width:
         raise ShapeError(
-            f"`direction` must have shape [{width}] for site {site}, got {tuple(direction.shape)}"
+            f"{name} must have shape [{width}] for site {site}, got {tuple(direction.shape)}"
             " (directions are not broadcast)"
         )
 
@@ -252,7 +252,7 @@ class Ablate:
             value = torch.zeros_like(act)
         elif self.kind == "mean":
             assert self.value is not None
-            _check_direction(self.value, act.shape[-1], site)
+            _check_direction(self.value, act.shape[-1], site, "the mean of `Ablate.mean`'s reference")
             value = self.value.to(act.device, act.dtype).expand_as(act)
         elif self.kind == "resample":
             return Patch(self.value, self.positions).apply(act, where, site, run)  # type: ignore[arg-type]

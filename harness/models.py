@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.architectures import Hook, Layout, layout_for, resolve_hook, site_table
-from harness.errors import ModelLoadError, SiteError
+from harness.errors import DataError, ModelLoadError, SiteError
 from harness.sites import Site, SiteTable, parse_site
 
 __all__ = ["LoadedModel", "load_model", "fingerprint", "from_module", "pad_rows"]
@@ -74,10 +75,15 @@ class LoadedModel:
             return self.sites.validate(parse_site(stack_or_text))
         if layer is None or point is None:
             raise SiteError("give either a site string, or all of `stack`, `layer` and `point`")
-        if point.startswith("attn.head"):
-            head = int(point[len("attn.head"):])
-            point = "head"
-        return self.sites.validate(Site(stack_or_text, int(layer), point, head))
+        try:  # ints, numpy ints, 0-d integer tensors; not bools, floats or strings
+            if isinstance(layer, bool):
+                raise TypeError
+            layer = operator.index(layer)
+        except TypeError:
+            raise SiteError(f"`layer` must be an int, got {layer!r}") from None
+        if point.startswith("attn.head"):  # the string form: parse it, so a bad head is a SiteError
+            return self.sites.validate(parse_site(f"{stack_or_text}.{layer}.{point}"))
+        return self.sites.validate(Site(stack_or_text, layer, point, head))
 
     def hook_for(self, site: Site) -> Hook:
         if site not in self._hooks:
@@ -113,10 +119,10 @@ def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int,
              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token rows: returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``."""
     if len(rows) == 0:
-        raise ValueError("`rows` is empty; pass at least one tokenized example")
+        raise DataError("`rows` is empty; pass at least one tokenized example")
     width = max(len(r) for r in rows)
     if width == 0:
-        raise ValueError("every row in `rows` is empty; each example needs at least one token")
+        raise DataError("every row in `rows` is empty; each example needs at least one token")
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
@@ -131,13 +137,14 @@ def fingerprint(module: torch.nn.Module) -> str:
     config = getattr(module, "config", None)
     if config is not None:
         cfg = config.to_dict()
-        for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype"):
+        # metadata, not computation: save_pretrained sets `architectures` and `dtype` on the live config
+        for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"):
             cfg.pop(volatile, None)
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
     for name, tensor in sorted(module.state_dict(keep_vars=False).items()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
     return h.hexdigest()
 
 
@@ -180,10 +187,38 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
             kwargs["dtype"] = dtype
         module = cls.from_pretrained(path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(path, **local)
-    except OSError as err:
+        if _tokenizes_nothing(tokenizer):
+            # transformers 5 forces its own tokenizer class for some model types (qwen2, phi3, ...)
+            # whatever tokenizer_config.json declares, and builds it empty when its files are absent
+            declared = getattr(transformers, _declared_tokenizer_class(path) or "", None)
+            if declared is not None and not isinstance(tokenizer, declared):
+                tokenizer = declared.from_pretrained(path, **local)
+    except (OSError, ValueError) as err:  # ValueError: e.g. a directory whose config.json lacks model_type
         raise ModelLoadError(_missing_message(spec, kind, err)) from None
+    if _tokenizes_nothing(tokenizer):
+        raise ModelLoadError(
+            f"model {spec!r} has no tokenizer files (tokenizer.json, vocab files or tokenizer_config.json); "
+            "save the tokenizer next to the weights (`tokenizer.save_pretrained(path)`)"
+        )
     module.to(device)
     return from_module(module, tokenizer, name=name or spec, spec=spec)
+
+
+def _tokenizes_nothing(tokenizer: Any) -> bool:
+    """True for the empty tokenizer transformers builds when a checkpoint has no tokenizer files."""
+    return not tokenizer("a", add_special_tokens=False)["input_ids"]
+
+
+def _declared_tokenizer_class(path: str) -> str | None:
+    """The ``tokenizer_class`` a checkpoint directory's tokenizer_config.json declares, if any."""
+    config = Path(path) / "tokenizer_config.json"
+    if not config.is_file():
+        return None
+    try:
+        declared = json.loads(config.read_text()).get("tokenizer_class")
+    except (OSError, ValueError):
+        return None
+    return declared if isinstance(declared, str) and declared.isidentifier() else None
 
 
 def _resolve_spec(spec: str) -> tuple[str, str]:
@@ -202,8 +237,11 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
 
 
 def _missing_message(spec: str, kind: str, err: Exception) -> str:
-    if kind == "hub":
-        cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+    if kind == "hub" and isinstance(err, OSError):
+        try:  # the cache actually consulted (fixed when huggingface_hub is first imported)
+            from huggingface_hub.constants import HF_HUB_CACHE as cache
+        except ImportError:
+            cache = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
         return (
             f"model {spec!r} is not in the local Hugging Face cache ({cache}) and models are "
             f"loaded offline. Download it where a hub is reachable (`hf download {spec}`) and "

@@ -6,7 +6,11 @@
     last_token_accuracy  whether the argmax next token is the first token of the target
 
 Every score takes ``inputs`` (a list of n strings) and returns a float tensor ``[n]`` (bool
-for accuracy). All rows run as one right-padded batch; pass ``batch_size`` to chunk when no
+for accuracy). Interventions act at the positions of the input's tokens (`Positions` index the
+input; for a decoder-only model the teacher-forced continuation is not intervened on), so
+``logprob`` of a one-token continuation agrees with ``next_token_logits`` under any intervention.
+
+All rows run as one right-padded batch; pass ``batch_size`` to chunk when no
 interventions are given (an intervention with per-row tensors fits one batch, so chunking
 belongs to the caller, e.g. a sweep). Batched and padded runs equal one-example runs within
 1e-4 (pinned by tests). Continuations are tokenized without special tokens, so
@@ -113,7 +117,13 @@ def _causal_logprob(model: LoadedModel, inputs: list[str], continuations: list[s
     conts = model.tokenize(continuations, add_special_tokens=False)
     _require_tokens(conts, continuations)
     ids, mask = pad_rows([p + c for p, c in zip(prompts, conts)], pad_id=model.pad_id, device=model.device)
-    with intervene(model, interventions, masks={model.main_stack: mask}):
+    # interventions act on the input's tokens only, as on an encoder-decoder's encoder and in
+    # next_token_logits: Positions.last() is the last *input* token (acting at the last
+    # continuation token could never change the score), and the continuation is left as it is
+    input_mask = torch.zeros_like(mask)
+    for i, p in enumerate(prompts):
+        input_mask[i, : len(p)] = 1
+    with intervene(model, interventions, masks={model.main_stack: input_mask}):
         logits = model.module(input_ids=ids, attention_mask=mask).logits
     logp = torch.log_softmax(logits.float(), -1)
     total = torch.zeros(len(inputs), device=logits.device)

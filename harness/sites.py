@@ -35,7 +35,7 @@ POINTS: dict[str, int] = {
     "head": 1,
 }
 
-_HEAD_RE = re.compile(r"^attn\.head(\d+)$")
+_HEAD_RE = re.compile(r"^attn\.head(-?\d+)$")
 _SITE_RE = re.compile(r"^(?P<stack>[A-Za-z_]\w*)\.(?P<layer>-?\d+)\.(?P<point>.+)$")
 
 
@@ -160,7 +160,16 @@ class SiteTable:
         return site
 
     def all_sites(self, point: str, stack: str | None = None) -> list[Site]:
-        """Every valid site with this point, in layer (then head) order."""
+        """Every valid site with this point, in layer (then head) order.
+
+        An unknown `point` or `stack` is a `SiteError`, never an empty list.
+        """
+        if point not in POINTS:
+            raise SiteError(
+                f"`point` must be one of {list(POINTS)}, got {point!r}{_did_you_mean(point, list(POINTS))}"
+            )
+        if stack is not None:
+            self.stack(stack)
         out: list[Site] = []
         for shape in self.stacks:
             if (stack is not None and shape.name != stack) or point not in shape.points:

@@ -94,7 +94,7 @@ class Curve:
 
         est = stats.slope_near_zero(self.alphas, self.scores, near=near, level=level,
                                     n_resamples=n_resamples, method=method, seed=seed)
-        label = f"slope of {self.score_name} vs alpha" + (f" (|alpha| <= {near:g})" if near else "")
+        label = "slope vs alpha" + (f", |alpha| <= {near:g}" if near else "")
         return est.with_context(statistic=label, site=self.site, fingerprint=self.fingerprint)
 
 

@@ -1,0 +1,104 @@
+"""Fixtures of the planted study: the model (default `fixture:planted`), its directions, prompts.
+
+Point the study at another checkpoint with ``--claims-model planted=SPEC`` (a fixture name,
+a directory holding ``directions.safetensors`` and ``plant.json`` beside the weights) and at
+other prompts with ``--claims-data planted=PATH`` (one prompt per line).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from harness import evidence
+from harness.directions import load_directions
+from harness.fixtures import resolve
+from harness.models import load_model
+
+N_PROMPTS = 160
+PROMPT_SEED = 20261121
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What each claim must show on a model; one row per model, printed in the report."""
+
+    min_slope: float         # the planted slope's CI lower bound must reach this
+    null_margin: float       # the designed null direction's CI must lie inside +-null_margin
+    control_margin: float    # norm-matched random directions' CIs must lie inside +-control_margin
+
+
+# The planted recipe sets the read-out gain so the final-residual slope is about 5.5 per unit
+# alpha; the thresholds leave room for a retrained seed but not for a missing plant.
+THRESHOLDS: dict[str, Thresholds] = {
+    "planted": Thresholds(min_slope=2.5, null_margin=0.25, control_margin=1.5),
+}
+
+
+@pytest.fixture(scope="session")
+def planted(claims_settings):
+    spec = claims_settings.model_spec("planted", "fixture:planted")
+    model = load_model(spec, name="planted")
+    evidence.register_model("planted", spec=spec, fingerprint=model.fingerprint,
+                            device=str(model.device), dtype=str(model.dtype).replace("torch.", ""))
+    return model
+
+
+@pytest.fixture(scope="session")
+def thresholds() -> Thresholds:
+    return THRESHOLDS["planted"]
+
+
+@pytest.fixture(scope="session")
+def planted_directions(planted):
+    spec = planted.spec
+    folder = resolve(spec[len("fixture:"):]) if spec.startswith("fixture:") else Path(spec)
+    return load_directions(Path(folder) / "directions.safetensors")
+
+
+@pytest.fixture(scope="session")
+def prompts(claims_settings) -> list[str]:
+    path = claims_settings.data_path("planted", None)
+    if path is not None:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+        evidence.register_dataset("planted", path=str(path), content_hash=_sha(Path(path).read_bytes()))
+        return lines
+    rng = random.Random(PROMPT_SEED)
+    letters = "cdefghijklmnopqrstuvwxyz  "
+    rows = ["".join(rng.choice(letters) for _ in range(rng.randint(6, 30))).strip() or "x"
+            for _ in range(N_PROMPTS)]
+    evidence.register_dataset("planted", path=f"generated:seed={PROMPT_SEED},n={N_PROMPTS}",
+                              content_hash=_sha("\n".join(rows).encode()))
+    return rows
+
+
+@pytest.fixture(scope="session")
+def curves(planted, planted_directions, prompts):
+    """Sweeps shared by the claims of one session, keyed by (site, direction name)."""
+    from harness.scores import logit_diff
+    from harness.sweeps import scorer, sweep, symmetric
+
+    cache: dict = {}
+
+    def get(site: str, name: str, vector=None):
+        key = (site, name)
+        if key not in cache:
+            direction = planted_directions[name].vector if vector is None else vector
+            cache[key] = sweep(planted, prompts, at=site, direction=direction,
+                               alphas=symmetric(0.25, steps=11), score=scorer(logit_diff, "A", "B"))
+        return cache[key]
+
+    return get
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def pytest_report_header(config):
+    return "planted thresholds: " + ", ".join(f"{k}={v}" for k, v in asdict(THRESHOLDS["planted"]).items())

@@ -1,0 +1,101 @@
+"""The ``claims`` command.
+
+    claims report reports/latest/report.json     # the terminal table again, from the JSON alone
+    claims fixtures build tacgen --seed 0        # train / generate a fixture model or data set
+
+`main(argv=None) -> int` is the console script (``claims = "harness.cli:main"``). Exit codes:
+0 done, 1 a `HarnessError` (printed as ``claims: error: ...``), 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from harness.errors import HarnessError
+
+__all__ = ["main", "build_parser"]
+
+TERMINAL_WIDTH = 160
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``claims`` (subcommands ``report`` and ``fixtures build``)."""
+    parser = argparse.ArgumentParser(
+        prog="claims", description="Mechanistic-interpretability claims: reports and fixtures."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    report = sub.add_parser("report", help="print the table of a report.json again")
+    report.add_argument("path", metavar="PATH", help="a report.json written by `pytest claims/`")
+    report.set_defaults(run=_report)
+
+    fixtures = sub.add_parser("fixtures", help="fixture models and data sets")
+    fixtures_sub = fixtures.add_subparsers(dest="fixtures_command", metavar="ACTION", required=True)
+    build = fixtures_sub.add_parser("build", help="build one fixture by its seeded recipe")
+    build.add_argument("name", metavar="NAME", help="the fixture to build, e.g. tacgen")
+    build.add_argument(
+        "--seed", type=_seed, default=None, metavar="S",
+        help="recipe seed (default: the recipe's own SEED)",
+    )
+    build.set_defaults(run=_fixtures_build)
+    return parser
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer >= 0 such as --seed 1234, got {text!r}"
+        )
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``claims`` with `argv` (default: the process's arguments) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the usage and the error
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return args.run(args)
+    except HarnessError as exc:
+        print(f"claims: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from harness.report import read_report, render_terminal
+
+    report = read_report(args.path)
+    render_terminal(report, Console(width=TERMINAL_WIDTH, highlight=False), path=args.path)
+    return 0
+
+
+def _fixtures_build(args: argparse.Namespace) -> int:
+    try:
+        fixtures = importlib.import_module("harness.fixtures")
+    except ImportError as exc:
+        print(
+            f"claims: error: cannot build fixture {args.name!r}: harness.fixtures could not be "
+            f"imported ({exc}); install the project with its dependencies (pip install -e .)",
+            file=sys.stderr,
+        )
+        return 1
+    result = fixtures.build(args.name, seed=args.seed)
+    seed = "the recipe's seed" if args.seed is None else f"seed {args.seed}"
+    where = f": {result}" if result is not None else ""
+    print(f"built fixture {args.name!r} with {seed}{where}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

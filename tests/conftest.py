@@ -1,0 +1,3 @@
+"""Shared test configuration: the `pytester` fixture for the plugin tests (nothing torch here)."""
+
+pytest_plugins = ["pytester"]
