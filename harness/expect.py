@@ -143,7 +143,7 @@ class Expectation:
         if isinstance(other, Estimate):
             name = _name(other)
             predicate = f"to lie entirely above the {_pct(other.level)} CI of {name} (no overlap)"
-            expectation = f"greater_than({name})"
+            expectation = f"greater_than({_num(other.value)} [{_num(other.ci_low)}, {_num(other.ci_high)}])"
             if other.degenerate:
                 _judge(est, expectation, predicate, False,
                        extra=f"; but {name} is degenerate: {other.reason or 'no reason given'}")
@@ -162,6 +162,34 @@ class Expectation:
             f"{type(other).__name__} {_short_repr(other)}; pass the control's Estimate "
             "(e.g. greater_than(control)) or a threshold (e.g. greater_than(0.5))"
         )
+
+    def exceeds(self, other: Estimate, *, factor: float) -> "Expectation":
+        """Held iff this CI lies above `factor` times the largest magnitude `other`'s CI allows.
+
+        ``expect(real).exceeds(control, factor=5)`` states "the real effect is at least five
+        times any effect the control's CI admits": ci_low > factor * max(|ci_low|, |ci_high|)
+        of the control. Unlike a ratio it stays defined when the control's CI straddles 0.
+        """
+        __tracebackhide__ = True
+        if not isinstance(other, Estimate):
+            raise TypeError(
+                f"exceeds() takes the control's Estimate as `other`, got {type(other).__name__} "
+                f"{_short_repr(other)}; for a fixed number use at_least()"
+            )
+        k = _real("factor", factor, "exceeds(control, factor=5)")
+        if not k > 0:
+            raise ExpectationError(f"`factor` must be positive, got {_num(k)}; e.g. exceeds(control, factor=5)")
+        est, name = self.estimate, _name(other)
+        bound = k * max(abs(other.ci_low), abs(other.ci_high))
+        expectation = f"exceeds({_num(other.value)} [{_num(other.ci_low)}, {_num(other.ci_high)}], factor={_num(k)})"
+        predicate = f"to lie above {_num(k)} x the largest magnitude in the CI of {name} ({_num(bound)})"
+        if other.degenerate:
+            _judge(est, expectation, predicate, False,
+                   extra=f"; but {name} is degenerate: {other.reason or 'no reason given'}")
+            return self
+        _judge(est, expectation, predicate, est.ci_low > bound, against=(bound,),
+               extra=f"; {name} measured {_measured(other)}")
+        return self
 
     def ratio_to(self, other: Estimate) -> "RatioExpectation":
         """The ratio self / other (from the two bootstrap distributions), to judge with

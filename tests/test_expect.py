@@ -180,7 +180,7 @@ def test_expectation_strings_name_the_arguments():
         e = expect(estimate(0.6, 0.7))
         e.at_least(0.5).at_most(0.75).greater_than(0.55).greater_than(estimate(0.1, 0.2, statistic="control"))
     assert [ev.expectation for ev in records] == [
-        "at_least(0.5)", "at_most(0.75)", "greater_than(0.55)", "greater_than(`control`)"]
+        "at_least(0.5)", "at_most(0.75)", "greater_than(0.55)", "greater_than(0.15 [0.1, 0.2])"]
 
 
 # --- ratio_to ----------------------------------------------------------------------------------
@@ -289,3 +289,23 @@ def test_bad_arguments_record_no_evidence():
 def test_a_nan_bound_in_an_ok_estimate_never_holds():
     with pytest.raises(AssertionError, match=r"95% CI \[nan, 0\.2\]"):
         expect(estimate(float("nan"), 0.2)).ci_excludes(0)
+
+
+def test_exceeds_holds_when_the_ci_clears_factor_times_the_controls_largest_magnitude():
+    control = estimate(-0.1, 0.2, statistic="control")
+    with recording() as records:
+        expect(estimate(1.01, 2.0)).exceeds(control, factor=5)
+    assert records[0].held and records[0].expectation.startswith("exceeds(")
+
+
+def test_exceeds_fails_with_the_bound_in_the_message():
+    control = estimate(-0.3, 0.1, statistic="control")
+    with pytest.raises(AssertionError, match=r"to lie above 5 x the largest magnitude in the CI of `control` \(1.5\)"):
+        expect(estimate(1.2, 2.0)).exceeds(control, factor=5)
+
+
+def test_exceeds_rejects_a_non_positive_factor_and_a_number_as_control():
+    with pytest.raises(ExpectationError, match="`factor` must be positive, got 0"):
+        expect(estimate(1.0, 2.0)).exceeds(estimate(0.0, 0.1), factor=0)
+    with pytest.raises(TypeError, match="exceeds\\(\\) takes the control's Estimate"):
+        expect(estimate(1.0, 2.0)).exceeds(0.5, factor=2)  # type: ignore[arg-type]

@@ -29,12 +29,13 @@ class Thresholds:
     min_slope: float         # the planted slope's CI lower bound must reach this
     null_margin: float       # the designed null direction's CI must lie inside +-null_margin
     control_margin: float    # norm-matched random directions' CIs must lie inside +-control_margin
+    min_factor: float        # the planted slope must exceed min_factor x any control's CI magnitude
 
 
 # The planted recipe sets the read-out gain so the final-residual slope is about 5.5 per unit
 # alpha; the thresholds leave room for a retrained seed but not for a missing plant.
 THRESHOLDS: dict[str, Thresholds] = {
-    "planted": Thresholds(min_slope=2.5, null_margin=0.25, control_margin=1.5),
+    "planted": Thresholds(min_slope=2.5, null_margin=0.25, control_margin=1.5, min_factor=5.0),
 }
 
 

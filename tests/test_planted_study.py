@@ -1,0 +1,61 @@
+"""The planted study can fail: on the null twin its effect claims fail and its controls hold.
+
+Runs `pytest claims/planted` in a child process, once on `fixture:planted` (everything holds)
+and once on `fixture:planted-null` (the same model with the plant removed), and reads the
+claims' outcomes from each run's report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EFFECT_CLAIMS = ("test_planted_direction_moves_the_logit_difference", "test_planted_slope_exceeds_every_control")
+CONTROL_CLAIMS = ("test_null_direction_stays_near_zero", "test_random_directions_stay_near_zero")
+
+
+def run_study(tmp_path: Path, *extra: str) -> dict[str, str]:
+    report_dir = tmp_path / "report"
+    cmd = [sys.executable, "-m", "pytest", "claims/planted", "-q", "-p", "no:cacheprovider",
+           "--claims-resamples=999", f"--claims-report={report_dir}", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ}, timeout=600)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((report_dir / "report.json").read_text())
+    return {c["nodeid"].split("::")[-1]: c["outcome"] for c in report["claims"]}
+
+
+def by_kind(outcomes: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in outcomes.items() if k.split("[")[0] in names}
+
+
+@pytest.fixture(scope="module")
+def planted_outcomes(tmp_path_factory):
+    return run_study(tmp_path_factory.mktemp("planted"))
+
+
+@pytest.fixture(scope="module")
+def null_outcomes(tmp_path_factory):
+    return run_study(tmp_path_factory.mktemp("null"), "--claims-model", "planted=fixture:planted-null")
+
+
+def test_every_claim_holds_on_the_planted_fixture(planted_outcomes):
+    assert len(planted_outcomes) >= 10
+    assert set(planted_outcomes.values()) == {"passed"}, planted_outcomes
+
+
+def test_every_effect_claim_fails_on_the_null_twin(null_outcomes):
+    effects = by_kind(null_outcomes, EFFECT_CLAIMS)
+    assert len(effects) == 6
+    assert set(effects.values()) == {"failed"}, effects
+
+
+def test_the_controls_still_hold_on_the_null_twin(null_outcomes):
+    controls = by_kind(null_outcomes, CONTROL_CLAIMS)
+    assert len(controls) == 4
+    assert set(controls.values()) == {"passed"}, controls
