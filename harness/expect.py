@@ -143,7 +143,7 @@ class Expectation:
         if isinstance(other, Estimate):
             name = _name(other)
             predicate = f"to lie entirely above the {_pct(other.level)} CI of {name} (no overlap)"
-            expectation = f"greater_than({_num(other.value)} [{_num(other.ci_low)}, {_num(other.ci_high)}])"
+            expectation = f"greater_than({_ci_label(other)})"
             if other.degenerate:
                 _judge(est, expectation, predicate, False,
                        extra=f"; but {name} is degenerate: {other.reason or 'no reason given'}")
@@ -181,7 +181,7 @@ class Expectation:
             raise ExpectationError(f"`factor` must be positive, got {_num(k)}; e.g. exceeds(control, factor=5)")
         est, name = self.estimate, _name(other)
         bound = k * max(abs(other.ci_low), abs(other.ci_high))
-        expectation = f"exceeds({_num(other.value)} [{_num(other.ci_low)}, {_num(other.ci_high)}], factor={_num(k)})"
+        expectation = f"exceeds({_ci_label(other)}, factor={_num(k)})"
         predicate = f"to lie above {_num(k)} x the largest magnitude in the CI of {name} ({_num(bound)})"
         if other.degenerate:
             _judge(est, expectation, predicate, False,
@@ -275,6 +275,11 @@ def _judge(
             f"(n={est.n}" + (f", {prov})" if prov else ")")
         )
     raise AssertionError(f"{wanted}; measured {_measured(est, against=against)}{extra}")
+
+
+def _ci_label(est: Estimate) -> str:
+    """'0.2781 [0.2707, 0.2837]': another estimate, compactly, for an expectation's label."""
+    return f"{est.value:.4g} [{est.ci_low:.4g}, {est.ci_high:.4g}]"
 
 
 def _subject(est: Estimate) -> str:
