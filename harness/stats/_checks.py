@@ -1,0 +1,142 @@
+"""Argument checks and formatting shared by the statistics (validate once, at the boundary)."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.errors import StatsError
+from harness.estimate import Estimate
+
+# Elements per resample batch (indices plus resampled values, ~16 MB of each at float64).
+# The batch size changes memory only: scipy draws the same stream of indices either way.
+_BATCH_ELEMENTS = 2**20
+
+_BOOTSTRAP_METHODS = ("BCa", "percentile")
+_PROPORTION_METHODS = ("wilson", "clopper-pearson")
+_STATISTICS: dict[str, Callable[..., Any]] = {"mean": np.mean, "median": np.median}
+
+
+# ----------------------------------------------------------------------------------------
+# Argument checks (run once, at the boundary of each public function)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _show(value: Any) -> str:
+    """repr of a bad argument, with numpy scalars shown as plain Python numbers."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def _check_level(level: Any) -> float:
+    ok = isinstance(level, numbers.Real) and not isinstance(level, bool)
+    if ok and math.isfinite(level) and 0.0 < level < 1.0:
+        return float(level)
+    hint = "pass a confidence level such as 0.95"
+    if ok and 1.0 < level < 100.0:
+        hint = f"did you mean {_fmt(level / 100.0)}?"
+    raise StatsError(f"`level` must be in (0, 1), got {_show(level)}; {hint}")
+
+
+def _check_n_resamples(n_resamples: Any) -> int:
+    if isinstance(n_resamples, numbers.Integral) and not isinstance(n_resamples, bool):
+        if n_resamples >= 1:
+            return int(n_resamples)
+    raise StatsError(
+        f"`n_resamples` must be a positive integer, got {_show(n_resamples)}; "
+        "pass e.g. n_resamples=9999"
+    )
+
+
+def _check_seed(seed: Any) -> int:
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0:
+        return int(seed)
+    raise StatsError(
+        f"`seed` must be a non-negative int, got {_show(seed)}; pass e.g. seed=0 so the "
+        "resampling is reproducible"
+    )
+
+
+def _check_bootstrap_args(
+    level: Any, method: Any, n_resamples: Any, seed: Any
+) -> tuple[float, str, int, int]:
+    """The arguments every bootstrap takes, checked and canonicalised."""
+    return (
+        _check_level(level),
+        _check_choice(method, name="method", choices=_BOOTSTRAP_METHODS),
+        _check_n_resamples(n_resamples),
+        _check_seed(seed),
+    )
+
+
+def _check_choice(value: Any, *, name: str, choices: tuple[str, ...]) -> str:
+    """Return the canonical spelling of `value` among `choices` (case-insensitive)."""
+    listed = ", ".join(repr(c) for c in choices)
+    if isinstance(value, str):
+        lowered = {c.lower(): c for c in choices}
+        if value.lower() in lowered:
+            return lowered[value.lower()]
+        close = difflib.get_close_matches(value.lower(), list(lowered), n=1, cutoff=0.5)
+        if close:
+            hint = f"did you mean {lowered[close[0]]!r}?"
+        else:
+            hint = f"pass one of {listed}"
+        raise StatsError(f"`{name}` must be one of {listed}, got {_show(value)}; {hint}")
+    raise StatsError(f"`{name}` must be one of {listed}, got {_show(value)}; pass one of {listed}")
+
+
+def _check_positive(value: Any, *, name: str, example: str) -> float:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and math.isfinite(value) and value > 0:
+        return float(value)
+    raise StatsError(f"`{name}` must be a positive number, got {_show(value)}; {example}")
+
+
+def _as_array(values: Any, *, name: str) -> np.ndarray:
+    """A float64 numpy copy of an array-like (a CPU or GPU torch tensor included)."""
+    if hasattr(values, "detach") and hasattr(values, "cpu"):
+        values = values.detach().cpu().numpy()
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise StatsError(
+            f"`{name}` must be numeric, got {type(values).__name__} that numpy cannot "
+            f"read as numbers ({exc}); pass a 1-D array of per-example values"
+        ) from None
+
+
+def _as_1d(values: Any, *, name: str, what: str = "[n_examples]") -> np.ndarray:
+    arr = _as_array(values, name=name)
+    if arr.ndim != 1:
+        raise StatsError(
+            f"`{name}` must be 1-D {what}, got shape {tuple(arr.shape)}; pass one value per "
+            "example (reduce other axes first, e.g. with .mean(axis=-1))"
+        )
+    return arr
+
+
+def _check_same_length(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape != y.shape:
+        raise StatsError(
+            f"`y` must have the same length as `x` (one pair per example), got "
+            f"len(x)={x.shape[0]}, len(y)={y.shape[0]}; pass values of the same examples in "
+            "the same order"
+        )
+
+
+def _check_estimate(value: Any, *, name: str) -> Estimate:
+    if not isinstance(value, Estimate):
+        raise StatsError(
+            f"`{name}` must be an Estimate, got {type(value).__name__}; pass the result of a "
+            "harness.stats function"
+        )
+    return value
