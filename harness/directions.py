@@ -69,6 +69,8 @@ def pooled_states(model: LoadedModel, inputs: Sequence[str], site: Site | str, *
     site = model.site(site)
     if model.is_encoder_decoder and site.stack != "encoder":
         raise DataError(f"pooled_states reads encoder sites of an encoder-decoder; got {site}")
+    if isinstance(inputs, str):
+        raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows = list(inputs)
     if not rows:
         raise DataError("`inputs` is empty; pooled states need at least one example")
@@ -94,11 +96,19 @@ def _labels(labels: Sequence[object], n: int) -> np.ndarray:
     return arr
 
 
+def _sorted_labels(labels: np.ndarray) -> list[object]:
+    seen = set(labels.tolist())
+    try:
+        return sorted(seen)
+    except TypeError:  # labels of mixed types (e.g. None and str)
+        return sorted(seen, key=repr)
+
+
 def _mean_diff(states: torch.Tensor, labels: np.ndarray, positive: object, negative: object) -> torch.Tensor:
     pos, neg = labels == positive, labels == negative
     for name, sel, value in (("positive", pos, positive), ("negative", neg, negative)):
         if sel.sum() == 0:
-            raise DataError(f"no examples with the {name} label {value!r}; labels seen: {sorted(set(labels.tolist()))}")
+            raise DataError(f"no examples with the {name} label {value!r}; labels seen: {_sorted_labels(labels)}")
     return states[torch.as_tensor(pos)].mean(0) - states[torch.as_tensor(neg)].mean(0)
 
 
@@ -153,8 +163,13 @@ def save_directions(path: str | Path, directions: Mapping[str, Direction]) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {name: json.dumps({"site": d.site, "kind": d.kind, "seed": d.seed}) for name, d in directions.items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file({name: d.vector.contiguous().float() for name, d in directions.items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    # own copies: safetensors refuses tensors that share memory (one vector under two names)
+    tensors = {name: d.vector.detach().to("cpu", torch.float32).clone().contiguous() for name, d in directions.items()}
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -371,7 +371,7 @@ def _input_hook(transform: Callable[[torch.Tensor], torch.Tensor]):
 
 @contextlib.contextmanager
 def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
-              masks: Mapping[str, torch.Tensor]) -> Iterator[Run]:
+              masks: Mapping[str, torch.Tensor], require_fired: bool = True) -> Iterator[Run]:
     """Install interventions for the duration of a ``with`` block.
 
     Example::
@@ -384,6 +384,10 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
     removed in ``finally`` (in reverse order), whatever is raised, KeyboardInterrupt included.
     Hooks registered by anyone else are left as they were. A value may be a list of
     interventions, applied in order (e.g. ``[Add(...), Record()]`` records the edited value).
+
+    With ``require_fired`` (the default), a block that ends normally while some site's hook
+    never ran raises `InterventionError`: an intervention on a module the forward never reached
+    (a decoder site while only the encoder ran, say) would otherwise change nothing, silently.
     """
     plan = _normalise(model, interventions)  # raises before anything is installed
     run = Run()
@@ -397,6 +401,13 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
             else:
                 handles.append(hook.module.register_forward_pre_hook(_input_hook(transform), with_kwargs=True))
         yield run
+        silent = [str(site) for site, _ in plan if run.calls.get(site, 0) == 0]
+        if require_fired and silent:
+            raise InterventionError(
+                f"the hooks at {silent} never ran: the forward inside the `with` block did not "
+                "reach those sites, so they changed nothing; run the stack that holds them, or pass "
+                "require_fired=False to allow this"
+            )
     finally:
         for handle in reversed(handles):
             handle.remove()

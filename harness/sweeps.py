@@ -120,16 +120,19 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
                       alphas=symmetric(0.25, steps=11), score=scorer(logprob_diff, "intro", "apply"))
         curve.slope(near=0.25, seed=claim_seed)
 
-    With ``rms_scaled=True`` the edit is ``alpha * rms(act) * direction`` at each position.
+    `direction` is a ``[d]`` tensor or a `Direction` (its vector is used). With
+    ``rms_scaled=True`` the edit is ``alpha * rms(act) * direction`` at each position.
     """
     site = model.site(at)
+    if isinstance(inputs, str):
+        raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows_in = list(inputs)
     if not rows_in:
         raise DataError("`inputs` is empty; a sweep needs at least one example")
     grid = np.asarray(alphas, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 2:
         raise DataError(f"`alphas` must be a 1-D grid of at least 2 values, got shape {grid.shape}")
-    direction = torch.as_tensor(direction, dtype=torch.float32)
+    direction = torch.as_tensor(getattr(direction, "vector", direction), dtype=torch.float32)  # a Direction too
     if direction.dim() != 1 or direction.shape[0] != model.width(site):
         raise ShapeError(
             f"`direction` must have shape [{model.width(site)}] for site {site}, got {tuple(direction.shape)}"

@@ -193,7 +193,7 @@ def test_a_hook_registered_inside_the_block_is_left_in_place(m):
     ids, mask = inputs(m)
     block = m.module.transformer.h[2]
     before = list(block._forward_hooks)
-    with intervene(m, {SITE: Record()}, masks={"blocks": mask}):
+    with intervene(m, {SITE: Record()}, masks={"blocks": mask}, require_fired=False):
         handle = block.register_forward_hook(lambda *a: None)
     try:
         assert list(block._forward_hooks) == before + [handle.id]
@@ -233,4 +233,13 @@ def test_nested_blocks_unwind_when_the_inner_one_raises(m):
         with intervene(m, {SITE: Record()}, masks={"blocks": mask}):
             with intervene(m, {"blocks.5.resid_post": Add(torch.ones(2))}, masks={"blocks": mask}):
                 run_model(m, ids, mask)
+    assert hooks(m) == before
+
+
+def test_a_block_whose_forward_never_reaches_a_site_raises_and_still_removes_its_hooks(m):
+    ids, mask = inputs(m)
+    before = hooks(m)
+    with pytest.raises(InterventionError, match=r"the hooks at \['blocks.3.resid_post'\] never ran"):
+        with intervene(m, {SITE: Record()}, masks={"blocks": mask}):
+            pass  # no forward: the intervention would have changed nothing
     assert hooks(m) == before

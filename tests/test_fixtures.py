@@ -1,0 +1,260 @@
+"""Fixtures: the recipe registry, atomic cached builds, deterministic recipes, and a plant that is
+really there.
+
+Every test builds into a temporary ``CLAIMS_CACHE_DIR``: nothing here touches the user's cache.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import fixtures
+from harness.directions import load_directions
+from harness.errors import ModelLoadError
+from harness.interventions import Add
+from harness.models import load_model
+from harness.scores import logit_diff
+
+PLANT_SITE = "blocks.4.block_out"
+PROMPTS = ["hello there", "the cat sat on", "xyz", "seven and a half", "quiet morning"]
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory) -> Path:
+    """One temporary cache for the tests that only read built fixtures (each build costs ~1 s)."""
+    return tmp_path_factory.mktemp("claims-cache")
+
+
+@pytest.fixture(autouse=True)
+def cache(shared_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(shared_cache))
+    monkeypatch.delenv("CLAIMS_FIXTURES_DIR", raising=False)
+    return shared_cache
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch) -> Path:
+    """An empty cache of this test's own."""
+    path = tmp_path / "cache"
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(path))
+    return path
+
+
+def write_recipe(root: Path, family: str, body: str) -> Path:
+    """A recipe folder ``root/family/recipe.py``; returns the recipe's path."""
+    (root / family).mkdir(parents=True, exist_ok=True)
+    recipe = root / family / "recipe.py"
+    recipe.write_text(textwrap.dedent(body))
+    return recipe
+
+
+TOY_RECIPE = """
+    import json
+    from pathlib import Path
+
+    SEED = 3
+    VARIANTS = {"toy": {"size": 1}, "toy-big": {"size": 2}}
+
+    def build(out_dir, *, seed, size):
+        (Path(out_dir) / "config.json").write_text(json.dumps({"seed": seed, "size": size}))
+"""
+
+
+@pytest.fixture
+def toy_recipes(tmp_path, monkeypatch) -> Path:
+    """A fixtures folder holding one cheap recipe (no model), with its own cache."""
+    root = tmp_path / "fixtures"
+    write_recipe(root, "toy", TOY_RECIPE)
+    monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(root))
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path / "cache"))
+    return root
+
+
+def config_of(path: Path) -> dict:
+    return json.loads((path / "config.json").read_text())
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_available_lists_the_planted_fixture_and_its_null_twin():
+    assert {"planted", "planted-null"} <= set(fixtures.available())
+    assert fixtures.available() == sorted(fixtures.available())
+
+
+def test_the_fixtures_dir_is_the_repositorys_fixtures_folder():
+    assert fixtures.fixtures_dir() == Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fixtures.build("plantd"),
+    lambda: fixtures.resolve("plantd"),
+    lambda: load_model("fixture:plantd"),
+], ids=["build", "resolve", "load_model"])
+def test_an_unknown_fixture_is_an_error_that_lists_the_available_ones(call):
+    with pytest.raises(ModelLoadError, match=r"unknown fixture 'plantd'; available fixtures are "
+                                             r"\[.*'planted', 'planted-null'.*\]"):
+        call()
+
+
+@pytest.mark.parametrize("call", [fixtures.available, fixtures.fixtures_dir, lambda: load_model("fixture:planted")],
+                         ids=["available", "fixtures_dir", "load_model"])
+def test_a_fixtures_dir_that_does_not_exist_is_an_error_that_says_how_to_fix_it(call, tmp_path, monkeypatch):
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(missing))
+    with pytest.raises(ModelLoadError, match=rf"fixture recipes not found at {missing}; install interp-claims from "
+                                             r"a checkout \(`pip install -e .`\) or set CLAIMS_FIXTURES_DIR to "
+                                             r"the repository's fixtures/ folder"):
+        call()
+
+
+def test_claims_fixtures_dir_points_at_another_folder_of_recipes(toy_recipes):
+    assert fixtures.fixtures_dir() == toy_recipes
+    assert fixtures.available() == ["toy", "toy-big"]
+    assert config_of(fixtures.build("toy-big")) == {"seed": 3, "size": 2}
+
+
+# --------------------------------------------------------------------------- builds and the cache
+
+
+def test_building_twice_returns_the_same_directory_without_rebuilding(own_cache):
+    first = fixtures.build("planted")
+    stamps = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    second = fixtures.build("planted")
+    assert second == first and first.parent == own_cache / "fixtures"
+    assert {p.name: p.stat().st_mtime_ns for p in second.iterdir()} == stamps
+    assert [p.name for p in (own_cache / "fixtures").iterdir()] == [first.name]  # no temporary left
+
+
+def test_a_built_fixture_holds_the_model_its_tokenizer_its_directions_and_its_plant():
+    path = fixtures.build("planted")
+    names = {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "directions.safetensors",
+            "plant.json"} <= names
+    plant = json.loads((path / "plant.json").read_text())
+    assert plant["site"] == PLANT_SITE and plant["tokens"] == ["A", "B"] and plant["plant"] is True
+    assert plant["gain"] > 0 and plant["seed"] == 0
+    directions = load_directions(path / "directions.safetensors")
+    assert set(directions) == {"planted", "null"}
+    assert {d.site for d in directions.values()} == {PLANT_SITE}
+    assert (directions["planted"].kind, directions["null"].kind) == ("planted", "null")
+    # both scaled to the mean residual norm, and orthogonal to each other
+    assert directions["planted"].norm == pytest.approx(plant["residual_norm"], rel=1e-5)
+    assert abs(float(directions["planted"].vector @ directions["null"].vector)) < 1e-3 * plant["residual_norm"] ** 2
+
+
+def test_the_null_twin_records_that_nothing_was_planted():
+    plant = json.loads((fixtures.build("planted-null") / "plant.json").read_text())
+    assert (plant["plant"], plant["gain"]) == (False, 0.0)
+
+
+def test_builds_with_the_same_seed_give_identical_models_and_another_seed_another_model(tmp_path):
+    cached = load_model(str(fixtures.build("planted")))
+    again = load_model(str(fixtures.build("planted", seed=0, out=tmp_path / "again")))
+    other = load_model(str(fixtures.build("planted", seed=1, out=tmp_path / "other")))
+    assert again.fingerprint == cached.fingerprint
+    assert other.fingerprint != cached.fingerprint
+    assert fixtures.build("planted", seed=1) != fixtures.build("planted")  # the seed is part of the cache key
+
+
+def test_load_model_builds_a_fixture_and_the_null_twin_is_another_model():
+    planted = load_model("fixture:planted")
+    null = load_model("fixture:planted-null")
+    assert planted.spec == "fixture:planted"
+    assert planted.fingerprint == load_model(str(fixtures.resolve("planted"))).fingerprint
+    assert null.fingerprint != planted.fingerprint
+
+
+def test_an_interrupted_build_leaves_no_half_written_fixture(own_cache, monkeypatch):
+    real_recipes = fixtures._recipes
+
+    def interrupted(out_dir, **kwargs):
+        (Path(out_dir) / "config.json").write_text("{}")  # enough to pass for a finished build
+        raise KeyboardInterrupt
+
+    def recipes_with_interrupted_build():
+        table = real_recipes()
+        for _, module, _ in table.values():
+            monkeypatch.setattr(module, "build", interrupted)
+        return table
+
+    monkeypatch.setattr(fixtures, "_recipes", recipes_with_interrupted_build)
+    with pytest.raises(KeyboardInterrupt):
+        fixtures.build("planted")
+    assert list((own_cache / "fixtures").iterdir()) == []
+    monkeypatch.setattr(fixtures, "_recipes", real_recipes)
+    assert (fixtures.build("planted") / "model.safetensors").is_file()  # the next build starts afresh
+
+
+def test_a_recipe_that_fails_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    root = tmp_path / "fixtures"
+    write_recipe(root, "broken", """
+        from pathlib import Path
+        VARIANTS = {"broken": {}}
+        def build(out_dir, *, seed):
+            (Path(out_dir) / "config.json").write_text("{}")
+            (Path(out_dir) / "model.safetensors").write_bytes(b"half")
+            raise RuntimeError("out of memory")
+    """)
+    monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(root))
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        fixtures.build("broken")
+    assert list((tmp_path / "cache" / "fixtures").iterdir()) == []
+
+
+def test_force_rebuilds_a_built_fixture(toy_recipes):
+    path = fixtures.build("toy")
+    (path / "stale").write_text("from an earlier build")
+    assert fixtures.build("toy") == path and (path / "stale").exists()
+    assert fixtures.build("toy", force=True) == path
+    assert not (path / "stale").exists() and config_of(path) == {"seed": 3, "size": 1}
+
+
+def test_an_edited_recipe_never_reuses_the_weights_of_the_old_one(toy_recipes):
+    before = fixtures.build("toy")
+    recipe = toy_recipes / "toy" / "recipe.py"
+    recipe.write_text(recipe.read_text().replace("SEED = 3", "SEED = 4"))
+    after = fixtures.build("toy")
+    assert after != before and config_of(after)["seed"] == 4
+
+
+def test_resolve_prefers_shipped_weights_unless_a_seed_is_asked_for(toy_recipes):
+    shipped = toy_recipes / "toy" / "toy"
+    shipped.mkdir()
+    (shipped / "config.json").write_text(json.dumps({"shipped": True}))
+    assert fixtures.resolve("toy") == shipped
+    built = fixtures.resolve("toy", seed=5)
+    assert built != shipped and config_of(built) == {"seed": 5, "size": 1}
+    assert config_of(fixtures.resolve("toy-big")) == {"seed": 3, "size": 2}  # nothing shipped: built
+
+
+# --------------------------------------------------------------------------- the plant is real
+
+
+def slope_along(model_name: str, direction: str) -> torch.Tensor:
+    """d(logit('A') - logit('B')) / d(alpha) per prompt, alpha * direction added at the plant site."""
+    m = load_model(f"fixture:{model_name}")
+    d = load_directions(fixtures.resolve(model_name) / "directions.safetensors")[direction].vector
+    up, down = (logit_diff(m, PROMPTS, "A", "B", interventions={PLANT_SITE: Add(d, alpha=a)}) for a in (0.25, -0.25))
+    return (up - down) / 0.5
+
+
+def test_the_planted_direction_moves_the_logit_difference_on_the_planted_fixture():
+    slopes = slope_along("planted", "planted")
+    assert bool((slopes > 2.5).all()), slopes
+
+
+def test_the_planted_direction_does_almost_nothing_on_the_null_twin():
+    slopes = slope_along("planted-null", "planted")
+    assert bool((slopes.abs() < 0.25).all()), slopes
+
+
+def test_the_null_direction_does_almost_nothing_on_the_planted_fixture():
+    slopes = slope_along("planted", "null")
+    assert bool((slopes.abs() < 0.25).all()), slopes
