@@ -28,7 +28,7 @@ from harness.interventions import intervene
 from harness.models import LoadedModel, pad_rows
 from harness.sites import Site
 
-__all__ = ["logprob", "logprob_diff", "logit_diff", "last_token_accuracy", "next_token_logits"]
+__all__ = ["logprob", "logprob_diff", "logprob_diff_from_encoding", "logit_diff", "last_token_accuracy", "next_token_logits"]
 
 Interventions = Mapping[Site | str, Any]
 
@@ -108,6 +108,17 @@ def _decode_logprob(model: LoadedModel, hidden: torch.Tensor, enc_mask: torch.Te
                               decoder_attention_mask=dec_mask).logits
     logp = torch.log_softmax(logits.float(), -1).gather(-1, labels[..., None])[..., 0]
     return (logp * dec_mask).sum(1)
+
+
+@torch.no_grad()
+def logprob_diff_from_encoding(model: LoadedModel, hidden: torch.Tensor, enc_mask: torch.Tensor,
+                               a: Sequence[str], b: Sequence[str]) -> torch.Tensor:
+    """``log P(a | x) - log P(b | x)`` from encoder states ``[n, pos, d]``, both continuations
+    decoded in one pass (rows ``[a_0..a_n, b_0..b_n]``), ``[n]``."""
+    n = hidden.shape[0]
+    both = _decode_logprob(model, torch.cat([hidden, hidden]), torch.cat([enc_mask, enc_mask]),
+                           list(a) + list(b), {})
+    return both[:n] - both[n:]
 
 
 @torch.no_grad()

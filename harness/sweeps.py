@@ -111,7 +111,7 @@ def _row_positions(positions: Positions, example_index: np.ndarray) -> Positions
 
 def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, direction: torch.Tensor,
           alphas: Sequence[float] | np.ndarray, score: Scorer, positions: Positions = ALL,
-          rms_scaled: bool = False, batch_size: int = 64) -> Curve:
+          rms_scaled: bool = False, batch_size: int = 64, cache: bool = True) -> Curve:
     """Score every example at every alpha with ``alpha * direction`` added at `at`.
 
     Example::
@@ -122,6 +122,11 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
 
     `direction` is a ``[d]`` tensor or a `Direction` (its vector is used). With
     ``rms_scaled=True`` the edit is ``alpha * rms(act) * direction`` at each position.
+
+    With ``cache=True`` (the default), a sweep at an encoder site of an encoder-decoder scored
+    with `logprob_diff` or `logprob` runs the encoder up to the site once per example, re-runs
+    only the blocks after it for each alpha, and decodes both continuations in one pass
+    (`harness.prefix`); the scores equal the plain path (``cache=False``) within 1e-4.
     """
     site = model.site(at)
     if isinstance(inputs, str):
@@ -142,6 +147,11 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     if batch_size < 1:
         raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
     kind = RmsAdd if rms_scaled else Add
+    if cache and _cacheable(model, site, score):
+        scores = _encoder_cached_sweep(model, rows_in, site=site, grid=grid, direction=direction, kind=kind,
+                                       positions=positions, score=score, batch_size=batch_size)
+        return Curve(alphas=grid, scores=scores, site=str(site), fingerprint=model.fingerprint,
+                     score_name=score.name, kind="rms_add" if rms_scaled else "add")
     n, k = len(rows_in), grid.size
     example_of_row = np.repeat(np.arange(n), k)
     alpha_of_row = np.tile(grid, n)
@@ -154,3 +164,60 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
         out[idx] = score(model, texts, interventions={site: edit}).double().numpy()
     return Curve(alphas=grid, scores=out.reshape(n, k), site=str(site), fingerprint=model.fingerprint,
                  score_name=score.name, kind="rms_add" if rms_scaled else "add")
+
+
+# Examples whose prefix is cached together; their rows (examples x alphas) then run in chunks
+# of `batch_size`. Bounds the cached state at a few MB for short inputs.
+_PREFIX_EXAMPLES = 32
+
+
+def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
+    from harness.scores import logprob, logprob_diff
+
+    return (model.is_encoder_decoder and site.stack == "encoder"
+            and score.fn in (logprob, logprob_diff) and set(score.kwargs) <= {"max_length"})
+
+
+def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, grid: np.ndarray,
+                          direction: torch.Tensor, kind: type, positions: Positions, score: Scorer,
+                          batch_size: int) -> np.ndarray:
+    from harness.interventions import intervene
+    from harness.models import pad_rows
+    from harness.prefix import capture, replay_start
+    from harness.scores import _per_row, logprob_diff, logprob_diff_from_encoding
+
+    n, k = len(rows_in), grid.size
+    max_length = score.kwargs.get("max_length")
+    if score.fn is logprob_diff:
+        conts_a, conts_b = (_per_row(c, n, name) for c, name in zip(score.args, ("a", "b")))
+    else:
+        conts_a, conts_b = _per_row(score.args[0], n, "continuation"), None
+    start = replay_start(model, site)
+    encoder = model.module.get_encoder()
+    out = np.empty((n, k), dtype=np.float64)
+    for e0 in range(0, n, _PREFIX_EXAMPLES):
+        examples = np.arange(e0, min(e0 + _PREFIX_EXAMPLES, n))
+        ids, mask = pad_rows(model.tokenize([rows_in[i] for i in examples], max_length=max_length),
+                             pad_id=model.pad_id, device=model.device)
+        prefix = capture(model, "encoder", start=start, ids=ids, mask=mask,
+                         run=lambda: encoder(input_ids=ids, attention_mask=mask))
+        local = np.repeat(np.arange(examples.size), k)
+        alpha_idx = np.tile(np.arange(k), examples.size)
+        for r0 in range(0, local.size, batch_size):
+            rows, cols = local[r0:r0 + batch_size], alpha_idx[r0:r0 + batch_size]
+            ex = examples[rows]
+            row_index = torch.as_tensor(rows, device=mask.device)
+            edit = kind(direction, alpha=torch.as_tensor(grid[cols], dtype=torch.float32),
+                        positions=_row_positions(positions, ex))
+            row_mask = mask.index_select(0, row_index)
+            with intervene(model, {site: edit}, masks={"encoder": row_mask}):
+                hidden = prefix.replay(row_index)
+            a = [conts_a[i] for i in ex]
+            if conts_b is None:
+                from harness.scores import _decode_logprob
+
+                values = _decode_logprob(model, hidden, row_mask, a, {})
+            else:
+                values = logprob_diff_from_encoding(model, hidden, row_mask, a, [conts_b[i] for i in ex])
+            out[ex, cols] = values.double().cpu().numpy()
+    return out

@@ -1,0 +1,123 @@
+"""Prefix caching: run a stack up to a site once, then re-run only the blocks after it.
+
+    replay_start(model, site)   the first block that must run again for an edit at `site`
+    capture(model, ...)         one forward of the stack that keeps the input of that block and
+                                the arguments every later block was called with
+    StackPrefix.replay(rows)    re-runs those blocks (and the final norm) for a selection of
+                                rows, with whatever interventions are installed at the time
+
+What a block receives besides the hidden states (attention masks, T5's relative position bias,
+rotary position embeddings) does not depend on the hidden states, so replaying a block with
+the arguments captured in the plain run and new hidden states is exactly the suffix of the
+forward: results equal a full forward within float tolerance (pinned by tests for every
+architecture). Tensor arguments whose first dimension is the captured batch are indexed by
+the replayed rows; those with a first dimension of 1 broadcast as they did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from harness.errors import InterventionError
+from harness.models import LoadedModel
+from harness.sites import Site
+
+__all__ = ["StackPrefix", "capture", "replay_start"]
+
+
+def replay_start(model: LoadedModel, site: Site) -> int:
+    """The 0-based index of the first block to re-run for an edit at `site`.
+
+    Equal to the stack's block count when only the final norm follows (``S.n.resid_post``).
+    """
+    n = model.sites.stack(site.stack).n_layers
+    if site.point == "resid_post" and site.layer == n:
+        return n
+    return max(0, site.layer - 1)
+
+
+def _blocks(model: LoadedModel, stack: str) -> tuple[torch.nn.ModuleList, torch.nn.Module]:
+    layout = model.layout.stack(stack)
+    return model.module.get_submodule(layout.blocks), model.module.get_submodule(layout.final_norm)
+
+
+@dataclass
+class StackPrefix:
+    """The cached part of one stack's forward over a batch of ``n`` examples."""
+
+    model: LoadedModel
+    stack: str
+    start: int
+    hidden: torch.Tensor                      # [n, pos, d]: input of block `start` (or of the final norm)
+    calls: list[tuple[tuple, dict]]           # (args, kwargs) of blocks start..end, as captured
+    mask: torch.Tensor                        # [n, pos]
+
+    @property
+    def n(self) -> int:
+        return int(self.hidden.shape[0])
+
+    @torch.no_grad()
+    def replay(self, rows: torch.Tensor) -> torch.Tensor:
+        """The stack's output (after its final norm) for ``rows`` (indices into the n examples).
+
+        Interventions installed with `intervene` on modules from block `start` on fire as in a
+        full forward.
+        """
+        rows = torch.as_tensor(rows, dtype=torch.long, device=self.hidden.device)
+        blocks, norm = _blocks(self.model, self.stack)
+        h = self.hidden.index_select(0, rows)
+        for offset, (args, kwargs) in enumerate(self.calls):
+            block = blocks[self.start + offset]
+            sel_args = tuple(self._select(a, rows) for a in args)
+            sel_kwargs = {k: self._select(v, rows) for k, v in kwargs.items()}
+            if sel_args:
+                out = block(h, *sel_args[1:], **sel_kwargs)
+            else:
+                out = block(**{**sel_kwargs, "hidden_states": h})
+            h = out[0] if isinstance(out, tuple) else out
+        return norm(h)
+
+    def _select(self, value: Any, rows: torch.Tensor) -> Any:
+        if hasattr(value, "get_seq_length"):  # a key/value cache: a replay must not extend it
+            return None
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == self.n and self.n > 1:
+            return value.index_select(0, rows.to(value.device))
+        if isinstance(value, tuple):
+            return tuple(self._select(v, rows) for v in value)
+        return value
+
+
+@torch.no_grad()
+def capture(model: LoadedModel, stack: str, *, start: int, ids: torch.Tensor, mask: torch.Tensor,
+            run: Callable[[], Any]) -> StackPrefix:
+    """Run `run` (a plain forward of `stack` over ``ids``/``mask``) and keep what a replay needs."""
+    blocks, norm = _blocks(model, stack)
+    calls: list[tuple[tuple, dict]] = []
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep_block(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        calls.append((tuple(args), dict(kwargs)))
+
+    def keep_input(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        seen.setdefault("hidden", args[0] if args else kwargs["hidden_states"])
+
+    handles = []
+    try:
+        for block in list(blocks)[start:]:
+            handles.append(block.register_forward_pre_hook(keep_block, with_kwargs=True))
+        entry = blocks[start] if start < len(blocks) else norm
+        handles.append(entry.register_forward_pre_hook(keep_input, with_kwargs=True))
+        run()
+    finally:
+        for handle in reversed(handles):
+            handle.remove()
+    if "hidden" not in seen or len(calls) != len(blocks) - start:
+        raise InterventionError(
+            f"the forward of stack {stack!r} did not run blocks {start}..{len(blocks) - 1} once each "
+            f"(saw {len(calls)} calls); prefix caching needs one plain forward of that stack"
+        )
+    return StackPrefix(model=model, stack=stack, start=start, hidden=seen["hidden"].detach(),
+                       calls=calls, mask=mask)
