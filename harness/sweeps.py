@@ -87,6 +87,15 @@ class Curve:
             raise DataError(f"`alpha` {alpha} is not on the grid {self.alphas.tolist()}")
         return self.scores[:, hits[0]]
 
+    def example_slopes(self, *, near: float | None = None) -> np.ndarray:
+        """Each example's least-squares slope of score vs alpha over ``|alpha| <= near``, ``[n]``."""
+        keep = np.ones(self.alphas.size, dtype=bool) if near is None else np.abs(self.alphas) <= near + 1e-12
+        if np.unique(self.alphas[keep]).size < 2:
+            raise DataError(f"fewer than 2 alphas within |alpha| <= {near} on the grid {self.alphas.tolist()}")
+        a = self.alphas[keep] - self.alphas[keep].mean()
+        y = self.scores[:, keep] - self.scores[:, keep].mean(1, keepdims=True)
+        return (y @ a) / float(a @ a)
+
     def slope(self, *, near: float | None = None, seed: int, level: float = 0.95,
               n_resamples: int = 9999, method: str = "BCa") -> Estimate:
         """Least-squares slope of score vs alpha over ``|alpha| <= near``, CI over examples."""
