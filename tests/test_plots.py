@@ -1,0 +1,40 @@
+"""Plots: a PNG per call, written atomically, with a band per curve."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import DataError
+from harness.plots import plot_sweeps
+from harness.sweeps import Curve
+
+
+def curve(slope: float, seed: int) -> Curve:
+    rng = np.random.default_rng(seed)
+    alphas = np.linspace(-1, 1, 9)
+    scores = slope * alphas[None, :] + rng.normal(0, 0.1, (40, 9)) + rng.normal(0, 1, (40, 1))
+    return Curve(alphas=alphas, scores=scores, site="encoder.12.resid_post", fingerprint="f", score_name="s")
+
+
+def test_plot_sweeps_writes_a_png_and_leaves_no_temporary_file(tmp_path):
+    out = plot_sweeps({"real": curve(2.0, 0), "control": curve(0.0, 1)}, tmp_path / "sub" / "layer12.png",
+                      title="encoder.12.resid_post")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["layer12.png"]
+
+
+def test_the_band_is_the_bootstrap_ci_of_the_mean_shift():
+    from harness.plots import _shift_band
+
+    c = curve(2.0, 0)
+    mean, low, high = _shift_band(c, seed=0, n_resamples=999)
+    zero = int(np.argmin(np.abs(c.alphas)))
+    assert mean[zero] == 0.0
+    np.testing.assert_allclose(mean, (c.scores - c.scores[:, [zero]]).mean(0))
+    assert np.all(low <= mean + 1e-12) and np.all(mean <= high + 1e-12)
+
+
+def test_plotting_nothing_is_an_error(tmp_path):
+    with pytest.raises(DataError, match="`curves` is empty"):
+        plot_sweeps({}, tmp_path / "x.png", title="t")
