@@ -2,6 +2,7 @@
 
     Direction                   a vector at a site with its provenance (kind, seed)
     pooled_states               mask-aware mean over real tokens of a site's activation, ``[n, d]``
+    pooled_states_at            the same at several sites of one stack, in one pass
     class_mean_direction        mean(states | label) - mean(states | other label)
     random_direction            a seeded random direction with the same norm
     shuffled_label_direction    the class-mean difference after a seeded shuffle of the labels
@@ -30,6 +31,7 @@ from harness.sites import Site
 __all__ = [
     "Direction",
     "pooled_states",
+    "pooled_states_at",
     "class_mean_direction",
     "random_direction",
     "shuffled_label_direction",
@@ -59,7 +61,6 @@ class Direction:
         return Direction(self.vector / rms, self.site, f"{self.kind} (rms-normalised)", self.seed)
 
 
-@torch.no_grad()
 def pooled_states(model: LoadedModel, inputs: Sequence[str], site: Site | str, *,
                   batch_size: int = 32, max_length: int | None = None) -> torch.Tensor:
     """Mean of the activation at `site` over each input's real tokens, ``[n, d]`` float32.
@@ -67,26 +68,46 @@ def pooled_states(model: LoadedModel, inputs: Sequence[str], site: Site | str, *
     Only the stack that holds `site` runs (the encoder of an encoder-decoder).
     """
     site = model.site(site)
-    if model.is_encoder_decoder and site.stack != "encoder":
-        raise DataError(f"pooled_states reads encoder sites of an encoder-decoder; got {site}")
+    return pooled_states_at(model, inputs, [site], batch_size=batch_size, max_length=max_length)[site]
+
+
+@torch.no_grad()
+def pooled_states_at(model: LoadedModel, inputs: Sequence[str], sites: Sequence[Site | str], *,
+                     batch_size: int = 32, max_length: int | None = None) -> dict[Site, torch.Tensor]:
+    """`pooled_states` at several sites of one stack from a single pass over the inputs.
+
+    Example::
+
+        pooled = pooled_states_at(tacgen, states, ["encoder.11.resid_post", "encoder.12.resid_post"])
+    """
+    sites = [model.site(s) for s in sites]
+    if not sites:
+        raise DataError("`sites` is empty; give at least one site to pool")
+    stacks = {s.stack for s in sites}
+    if len(stacks) != 1:
+        raise DataError(f"`sites` must all be in one stack, got stacks {sorted(stacks)}")
+    for site in sites:
+        if model.is_encoder_decoder and site.stack != "encoder":
+            raise DataError(f"pooled_states reads encoder sites of an encoder-decoder; got {site}")
     if isinstance(inputs, str):
         raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows = list(inputs)
     if not rows:
         raise DataError("`inputs` is empty; pooled states need at least one example")
-    out = []
+    out: dict[Site, list[torch.Tensor]] = {site: [] for site in sites}
     for start in range(0, len(rows), batch_size):
         ids, mask = pad_rows(model.tokenize(rows[start:start + batch_size], max_length=max_length),
                              pad_id=model.pad_id, device=model.device)
-        with intervene(model, {site: Record()}, masks={site.stack: mask}) as run:
+        with intervene(model, {site: Record() for site in sites}, masks={sites[0].stack: mask}) as run:
             if model.is_encoder_decoder:
                 model.module.get_encoder()(input_ids=ids, attention_mask=mask)
             else:
                 model.module(input_ids=ids, attention_mask=mask)
-        act = run.recorded[site].float()
-        m = mask.to(act.dtype)[..., None]
-        out.append(((act * m).sum(1) / m.sum(1)).cpu())
-    return torch.cat(out)
+        m = mask.to(torch.float32)[..., None]
+        for site in sites:
+            act = run.recorded[site].float()
+            out[site].append(((act * m).sum(1) / m.sum(1)).cpu())
+    return {site: torch.cat(parts) for site, parts in out.items()}
 
 
 def _labels(labels: Sequence[object], n: int) -> np.ndarray:
