@@ -54,7 +54,13 @@ from harness.stats._bootstrap import (
     ratio_of,
     slope_near_zero,
 )
-from harness.stats._family import Adjusted, benjamini_hochberg, bootstrap_pvalue, equivalent, holm
+from harness.stats._family import (
+    Adjusted,
+    benjamini_hochberg,
+    bootstrap_pvalue,
+    equivalent,
+    holm,
+)
 from harness.stats._proportions import proportion, proportion_of
 
 __all__ = [

@@ -37,14 +37,19 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+def _check_fraction(value: Any, *, name: str, what: str) -> float:
+    """A number strictly inside (0, 1); a percentage such as 95 gets "did you mean 0.95?"."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if ok and math.isfinite(value) and 0.0 < value < 1.0:
+        return float(value)
+    hint = f"pass {what}"
+    if ok and 1.0 < value < 100.0:
+        hint = f"did you mean {_fmt(value / 100.0)}?"
+    raise StatsError(f"`{name}` must be in (0, 1), got {_show(value)}; {hint}")
+
+
 def _check_level(level: Any) -> float:
-    ok = isinstance(level, numbers.Real) and not isinstance(level, bool)
-    if ok and math.isfinite(level) and 0.0 < level < 1.0:
-        return float(level)
-    hint = "pass a confidence level such as 0.95"
-    if ok and 1.0 < level < 100.0:
-        hint = f"did you mean {_fmt(level / 100.0)}?"
-    raise StatsError(f"`level` must be in (0, 1), got {_show(level)}; {hint}")
+    return _check_fraction(level, name="level", what="a confidence level such as 0.95")
 
 
 def _check_n_resamples(n_resamples: Any) -> int:

@@ -12,7 +12,13 @@ import numpy as np
 from harness.errors import StatsError
 from harness.estimate import Estimate
 from harness.stats._bootstrap import _warn
-from harness.stats._checks import _as_array, _check_estimate, _check_positive, _fmt, _show
+from harness.stats._checks import (
+    _as_array,
+    _check_estimate,
+    _check_fraction,
+    _check_positive,
+    _show,
+)
 
 # ----------------------------------------------------------------------------------------
 # Results
@@ -117,13 +123,7 @@ def _check_pvalues(pvalues: Any) -> np.ndarray:
 
 
 def _check_alpha(alpha: Any) -> float:
-    ok = isinstance(alpha, numbers.Real) and not isinstance(alpha, bool)
-    if ok and math.isfinite(alpha) and 0.0 < alpha < 1.0:
-        return float(alpha)
-    hint = "pass a significance level such as 0.05"
-    if ok and 1.0 < alpha < 100.0:
-        hint = f"did you mean {_fmt(alpha / 100.0)}?"
-    raise StatsError(f"`alpha` must be in (0, 1), got {_show(alpha)}; {hint}")
+    return _check_fraction(alpha, name="alpha", what="a significance level such as 0.05")
 
 
 def _adjusted(adjusted: np.ndarray, alpha: float, method: str) -> Adjusted:

@@ -12,7 +12,14 @@ from scipy import special
 from harness.errors import StatsError
 from harness.estimate import Estimate
 from harness.stats._bootstrap import _count_nonfinite, _degenerate
-from harness.stats._checks import _PROPORTION_METHODS, _as_1d, _check_choice, _check_level, _fmt, _show
+from harness.stats._checks import (
+    _PROPORTION_METHODS,
+    _as_1d,
+    _check_choice,
+    _check_level,
+    _fmt,
+    _show,
+)
 
 # ----------------------------------------------------------------------------------------
 # Proportions (no resampling)
