@@ -3,7 +3,7 @@
 The public names are re-exported here and imported lazily, so ``import harness`` (and the
 pytest plugin) stays free of torch until a claim actually touches a model.
 
-    models        load_model, LoadedModel
+    models        load_model, load_study_model, LoadedModel
     sites         Site
     interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, check_acted
     scores        logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "load_model": "harness.models",
+    "load_study_model": "harness.models",
     "LoadedModel": "harness.models",
     "Site": "harness.sites",
     "intervene": "harness.interventions",

@@ -26,7 +26,7 @@ from harness.architectures import Hook, Layout, layout_for, resolve_hook, site_t
 from harness.errors import DataError, ModelLoadError, SiteError
 from harness.sites import Site, SiteTable, parse_site
 
-__all__ = ["LoadedModel", "load_model", "fingerprint", "from_module", "pad_rows"]
+__all__ = ["LoadedModel", "load_model", "load_study_model", "fingerprint", "from_module", "pad_rows"]
 
 
 @dataclass
@@ -219,6 +219,23 @@ def _declared_tokenizer_class(path: str) -> str | None:
     except (OSError, ValueError):
         return None
     return declared if isinstance(declared, str) and declared.isidentifier() else None
+
+
+def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu",
+                     dtype: torch.dtype | None = None) -> LoadedModel:
+    """`load_model`, then record the model (spec, fingerprint, device, dtype) for the report.
+
+    Example (a study's conftest)::
+
+        @pytest.fixture(scope="session")
+        def tacgen(claims_settings):
+            return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
+    """
+    from harness import evidence
+
+    model = load_model(spec, device=device, dtype=dtype, name=name)
+    evidence.register_model(name, **{k: v for k, v in model.describe().items() if k != "name"})
+    return model
 
 
 def _resolve_spec(spec: str) -> tuple[str, str]:

@@ -260,3 +260,18 @@ def test_tokenize_truncates_to_max_length():
 def test_tokenize_of_a_bare_string_is_an_error():
     with pytest.raises(TypeError, match=r"`texts` must be a sequence of strings, got a single str"):
         tiny_model("gpt2").tokenize("hello")  # type: ignore[arg-type]
+
+
+def test_load_study_model_loads_and_records_the_model_for_the_report(tmp_path, monkeypatch):
+    from harness import evidence
+    from harness.models import load_study_model
+
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path))
+    registry = evidence.open_registry()
+    try:
+        model = load_study_model("planted", "fixture:planted")
+        (record,) = evidence.registered_models()
+    finally:
+        evidence.close_registry(registry)
+    assert (record.name, record.spec, record.fingerprint) == ("planted", "fixture:planted", model.fingerprint)
+    assert (record.device, record.dtype) == ("cpu", "float32")

@@ -16,7 +16,7 @@ import pytest
 from harness import evidence
 from harness.directions import load_directions
 from harness.fixtures import resolve
-from harness.models import load_model
+from harness.models import load_study_model
 
 N_PROMPTS = 160
 PROMPT_SEED = 20261121
@@ -41,11 +41,7 @@ THRESHOLDS: dict[str, Thresholds] = {
 
 @pytest.fixture(scope="session")
 def planted(claims_settings):
-    spec = claims_settings.model_spec("planted", "fixture:planted")
-    model = load_model(spec, name="planted")
-    evidence.register_model("planted", spec=spec, fingerprint=model.fingerprint,
-                            device=str(model.device), dtype=str(model.dtype).replace("torch.", ""))
-    return model
+    return load_study_model("planted", claims_settings.model_spec("planted", "fixture:planted"))
 
 
 @pytest.fixture(scope="session")
