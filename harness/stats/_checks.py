@@ -62,13 +62,16 @@ def _check_n_resamples(n_resamples: Any) -> int:
     )
 
 
+def _check_nonnegative_int(value: Any, *, name: str, what: str, fix: str) -> int:
+    """A non-negative integer (bools refused); otherwise a `StatsError` naming `name` and the fix."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
+        return int(value)
+    raise StatsError(f"`{name}` must be a non-negative {what}, got {_show(value)}; {fix}")
+
+
 def _check_seed(seed: Any) -> int:
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0:
-        return int(seed)
-    raise StatsError(
-        f"`seed` must be a non-negative int, got {_show(seed)}; pass e.g. seed=0 so the "
-        "resampling is reproducible"
-    )
+    return _check_nonnegative_int(seed, name="seed", what="int",
+                                  fix="pass e.g. seed=0 so the resampling is reproducible")
 
 
 def _check_bootstrap_args(

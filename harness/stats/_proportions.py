@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,8 @@ from harness.stats._checks import (
     _as_1d,
     _check_choice,
     _check_level,
+    _check_nonnegative_int,
     _fmt,
-    _show,
 )
 
 # ----------------------------------------------------------------------------------------
@@ -26,12 +25,8 @@ from harness.stats._checks import (
 
 
 def _check_count(value: Any, *, name: str) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0:
-        return int(value)
-    raise StatsError(
-        f"`{name}` must be a non-negative integer count, got {_show(value)}; pass a whole number "
-        "(or use proportion_of for an array of outcomes)"
-    )
+    return _check_nonnegative_int(value, name=name, what="integer count",
+                                  fix="pass a whole number (or use proportion_of for an array of outcomes)")
 
 
 def proportion(
