@@ -251,8 +251,12 @@ def first_balanced(rows: Sequence[TacticRow], n: int) -> list[TacticRow]:
         extra = min(short, len(groups[c]) - want[c])
         want[c] += extra
         short -= extra
-    keep = {id(r) for c in CLASSES for r in groups[c][: want[c]]}
-    return [r for r in rows if id(r) in keep]
+    out = []
+    for row in rows:
+        if want[row.label] > 0:
+            want[row.label] -= 1
+            out.append(row)
+    return out
 
 
 # --------------------------------------------------------------------------- splits

@@ -25,7 +25,7 @@ import torch
 
 from harness.errors import DataError, ShapeError
 from harness.interventions import Record, intervene
-from harness.models import LoadedModel, pad_rows
+from harness.models import LoadedModel, length_order, pad_rows
 from harness.sites import Site
 
 __all__ = [
@@ -94,9 +94,11 @@ def pooled_states_at(model: LoadedModel, inputs: Sequence[str], sites: Sequence[
     rows = list(inputs)
     if not rows:
         raise DataError("`inputs` is empty; pooled states need at least one example")
+    tokens = model.tokenize(rows, max_length=max_length)
+    order = length_order(tokens)
     out: dict[Site, list[torch.Tensor]] = {site: [] for site in sites}
     for start in range(0, len(rows), batch_size):
-        ids, mask = pad_rows(model.tokenize(rows[start:start + batch_size], max_length=max_length),
+        ids, mask = pad_rows([tokens[i] for i in order[start:start + batch_size]],
                              pad_id=model.pad_id, device=model.device)
         with intervene(model, {site: Record() for site in sites}, masks={sites[0].stack: mask}) as run:
             if model.is_encoder_decoder:
@@ -107,7 +109,8 @@ def pooled_states_at(model: LoadedModel, inputs: Sequence[str], sites: Sequence[
         for site in sites:
             act = run.recorded[site].float()
             out[site].append(((act * m).sum(1) / m.sum(1)).cpu())
-    return {site: torch.cat(parts) for site, parts in out.items()}
+    back = torch.as_tensor(order).argsort()  # batched longest first; returned in input order
+    return {site: torch.cat(parts)[back] for site, parts in out.items()}
 
 
 def _labels(labels: Sequence[object], n: int) -> np.ndarray:

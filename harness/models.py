@@ -115,6 +115,15 @@ class LoadedModel:
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
 
 
+def length_order(rows: Sequence[Sequence[int]]) -> list[int]:
+    """Indices of `rows`, longest first (ties keep their order): chunks of similar length pad less.
+
+    Callers batch in this order and put each result back at its index, so the output order (and,
+    since padding does not change a row's numbers, the values within 1e-4) is the input's.
+    """
+    return sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+
+
 def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int,
              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad token rows: returns ``input_ids`` and ``attention_mask``, both ``[batch, pos]``."""

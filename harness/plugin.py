@@ -371,6 +371,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="read data set NAME from PATH; repeatable",
     )
     group.addoption(
+        "--claims-threads", type=_int_option("--claims-threads", minimum=1, example=1), default=None,
+        metavar="N", help="torch intra-op threads for the run (default: torch's own choice); on a CPU "
+                          "shared with other jobs, 1 avoids OpenMP threads waiting on each other",
+    )
+    group.addoption(
         "--claims-report", default=None, metavar="DIR",
         help=f"directory for report.json (default {DEFAULT_REPORT_DIR} under the rootdir)",
     )
@@ -391,6 +396,11 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SETTINGS_KEY] = settings
+    threads = config.getoption("claims_threads")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

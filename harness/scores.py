@@ -11,7 +11,7 @@ input; for a decoder-only model the teacher-forced continuation is not intervene
 ``logprob`` of a one-token continuation agrees with ``next_token_logits`` under any intervention.
 
 All rows run as one right-padded batch; pass ``batch_size`` to chunk when no
-interventions are given (an intervention with per-row tensors fits one batch, so chunking
+interventions are given (chunks are formed longest first and results come back in input order) (an intervention with per-row tensors fits one batch, so chunking
 belongs to the caller, e.g. a sweep). Batched and padded runs equal one-example runs within
 1e-4 (pinned by tests). Continuations are tokenized without special tokens, so
 ``logprob(x, "intro")`` is the probability that the output *begins* with "intro".
@@ -25,7 +25,7 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import intervene
-from harness.models import LoadedModel, pad_rows
+from harness.models import LoadedModel, length_order, pad_rows
 from harness.sites import Site
 
 __all__ = ["logprob", "logprob_diff", "logprob_diff_from_encoding", "logit_diff", "last_token_accuracy", "next_token_logits"]
@@ -51,9 +51,11 @@ def _check_inputs(inputs: Sequence[str]) -> list[str]:
     return rows
 
 
-def _chunks(n: int, batch_size: int | None, interventions: Interventions | None) -> list[slice]:
+def _chunks(model: LoadedModel, rows: list[str], batch_size: int | None, interventions: Interventions | None,
+            max_length: int | None) -> list[list[int]]:
+    """Row indices of each batch: all rows in order, or with `batch_size` longest first (less padding)."""
     if batch_size is None:
-        return [slice(0, n)]
+        return [list(range(len(rows)))]
     if batch_size < 1:
         raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
     if interventions:
@@ -61,7 +63,14 @@ def _chunks(n: int, batch_size: int | None, interventions: Interventions | None)
             f"`batch_size`={batch_size} with interventions: per-row intervention tensors describe "
             "one batch; chunk the rows yourself (as sweep() does) or drop `batch_size`"
         )
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    order = length_order(model.tokenize(rows, max_length=max_length))
+    return [order[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def _in_input_order(parts: list[torch.Tensor], chunks: list[list[int]]) -> torch.Tensor:
+    out = torch.cat(parts).cpu()
+    index = torch.as_tensor([i for chunk in chunks for i in chunk])
+    return out[index.argsort()]
 
 
 def _split_by_stack(interventions: Interventions | None, model: LoadedModel) -> tuple[dict, dict]:
@@ -164,15 +173,16 @@ def logprob(model: LoadedModel, inputs: Sequence[str], continuation: str | Seque
     """
     rows = _check_inputs(inputs)
     conts = _per_row(continuation, len(rows), "continuation")
-    out = []
-    for sl in _chunks(len(rows), batch_size, interventions):
+    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
+    for chunk in chunks:
+        texts, targets = [rows[i] for i in chunk], [conts[i] for i in chunk]
         if model.is_encoder_decoder:
             enc, dec = _split_by_stack(interventions, model)
-            hidden, mask = _encode(model, rows[sl], enc, max_length)
-            out.append(_decode_logprob(model, hidden, mask, conts[sl], dec))
+            hidden, mask = _encode(model, texts, enc, max_length)
+            out.append(_decode_logprob(model, hidden, mask, targets, dec))
         else:
-            out.append(_causal_logprob(model, rows[sl], conts[sl], dict(interventions or {}), max_length))
-    return torch.cat(out).cpu()
+            out.append(_causal_logprob(model, texts, targets, dict(interventions or {}), max_length))
+    return _in_input_order(out, chunks)
 
 
 def logprob_diff(model: LoadedModel, inputs: Sequence[str], a: str | Sequence[str], b: str | Sequence[str], *,
@@ -191,13 +201,13 @@ def logprob_diff(model: LoadedModel, inputs: Sequence[str], a: str | Sequence[st
     if not model.is_encoder_decoder:
         return (logprob(model, rows, conts_a, interventions=interventions, batch_size=batch_size, max_length=max_length)
                 - logprob(model, rows, conts_b, interventions=interventions, batch_size=batch_size, max_length=max_length))
-    out = []
+    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
     enc, dec = _split_by_stack(interventions, model)
-    for sl in _chunks(len(rows), batch_size, interventions):
-        hidden, mask = _encode(model, rows[sl], enc, max_length)
-        out.append(_decode_logprob(model, hidden, mask, conts_a[sl], dec)
-                   - _decode_logprob(model, hidden, mask, conts_b[sl], dec))
-    return torch.cat(out).cpu()
+    for chunk in chunks:
+        hidden, mask = _encode(model, [rows[i] for i in chunk], enc, max_length)
+        out.append(_decode_logprob(model, hidden, mask, [conts_a[i] for i in chunk], dec)
+                   - _decode_logprob(model, hidden, mask, [conts_b[i] for i in chunk], dec))
+    return _in_input_order(out, chunks)
 
 
 @torch.no_grad()
@@ -209,11 +219,12 @@ def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
     Decoder-only: at the last real token of each row. Encoder-decoder: the first decoder step.
     """
     rows = _check_inputs(inputs)
-    out = []
-    for sl in _chunks(len(rows), batch_size, interventions):
+    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
+    for chunk in chunks:
+        texts = [rows[i] for i in chunk]
         if model.is_encoder_decoder:
             enc, dec = _split_by_stack(interventions, model)
-            hidden, mask = _encode(model, rows[sl], enc, max_length)
+            hidden, mask = _encode(model, texts, enc, max_length)
             start = int(model.module.config.decoder_start_token_id)
             dec_ids = torch.full((hidden.shape[0], 1), start, dtype=torch.long, device=model.device)
             dec_mask = torch.ones_like(dec_ids)
@@ -224,13 +235,13 @@ def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
                                       attention_mask=mask, decoder_input_ids=dec_ids,
                                       decoder_attention_mask=dec_mask).logits[:, 0]
         else:
-            ids, mask = pad_rows(model.tokenize(rows[sl], max_length=max_length), pad_id=model.pad_id, device=model.device)
+            ids, mask = pad_rows(model.tokenize(texts, max_length=max_length), pad_id=model.pad_id, device=model.device)
             with intervene(model, dict(interventions or {}), masks={model.main_stack: mask}):
                 full = model.module(input_ids=ids, attention_mask=mask).logits
             last = mask.sum(1) - 1
             logits = full[torch.arange(full.shape[0], device=full.device), last]
         out.append(logits.float())
-    return torch.cat(out).cpu()
+    return _in_input_order(out, chunks)
 
 
 def logit_diff(model: LoadedModel, inputs: Sequence[str], a: str | int | Sequence[str | int],

@@ -22,7 +22,7 @@ import torch
 from harness.errors import DataError, ShapeError
 from harness.estimate import Estimate
 from harness.interventions import ALL, Add, Positions, RmsAdd
-from harness.models import LoadedModel
+from harness.models import LoadedModel, length_order
 from harness.sites import Site
 
 __all__ = ["symmetric", "Curve", "sweep", "Scorer", "scorer"]
@@ -162,16 +162,16 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
         return Curve(alphas=grid, scores=scores, site=str(site), fingerprint=model.fingerprint,
                      score_name=score.name, kind="rms_add" if rms_scaled else "add")
     n, k = len(rows_in), grid.size
-    example_of_row = np.repeat(np.arange(n), k)
-    alpha_of_row = np.tile(grid, n)
-    out = np.empty(n * k, dtype=np.float64)
+    order = length_order(model.tokenize(rows_in, max_length=score.kwargs.get("max_length")))
+    example_of_row = np.repeat(np.asarray(order), k)  # examples longest first: chunks pad less
+    alpha_of_row = np.tile(np.arange(k), n)
+    out = np.empty((n, k), dtype=np.float64)
     for start in range(0, n * k, batch_size):
-        idx = np.arange(start, min(start + batch_size, n * k))
-        texts = [rows_in[i] for i in example_of_row[idx]]
-        alpha = torch.as_tensor(alpha_of_row[idx], dtype=torch.float32)
-        edit = kind(direction, alpha=alpha, positions=_row_positions(positions, example_of_row[idx]))
-        out[idx] = score(model, texts, interventions={site: edit}).double().numpy()
-    return Curve(alphas=grid, scores=out.reshape(n, k), site=str(site), fingerprint=model.fingerprint,
+        ex, cols = example_of_row[start:start + batch_size], alpha_of_row[start:start + batch_size]
+        alpha = torch.as_tensor(grid[cols], dtype=torch.float32)
+        edit = kind(direction, alpha=alpha, positions=_row_positions(positions, ex))
+        out[ex, cols] = score(model, [rows_in[i] for i in ex], interventions={site: edit}).double().numpy()
+    return Curve(alphas=grid, scores=out, site=str(site), fingerprint=model.fingerprint,
                  score_name=score.name, kind="rms_add" if rms_scaled else "add")
 
 
@@ -204,10 +204,11 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
     start = replay_start(model, site)
     encoder = model.module.get_encoder()
     out = np.empty((n, k), dtype=np.float64)
+    tokens = model.tokenize(rows_in, max_length=max_length)
+    order = np.asarray(length_order(tokens))  # examples longest first: each prefix chunk pads less
     for e0 in range(0, n, _PREFIX_EXAMPLES):
-        examples = np.arange(e0, min(e0 + _PREFIX_EXAMPLES, n))
-        ids, mask = pad_rows(model.tokenize([rows_in[i] for i in examples], max_length=max_length),
-                             pad_id=model.pad_id, device=model.device)
+        examples = order[e0:e0 + _PREFIX_EXAMPLES]
+        ids, mask = pad_rows([tokens[i] for i in examples], pad_id=model.pad_id, device=model.device)
         prefix = capture(model, "encoder", start=start, ids=ids, mask=mask,
                          run=lambda: encoder(input_ids=ids, attention_mask=mask))
         local = np.repeat(np.arange(examples.size), k)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.data import (
-    CLASSES, Split, TacticRow, balanced, content_hash, first_balanced, goal_spans, intro_apply_rows,
+    CLASSES, TacticRow, balanced, content_hash, first_balanced, goal_spans, intro_apply_rows,
     load_split, read_leandojo, rows_from_theorems, save_split, split, tactic_class,
 )
 from harness.errors import DataError, HarnessError

@@ -275,3 +275,11 @@ def test_load_study_model_loads_and_records_the_model_for_the_report(tmp_path, m
         evidence.close_registry(registry)
     assert (record.name, record.spec, record.fingerprint) == ("planted", "fixture:planted", model.fingerprint)
     assert (record.device, record.dtype) == ("cpu", "float32")
+
+
+def test_length_order_puts_the_longest_rows_first_and_keeps_ties_in_input_order():
+    from harness.models import length_order
+
+    rows = [[1], [1, 2, 3], [4], [1, 2], [5, 6, 7]]
+    assert length_order(rows) == [1, 4, 3, 0, 2]
+    assert length_order([]) == []

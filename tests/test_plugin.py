@@ -546,10 +546,11 @@ def test_a_claim_marker_error_is_a_harness_error():
         (["--claims-seed", "abc"], "*argument --claims-seed: expected an integer >= 0 such as --claims-seed=1234, got 'abc'"),
         (["--claims-seed", "-1"], "*argument --claims-seed: expected an integer >= 0 such as --claims-seed=1234, got '-1'"),
         (["--claims-resamples", "0"], "*argument --claims-resamples: expected an integer >= 1 such as --claims-resamples=9999, got '0'"),
+        (["--claims-threads", "0"], "*argument --claims-threads: expected an integer >= 1 such as --claims-threads=1, got '0'"),
         (["--claims-model", "a=x", "--claims-model", "a=y"], "ERROR: --claims-model gives 'a' twice (a=x and a=y); give each name once"),
     ],
     ids=["model-without-equals", "model-without-name", "model-bad-name", "data-without-equals",
-         "seed-not-int", "seed-negative", "resamples-zero", "model-twice"],
+         "seed-not-int", "seed-negative", "resamples-zero", "threads-zero", "model-twice"],
 )
 def test_a_bad_option_value_is_a_usage_error_naming_the_option_and_the_value(pytester, args, message):
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
@@ -566,8 +567,23 @@ def test_the_options_are_listed_in_one_claims_group(pytester):
         "*--claims-resamples=N*",
         "*--claims-model=NAME=SPEC*",
         "*--claims-data=NAME=PATH*",
+        "*--claims-threads=N*",
         "*--claims-report=DIR*",
     ])
+
+
+def test_claims_threads_sets_torchs_thread_count_for_the_run(pytester):
+    pytester.makepyfile(test_threads="""
+import torch
+
+def test_threads():
+    assert torch.get_num_threads() == 2
+""")
+    # a child process: this one runs with one thread (OMP_NUM_THREADS=1, inherited by the child)
+    result = pytester.runpytest_subprocess(*QUIET, "--claims-threads", "2")
+    result.assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess(*QUIET)
+    result.assert_outcomes(failed=1)
 
 
 def test_settings_from_options_resolve_the_report_directory():

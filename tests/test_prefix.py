@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.interventions import Positions, intervene, Add
+from harness.interventions import Positions
 from harness.models import pad_rows
 from harness.prefix import capture, replay_start
 from harness.scores import logprob, logprob_diff
