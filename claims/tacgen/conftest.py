@@ -1,0 +1,186 @@
+"""Fixtures of the tactic-generator study: model, data split, directions, shared sweeps.
+
+Defaults: `fixture:tacgen` (a ByT5-topology T5 trained by `fixtures/tacgen/recipe.py`) on the
+synthetic LeanDojo-schema benchmark shipped in `fixtures/tacgen/data/benchmark.json`. The real
+study runs the same claims with
+
+    pytest claims/tacgen --claims-model tacgen=kaiyuy/leandojo-lean4-tacgen-byt5-small \
+                         --claims-data tacgen=/path/to/leandojo_benchmark_4/random
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from harness import evidence
+from harness.data import content_hash, goal_spans, intro_apply_rows, read_leandojo, save_split, split
+from harness.data import balanced as balanced_rows
+from harness.directions import class_mean_direction, pooled_states_at, save_directions
+from harness.fixtures import fixtures_dir
+from harness.models import load_study_model
+
+from claims.tacgen.settings import LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, THRESHOLDS, Thresholds
+
+
+@pytest.fixture(scope="session")
+def tacgen(claims_settings):
+    return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
+
+
+@pytest.fixture(scope="session")
+def thresholds(tacgen) -> Thresholds:
+    row = THRESHOLDS.get(tacgen.spec)
+    if row is None:
+        raise pytest.UsageError(
+            f"no thresholds for model {tacgen.spec!r} in claims/tacgen/conftest.py; add a row to "
+            f"THRESHOLDS (known: {sorted(THRESHOLDS)})"
+        )
+    return row
+
+
+@pytest.fixture(scope="session")
+def tacgen_split(claims_settings):
+    default = fixtures_dir() / "tacgen" / "data" / "benchmark.json"
+    path = Path(claims_settings.data_path("tacgen", str(default)))
+    rows = intro_apply_rows(read_leandojo(path))
+    parts = split(balanced_rows(rows, n=N_BALANCED, seed=SPLIT_SEED), test_fraction=0.2, seed=SPLIT_SEED)
+    out = Path(claims_settings.report_dir) / "tacgen"
+    save_split(parts, out / "split.json")
+    evidence.register_dataset("tacgen", path=str(path), content_hash=content_hash(
+        {"train": parts.hashes.get("train"), "test": parts.hashes.get("test")}))
+    return parts
+
+
+@pytest.fixture(scope="session")
+def test500(tacgen_split):
+    return tacgen_split.test500
+
+
+@pytest.fixture(scope="session")
+def test200(tacgen_split):
+    return tacgen_split.test200
+
+
+@pytest.fixture(scope="session")
+def directions(tacgen, tacgen_split, claims_settings):
+    """Class-mean directions (intro - apply) from train-only, mask-aware mean-pooled encoder
+    states at layers 11 and 12; saved raw and RMS-normalised beside the report."""
+    train = list(tacgen_split.train)
+    states = [r.state for r in train]
+    labels = [r.label for r in train]
+    sites = {layer: tacgen.site(f"encoder.{layer}.resid_post") for layer in LAYERS}
+    pooled = pooled_states_at(tacgen, states, list(sites.values()), max_length=MAX_LENGTH)
+    out = {}
+    for layer, site in sites.items():
+        out[layer] = {"pooled": pooled[site], "direction": class_mean_direction(
+            pooled[site], labels, positive="intro", negative="apply", site=str(site))}
+    folder = Path(claims_settings.report_dir) / "tacgen"
+    save_directions(folder / "directions.safetensors",
+                    {f"layer{layer}": out[layer]["direction"] for layer in LAYERS}
+                    | {f"layer{layer}_rms": out[layer]["direction"].rms_normalised() for layer in LAYERS})
+    return out
+
+
+@pytest.fixture(scope="session")
+def held_out_pooled(tacgen, tacgen_split):
+    """Mean-pooled encoder states of the test part at layers 11 and 12 (one pass)."""
+    sites = {layer: tacgen.site(f"encoder.{layer}.resid_post") for layer in LAYERS}
+    pooled = pooled_states_at(tacgen, [r.state for r in tacgen_split.test], list(sites.values()),
+                              max_length=MAX_LENGTH)
+    return {layer: pooled[site] for layer, site in sites.items()}
+
+
+@pytest.fixture(scope="session")
+def sweeps(tacgen, claims_settings):
+    """Sweeps shared by the claims of a session, keyed by what they measure; at the end of the
+    session the ones computed are plotted into the report directory (``tacgen/*.png``)."""
+    from harness.scores import logprob_diff
+    from harness.sweeps import scorer, sweep
+
+    cache: dict = {}
+    score = scorer(logprob_diff, "intro", "apply", max_length=MAX_LENGTH)
+
+    def get(key, *, rows, site, direction, alphas, positions=None, rms_scaled=False):
+        if key not in cache:
+            kw = {} if positions is None else {"positions": positions}
+            cache[key] = sweep(tacgen, [r.state for r in rows], at=site, direction=direction, alphas=alphas,
+                               score=score, rms_scaled=rms_scaled, **kw)
+        return cache[key]
+
+    yield get
+    _plot(cache, Path(claims_settings.report_dir) / "tacgen")
+
+
+def _plot(cache: dict, folder: Path) -> None:
+    """The study's plots, from whichever sweeps this session computed."""
+    from harness.plots import plot_sweeps
+
+    ylabel = "shift of logP(intro) - logP(apply)"
+    for layer in LAYERS:
+        group = {"class-mean": cache.get(("global", layer))} | {
+            key[2]: curve for key, curve in cache.items() if key[:2] == ("control", layer)}
+        group = {k: v for k, v in group.items() if v is not None}
+        if group:
+            plot_sweeps(group, folder / f"steering_layer{layer}.png", ylabel=ylabel,
+                        title=f"encoder.{layer}.resid_post: class-mean direction and controls")
+    spans = {"global": cache.get(("global", 12))} | {k[1]: c for k, c in cache.items() if k[0] == "span"}
+    spans = {k: v for k, v in spans.items() if v is not None}
+    if len(spans) > 1:
+        plot_sweeps(spans, folder / "spans_layer12.png", ylabel=ylabel,
+                    title="encoder.12.resid_post: global vs goal vs context vs goal_head")
+    inside = {f"raw add at {c.site}": c for k, c in cache.items() if k[0] == "norm"} | {
+        f"RMS-scaled at {c.site} ({k[1]})": c for k, c in cache.items() if k[0] == "rms"}
+    if inside:
+        plot_sweeps(inside, folder / "in_encoder.png", ylabel=ylabel,
+                    title="in-encoder edits: raw vs RMS-scaled (vs after the final norm)")
+
+
+RANDOM_SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="session")
+def strongest_random(sweeps, directions):
+    """The strongest of three norm-matched random directions' slopes near 0 at a site (and
+    positions), for claims that must stand out from what any direction of that size does: an
+    untrained model's score moves under every direction, so a positive slope alone says little.
+    The claims measure it on test200 (a wider CI only makes the comparison stricter).
+    """
+    from harness.directions import random_direction
+    from harness.sweeps import symmetric
+
+    from claims.tacgen.settings import NEAR
+
+    def get(key, *, rows, site, like, seed, n_resamples, positions=None, rms_scaled=False):
+        slopes = []
+        for r in RANDOM_SEEDS:
+            d = random_direction(like, seed=r)
+            curve = sweeps(("random", *key, r), rows=rows, site=site, direction=d.vector,
+                           alphas=symmetric(NEAR, steps=3), positions=positions, rms_scaled=rms_scaled)
+            slopes.append(curve.slope(near=NEAR, seed=seed, n_resamples=n_resamples).with_context(
+                statistic=f"slope of random direction {r}"))
+        return max(slopes, key=lambda e: max(abs(e.ci_low), abs(e.ci_high)))
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def spans_of():
+    """`Positions` of one span (``goal``, ``context``, ``goal_head``) for each row's input."""
+    from harness.interventions import Positions
+
+    def get(rows, name: str) -> Positions:
+        out = []
+        for row in rows:
+            where = goal_spans(row.state, max_length=MAX_LENGTH).positions(name)
+            out.append([(where.start, where.stop)] if len(where) else [])
+        return Positions.of_spans(out)
+
+    return get
+
+
+def pytest_report_header(config):
+    return ["tacgen thresholds (claims/tacgen/conftest.py):"] + [
+        f"  {name}: " + ", ".join(f"{k}={v}" for k, v in asdict(row).items()) for name, row in THRESHOLDS.items()]
