@@ -10,6 +10,8 @@ pytest plugin) stays free of torch until a claim actually touches a model.
     directions    Direction, pooled_states, class_mean_direction, random_direction,
                   shuffled_label_direction, within_class_direction, save_directions, load_directions
     sweeps        sweep, symmetric, scorer, Curve
+    patching      patch_resid_map, patch_head_map, PatchMap, answer_logit_diff, answer_logprob
+    generate      greedy, exact_match
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
     estimate      Estimate
     expect        expect
@@ -54,6 +56,13 @@ _EXPORTS: dict[str, str] = {
     "symmetric": "harness.sweeps",
     "scorer": "harness.sweeps",
     "Curve": "harness.sweeps",
+    "patch_resid_map": "harness.patching",
+    "patch_head_map": "harness.patching",
+    "PatchMap": "harness.patching",
+    "answer_logit_diff": "harness.patching",
+    "answer_logprob": "harness.patching",
+    "greedy": "harness.generate",
+    "exact_match": "harness.generate",
     "Estimate": "harness.estimate",
     "expect": "harness.expect",
     "HarnessError": "harness.errors",

@@ -1,0 +1,65 @@
+"""Greedy decoding: batched by length equals one prompt at a time; exact match reads the whole
+answer; bad input is a clear error; no hook stays attached."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from harness.errors import DataError
+from harness.generate import exact_match, greedy
+from harness.interventions import Add
+from tiny import tiny_model
+
+PROMPTS = ["the quick brown fox", "hi", "abcdefg", "xy", "another prompt"]
+
+
+def test_batched_greedy_equals_one_prompt_at_a_time():
+    m = tiny_model("gpt2")
+    batched = greedy(m, PROMPTS, max_new_tokens=6)
+    assert batched == [greedy(m, [p], max_new_tokens=6)[0] for p in PROMPTS]
+    assert all(isinstance(t, str) for t in batched)
+
+
+def test_greedy_with_max_new_tokens_one_is_the_argmax_of_the_next_token():
+    from harness.scores import next_token_logits
+
+    m = tiny_model("gpt2")
+    top = next_token_logits(m, PROMPTS).argmax(-1).tolist()
+    got = greedy(m, PROMPTS, max_new_tokens=1)
+    assert got == [m.tokenizer.decode([t], skip_special_tokens=True) for t in top]
+
+
+def test_exact_match_compares_the_whole_answer():
+    m = tiny_model("gpt2")
+    answers = greedy(m, PROMPTS, max_new_tokens=3)
+    assert exact_match(m, PROMPTS, answers, max_new_tokens=3) == [True] * len(PROMPTS)
+    assert exact_match(m, PROMPTS, [a + "z" for a in answers], max_new_tokens=3) == [False] * len(PROMPTS)
+
+
+def test_greedy_under_an_intervention_differs_and_leaves_no_hook():
+    m = tiny_model("gpt2")
+    site = m.site("blocks.6.resid_post")
+    d = torch.randn(m.width(site), generator=torch.Generator().manual_seed(0)) * 50
+    edited = greedy(m, PROMPTS, max_new_tokens=4, interventions={site: Add(d, alpha=1.0)})
+    assert edited != greedy(m, PROMPTS, max_new_tokens=4)
+    assert not any(mod._forward_hooks or mod._forward_pre_hooks for mod in m.module.modules())
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"prompts": "hi"}, "`prompts` must be a list of strings, got a single str"),
+    ({"prompts": ["hi"], "max_new_tokens": 0}, "`max_new_tokens` must be a positive integer, got 0"),
+])
+def test_bad_greedy_input_is_an_error_naming_the_argument(kwargs, message):
+    with pytest.raises(DataError, match=message):
+        greedy(tiny_model("gpt2"), **kwargs)
+
+
+def test_exact_match_needs_one_answer_per_prompt():
+    with pytest.raises(DataError, match=r"`prompts` has 2 rows but `answers` has 1; give one answer per prompt"):
+        exact_match(tiny_model("gpt2"), ["a", "b"], ["1"])
+
+
+def test_greedy_on_an_encoder_decoder_is_an_error_that_says_what_to_use():
+    with pytest.raises(DataError, match="decodes decoder-only models"):
+        greedy(tiny_model("byt5-small"), ["x"])
