@@ -829,3 +829,24 @@ def test_ratio_of_needs_one_dimensional_distributions():
         match=r"`numerator` must have a 1-D bootstrap distribution, got shape \(2, 199\)",
     ):
         stats.ratio_of(two_d, est)
+
+
+def test_difference_of_two_independent_means_covers_the_true_gap_and_is_their_difference():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(1.0, 1.0, 400), rng.normal(0.5, 2.0, 300)
+    a, b = stats.bootstrap_mean(x, seed=1), stats.bootstrap_mean(y, seed=2)
+    gap = stats.difference_of(a, b)
+    assert gap.value == pytest.approx(x.mean() - y.mean())
+    assert gap.ci_low < 0.5 < gap.ci_high
+    se = np.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)  # the two-sample normal interval
+    assert gap.ci_high - gap.ci_low == pytest.approx(2 * 1.96 * se, rel=0.1)
+    assert "difference of distributions" in gap.method
+
+
+def test_difference_of_a_degenerate_input_is_degenerate_and_says_which():
+    a = stats.bootstrap_mean(np.arange(10.0), seed=0)
+    with pytest.warns(RuntimeWarning):
+        flat = stats.bootstrap_mean(np.ones(10), seed=0)
+    with pytest.warns(RuntimeWarning, match="the second is degenerate"):
+        gap = stats.difference_of(a, flat)
+    assert gap.degenerate and "the second is degenerate" in gap.reason

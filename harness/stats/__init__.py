@@ -16,6 +16,8 @@ Contents, with the resampling unit each one uses:
                                             together.
 ``ratio_of(numerator, denominator)``        Ratio of two bootstrap estimates, resample by
                                             resample. Uses whatever unit the two inputs used.
+``difference_of(first, second)``            Difference of two bootstrap estimates, resample by
+                                            resample (different seeds: two independent samples).
 ``proportion(successes, n)``                Wilson or Clopper-Pearson interval. Unit: trials,
                                             no resampling.
 ``proportion_of(outcomes)``                 `proportion` from a 0/1 or boolean array. Trials.
@@ -49,6 +51,7 @@ from __future__ import annotations
 from harness.stats._bootstrap import (
     bootstrap_ci,
     bootstrap_mean,
+    difference_of,
     paired_difference,
     paired_ratio,
     ratio_of,
@@ -69,6 +72,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_mean",
     "bootstrap_pvalue",
+    "difference_of",
     "equivalent",
     "holm",
     "paired_difference",
