@@ -30,7 +30,7 @@ def _by_length(rows: list[list[int]], batch_size: int) -> list[list[int]]:
 
 @torch.no_grad()
 def greedy(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int = 8, stop: Sequence[str] = (),
-           interventions=None, batch_size: int = 256) -> list[str]:
+           interventions=None, batch_size: int = 256, _ids: bool = False) -> list:
     """The greedy continuation of each prompt (at most `max_new_tokens` tokens, cut at the end-of-
     sequence token or at the first of `stop`). With `interventions`, every forward runs under
     them (their `Positions` index the growing sequence; use whole-site edits)."""
@@ -45,7 +45,7 @@ def greedy(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int = 
     if any(not r for r in rows):
         raise DataError("a prompt has no tokens; every prompt needs at least one")
     eos = getattr(model.tokenizer, "eos_token_id", None)
-    out: list[str] = [""] * len(rows)
+    out: list = [""] * len(rows)
     for idx in _by_length(rows, batch_size):
         ids = torch.as_tensor([rows[i] for i in idx], dtype=torch.long, device=model.device)
         start = ids.shape[1]
@@ -62,6 +62,9 @@ def greedy(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int = 
                 break
         for row, i in enumerate(idx):
             new = ids[row, start:].tolist()
+            if _ids:  # exact_match reads the raw ids, end-of-sequence included
+                out[i] = new
+                continue
             if eos is not None and eos in new:
                 new = new[: new.index(eos)]
             text = model.tokenizer.decode(new, skip_special_tokens=True)
@@ -72,8 +75,16 @@ def greedy(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int = 
 
 
 def exact_match(model: LoadedModel, prompts: Sequence[str], answers: Sequence[str], **kw) -> list[bool]:
-    """Whether the greedy continuation of each prompt is exactly its answer (the whole string)."""
+    """Whether the greedy continuation of each prompt is exactly its answer (the whole string):
+    with an end-of-sequence token, the answer's tokens and then that token, so an answer that
+    runs on ("12" for "1") or is cut off by `max_new_tokens` does not count."""
     if len(prompts) != len(answers):
         raise DataError(f"`prompts` has {len(prompts)} rows but `answers` has {len(answers)}; give one answer per prompt")
-    kw.setdefault("max_new_tokens", max(len(model.tokenize([a], add_special_tokens=False)[0]) for a in answers) + 1)
-    return [got == want for got, want in zip(greedy(model, prompts, **kw), answers)]
+    eos = getattr(model.tokenizer, "eos_token_id", None)
+    if eos is None:
+        kw.setdefault("max_new_tokens", max(len(model.tokenize([a], add_special_tokens=False)[0]) for a in answers) + 1)
+        return [got == want for got, want in zip(greedy(model, prompts, **kw), answers)]
+    wanted = [model.tokenize([a], add_special_tokens=False)[0] + [eos] for a in answers]
+    kw.setdefault("max_new_tokens", max(len(w) for w in wanted))
+    got = greedy(model, prompts, _ids=True, **kw)
+    return [g[: len(w)] == w for g, w in zip(got, wanted)]

@@ -30,11 +30,25 @@ def test_greedy_with_max_new_tokens_one_is_the_argmax_of_the_next_token():
     assert got == [m.tokenizer.decode([t], skip_special_tokens=True) for t in top]
 
 
-def test_exact_match_compares_the_whole_answer():
+def test_exact_match_needs_the_whole_answer_and_then_the_end_of_sequence_token():
     m = tiny_model("gpt2")
-    answers = greedy(m, PROMPTS, max_new_tokens=3)
-    assert exact_match(m, PROMPTS, answers, max_new_tokens=3) == [True] * len(PROMPTS)
-    assert exact_match(m, PROMPTS, [a + "z" for a in answers], max_new_tokens=3) == [False] * len(PROMPTS)
+    eos = m.tokenizer.eos_token_id
+    ids = greedy(m, PROMPTS, max_new_tokens=4, _ids=True)
+    answers = [m.tokenizer.decode(row[:3], skip_special_tokens=True) for row in ids]
+    expected = [row[3] == eos and eos not in row[:3] for row in ids]
+    assert exact_match(m, PROMPTS, answers) == expected
+    # an answer of the same tokens that the model does not end there is not matched
+    assert exact_match(m, PROMPTS, [a + "z" for a in answers]) == [False] * len(PROMPTS)
+
+
+def test_exact_match_is_true_where_the_model_stops_after_the_answer():
+    m = tiny_model("gpt2")
+    eos = m.tokenizer.eos_token_id
+    site = m.site("blocks.12.resid_post")
+    to_eos = {site: Add(m.module.get_output_embeddings().weight[eos].detach() * 1e3, alpha=1.0)}
+    assert greedy(m, PROMPTS, max_new_tokens=3, interventions=to_eos, _ids=True) == [[eos]] * len(PROMPTS)
+    assert exact_match(m, PROMPTS, [""] * len(PROMPTS), interventions=to_eos) == [True] * len(PROMPTS)
+    assert exact_match(m, PROMPTS, ["x"] * len(PROMPTS), interventions=to_eos) == [False] * len(PROMPTS)
 
 
 def test_greedy_under_an_intervention_differs_and_leaves_no_hook():
