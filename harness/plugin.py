@@ -23,6 +23,7 @@ import argparse
 import datetime as _dt
 import hashlib
 import io
+import json
 import re
 import shlex
 import time
@@ -35,11 +36,22 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
-from harness.evidence import Evidence, Registry, close_registry, open_registry, recording
+from harness.evidence import (
+    Evidence,
+    Registry,
+    close_registry,
+    open_registry,
+    recording,
+    register_dataset,
+    register_model,
+    registered_datasets,
+    registered_models,
+)
 from harness.report import (
     ClaimResult,
     Report,
     build_report,
+    claim_from_dict,
     collect_versions,
     git_state,
     write_report,
@@ -396,6 +408,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SETTINGS_KEY] = settings
+    config.pluginmanager.register(_ClaimCollector(config), "claims-collector")
     threads = config.getoption("claims_threads")
     if threads is not None:
         import torch
@@ -472,36 +485,103 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         PhaseResult(when=rep.when, outcome=rep.outcome, duration_s=float(rep.duration),
                     message=_short_message(message), xfail=wasxfail is not None)
     )
+    if rep.when == "teardown":
+        claim = _claim_result(item)
+        if claim is not None:
+            rep.user_properties.extend(_claim_properties(claim))
     return rep
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    result = yield
-    state = item.config.stash.get(SESSION_KEY, None)
+# The claim travels on its teardown report: in-process, under pytest-xdist from a worker to the
+# controller (reports are serialized, their user_properties included), and into JUnit XML,
+# whose <properties> show the readable ones. One path for all three, so a serial run and an
+# `-n 2` run write the same report.
+RESULT_PROPERTY = "claims_result_json"
+REGISTRY_PROPERTY = "claims_registry_json"
+
+
+def _claim_result(item: pytest.Item) -> ClaimResult | None:
     settings = item.config.stash.get(SETTINGS_KEY, None)
     try:
         mark = _claim_of(item)
     except ClaimMarkerError:
-        mark = None  # already reported as an error in setup
-    if mark is not None and state is not None and settings is not None:
-        phases = item.stash.get(PHASES_KEY, [])
-        outcome, message = claim_outcome(phases)
-        callspec = getattr(item, "callspec", None)
-        claim = ClaimResult(
-            nodeid=item.nodeid,
-            text=mark.text,
-            source=mark.source,
-            params=json_safe_params(callspec.params if callspec is not None else {}),
-            outcome=outcome,
-            message=message,
-            duration_s=sum(p.duration_s for p in phases),
-            seed=derive_seed(settings.seed, item.nodeid),
-            evidence=item.stash.get(EVIDENCE_KEY, ()),
-        )
-        item.stash[RESULT_KEY] = claim
-        state.results.append(claim)
-    return result
+        return None  # already reported as an error in setup
+    if mark is None or settings is None:
+        return None
+    phases = item.stash.get(PHASES_KEY, [])
+    outcome, message = claim_outcome(phases)
+    callspec = getattr(item, "callspec", None)
+    claim = ClaimResult(
+        nodeid=item.nodeid,
+        text=mark.text,
+        source=mark.source,
+        params=json_safe_params(callspec.params if callspec is not None else {}),
+        outcome=outcome,
+        message=message,
+        duration_s=sum(p.duration_s for p in phases),
+        seed=derive_seed(settings.seed, item.nodeid),
+        evidence=item.stash.get(EVIDENCE_KEY, ()),
+    )
+    item.stash[RESULT_KEY] = claim
+    return claim
+
+
+def _claim_properties(claim: ClaimResult) -> list[tuple[str, str]]:
+    props = [("claim", claim.text), ("claim_verdict", claim.outcome)]
+    if claim.source:
+        props.append(("claim_source", claim.source))
+    if claim.params:
+        props.append(("claim_params", json.dumps(dict(claim.params), sort_keys=True)))
+    for i, ev in enumerate(claim.evidence):
+        held = "held" if ev.held else "NOT HELD"
+        props.append((f"claim_evidence_{i}", f"{ev.statistic or 'estimate'} = {_fmt_number(ev.value)} "
+                                             f"[{_fmt_number(ev.ci_low)}, {_fmt_number(ev.ci_high)}] n={ev.n} "
+                                             f"({ev.method}): {held}: {ev.expectation}"))
+    props.append((RESULT_PROPERTY, json.dumps(claim.to_dict(), allow_nan=False, default=str)))
+    props.append((REGISTRY_PROPERTY, json.dumps({
+        "models": [m.to_dict() for m in registered_models()],
+        "datasets": [d.to_dict() for d in registered_datasets()]})))
+    return props
+
+
+def _fmt_number(x: float | None) -> str:
+    return "nan" if x is None else f"{x:.4g}"
+
+
+class _ClaimCollector:
+    """Gathers claims from teardown reports into the session's state (own tests, or a
+    worker's under xdist, whose reports arrive serialized at the controller)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.order: dict[str, int] = {}  # collection order: the report lists claims in it
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.order = {item.nodeid: i for i, item in enumerate(session.items)}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        if not self.order:
+            self.order = {nodeid: i for i, nodeid in enumerate(ids)}
+
+    def in_collection_order(self, claims: Sequence[ClaimResult]) -> list[ClaimResult]:
+        last = len(self.order)
+        return sorted(claims, key=lambda c: self.order.get(c.nodeid, last))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "teardown":
+            return
+        props = dict(report.user_properties)
+        state = self.config.stash.get(SESSION_KEY, None)
+        if RESULT_PROPERTY not in props or state is None:
+            return
+        state.results.append(claim_from_dict(json.loads(props[RESULT_PROPERTY])))
+        if REGISTRY_PROPERTY in props:
+            registry = json.loads(props[REGISTRY_PROPERTY])
+            for record in registry["models"]:
+                register_model(record.pop("name"), **record)
+            for record in registry["datasets"]:
+                register_dataset(record.pop("name"), **record)
 
 
 @pytest.fixture(scope="session")
@@ -523,8 +603,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if state is None or settings is None:
         return
     close_registry(state.registry)
-    if not state.results:
-        return
+    if not state.results or hasattr(config, "workerinput"):
+        return  # an xdist worker's claims reach the controller, which writes the one report
+    collector = config.pluginmanager.get_plugin("claims-collector")
+    if collector is not None:
+        state.results[:] = collector.in_collection_order(state.results)
     report = build_report(
         seed=settings.seed,
         resamples=settings.resamples,

@@ -53,6 +53,7 @@ __all__ = [
     "report_to_json",
     "write_report",
     "read_report",
+    "claim_from_dict",
     "table_rows",
     "column_widths",
     "header_lines",
@@ -309,6 +310,11 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def claim_from_dict(data: Any, *, where: str = "claim") -> ClaimResult:
+    """A `ClaimResult` from its `to_dict` form (validated like a claim of a report)."""
+    return _Reader(Path("<claim>")).claim(data, where)
 
 
 def read_report(path: str | os.PathLike[str]) -> Report:

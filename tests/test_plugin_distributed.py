@@ -1,0 +1,86 @@
+"""Claims under pytest-xdist reach the one report the controller writes, equal to a serial run;
+JUnit XML carries each claim's words and evidence as properties."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+STUDY = '''
+import numpy as np
+import pytest
+
+from harness import stats
+from harness.evidence import register_dataset, register_model
+from harness.expect import expect
+
+
+@pytest.fixture(scope="session", autouse=True)
+def registered():
+    register_model("toy", spec="fixture:toy", fingerprint="ab" * 32, device="cpu", dtype="float32")
+    register_dataset("toy", path="data/toy.jsonl", content_hash="sha256:" + "cd" * 32)
+
+
+@pytest.mark.claim("The mean effect is positive", source="toy study")
+@pytest.mark.parametrize("shift", [0.5, 1.0, 2.0, 3.0])
+def test_effect(claim_seed, shift):
+    x = np.random.default_rng(claim_seed).normal(shift, 1.0, 200)
+    expect(stats.bootstrap_mean(x, seed=claim_seed, n_resamples=999).with_context(statistic="mean effect")).positive()
+
+
+@pytest.mark.claim("A control stays near zero")
+@pytest.mark.parametrize("control", ["a", "b", "c"])
+def test_control(claim_seed, control):
+    x = np.random.default_rng(claim_seed).normal(0.0, 1.0, 200)
+    expect(stats.bootstrap_mean(x, seed=claim_seed, n_resamples=999)).within(-0.1, 0.1)
+'''
+
+
+def _claims(report: dict) -> list[dict]:
+    out = []
+    for claim in report["claims"]:
+        claim = dict(claim)
+        claim.pop("duration_s")
+        out.append(claim)
+    return out
+
+
+def test_an_xdist_run_writes_the_same_claims_and_provenance_as_a_serial_run(pytester):
+    pytester.makepyfile(test_study=STUDY)
+    serial = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--claims-report=serial", "-q")
+    parallel = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--claims-report=parallel", "-q", "-n", "2")
+    assert serial.ret == parallel.ret
+    a = json.loads((pytester.path / "serial" / "report.json").read_text())
+    b = json.loads((pytester.path / "parallel" / "report.json").read_text())
+    assert len(a["claims"]) == 7
+    assert _claims(a) == _claims(b)  # same order (collection order), values, verdicts
+    assert a["models"] == b["models"] and a["datasets"] == b["datasets"]
+    assert [m["name"] for m in b["models"]] == ["toy"]
+    assert not list(pytester.path.glob("parallel/*.tmp*"))
+
+
+def test_junit_xml_carries_each_claims_words_verdict_and_evidence(pytester):
+    pytester.makepyfile(test_study=STUDY)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=junit.xml", "-q")
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["test_effect[1.0]"].iter("property")}
+    assert props["claim"] == "The mean effect is positive"
+    assert props["claim_source"] == "toy study"
+    assert props["claim_verdict"] == "passed"
+    assert props["claim_params"] == '{"shift": 1.0}'
+    assert props["claim_evidence_0"].startswith("mean effect = ")
+    assert "held: positive()" in props["claim_evidence_0"]
+    assert json.loads(props["claims_result_json"])["nodeid"] == "test_study.py::test_effect[1.0]"
+
+
+@pytest.mark.parametrize("n", ["2"])
+def test_a_failing_claim_under_xdist_fails_the_session_and_is_in_the_report(pytester, n):
+    pytester.makepyfile(test_study=STUDY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--claims-report=r", "-q", "-n", n)
+    report = json.loads((pytester.path / "r" / "report.json").read_text())
+    outcomes = {c["nodeid"].split("::")[1]: c["outcome"] for c in report["claims"]}
+    assert result.ret == (1 if "failed" in outcomes.values() else 0)
+    assert set(outcomes) == {f"test_effect[{s}]" for s in ("0.5", "1.0", "2.0", "3.0")} | {
+        f"test_control[{c}]" for c in "abc"}
