@@ -1,10 +1,12 @@
 """The ``claims`` command.
 
     claims report reports/latest/report.json     # the terminal table again, from the JSON alone
+    claims diff BASE.json NEW.json               # what changed between two runs (exit 1: a regression)
     claims fixtures build tacgen --seed 0        # train / generate a fixture model or data set
 
 `main(argv=None) -> int` is the console script (``claims = "harness.cli:main"``). Exit codes:
-0 done, 1 a `HarnessError` (printed as ``claims: error: ...``), 2 a usage error.
+0 done, 1 a `HarnessError` (printed as ``claims: error: ...``) or, for ``diff``, a regression,
+2 a usage error (and, for ``diff``, a report that cannot be read).
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("path", metavar="PATH", help="a report.json written by `pytest claims/`")
     report.set_defaults(run=_report)
 
+    diff = sub.add_parser("diff", help="compare two reports: verdict changes, effect movement, provenance")
+    diff.add_argument("base", metavar="BASE", help="the baseline report.json")
+    diff.add_argument("new", metavar="NEW", help="the new report.json")
+    diff.add_argument("--tolerance", type=_tolerance, default=None, metavar="T",
+                      help="how far an effect may move, in half-widths of the baseline's CI (default 3)")
+    diff.set_defaults(run=_diff)
+
     fixtures = sub.add_parser("fixtures", help="fixture models and data sets")
     fixtures_sub = fixtures.add_subparsers(dest="fixtures_command", metavar="ACTION", required=True)
     build = fixtures_sub.add_parser("build", help="build one fixture by its seeded recipe")
@@ -53,6 +62,16 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected an integer >= 0 such as --seed 1234, got {text!r}"
         )
+    return value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0 such as --tolerance 3, got {text!r}")
     return value
 
 
@@ -78,6 +97,18 @@ def _report(args: argparse.Namespace) -> int:
     report = read_report(args.path)
     render_terminal(report, Console(width=TERMINAL_WIDTH, highlight=False), path=args.path)
     return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from harness.diff import DEFAULT_TOLERANCE, diff_files, render_diff
+
+    try:
+        result = diff_files(args.base, args.new, tolerance=args.tolerance or DEFAULT_TOLERANCE)
+    except HarnessError as exc:  # exit 2, so a script can tell a bad input from a regression
+        print(f"claims: error: {exc}", file=sys.stderr)
+        return 2
+    print(render_diff(result, width=TERMINAL_WIDTH), end="")
+    return result.exit_status
 
 
 def _fixtures_build(args: argparse.Namespace) -> int:

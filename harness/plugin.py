@@ -145,6 +145,20 @@ def _int_option(option: str, *, minimum: int, example: int) -> Any:
     return convert
 
 
+def _positive_float_option(option: str, *, example: float) -> Any:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number > 0 such as {option}={example}, got {text!r}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
 def _pair_option(option: str, rhs: str, example: str) -> Any:
     def convert(text: str) -> tuple[str, str]:
         name, sep, value = text.partition("=")
@@ -348,6 +362,8 @@ class _SessionState:
     report: Report | None = None
     report_path: Path | None = None
     report_error: str | None = None
+    diff: Any = None          # harness.diff.ReportDiff against --claims-baseline
+    baseline_note: str | None = None
 
 
 SETTINGS_KEY = pytest.StashKey[ClaimsSettings]()
@@ -388,6 +404,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           "shared with other jobs, 1 avoids OpenMP threads waiting on each other",
     )
     group.addoption(
+        "--claims-baseline", default=None, metavar="BASE.json",
+        help="compare this run with a baseline report at the end; a claim that held and now fails, or "
+             "an effect that moved beyond --claims-tolerance, fails the session",
+    )
+    group.addoption(
+        "--claims-tolerance", type=_positive_float_option("--claims-tolerance", example=3), default=None,
+        metavar="T", help="how far an effect may move, in half-widths of the baseline's CI (default 3)",
+    )
+    group.addoption(
+        "--claims-update-baseline", action="store_true", default=False,
+        help="write this run's report as the baseline (--claims-baseline, default reports/baseline.json)",
+    )
+    group.addoption(
         "--claims-report", default=None, metavar="DIR",
         help=f"directory for report.json (default {DEFAULT_REPORT_DIR} under the rootdir)",
     )
@@ -409,6 +438,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(_ClaimCollector(config), "claims-collector")
+    baseline = config.getoption("claims_baseline")
+    if baseline is not None and not config.getoption("claims_update_baseline"):
+        path = Path(config.invocation_params.dir) / baseline
+        if not path.is_file():
+            raise pytest.UsageError(
+                f"--claims-baseline {baseline}: no such file; write one with "
+                f"`pytest claims/ --claims-update-baseline --claims-baseline {baseline}` (or commit a report.json there)"
+            )
     threads = config.getoption("claims_threads")
     if threads is not None:
         import torch
@@ -625,6 +662,35 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.report_path = write_report(report, settings.report_dir)
     except (HarnessError, OSError) as exc:
         state.report_error = str(exc)
+    _compare_with_baseline(session, state)
+
+
+def _compare_with_baseline(session: pytest.Session, state: _SessionState) -> None:
+    """--claims-baseline: diff this run's report with the baseline and fail the session on a
+    regression; --claims-update-baseline: write this run's report as the new baseline."""
+    config = session.config
+    given = config.getoption("claims_baseline")
+    update = config.getoption("claims_update_baseline")
+    if given is None and not update:
+        return
+    from harness.diff import DEFAULT_TOLERANCE, diff_reports, write_baseline
+    from harness.report import read_report
+
+    where = Path(config.invocation_params.dir) / given if given else Path(config.rootpath) / "reports" / "baseline.json"
+    assert state.report is not None
+    if update:
+        state.baseline_note = f"baseline written: {write_baseline(state.report, where)}"
+        return
+    tolerance = config.getoption("claims_tolerance") or DEFAULT_TOLERANCE
+    try:
+        state.diff = diff_reports(read_report(where), state.report, tolerance=tolerance,
+                                  base_label=str(given), new_label=str(state.report_path or "this run"))
+    except HarnessError as exc:
+        state.baseline_note = f"baseline not compared: {exc}"
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    if state.diff.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -646,3 +712,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write(buffer.getvalue())
     if state.report_error is not None:
         terminalreporter.write_line(f"claims: report not written: {state.report_error}", red=True)
+    if state.diff is not None:
+        from harness.diff import render_diff
+
+        terminalreporter.write_sep("=", "claims vs baseline")
+        terminalreporter.write(render_diff(state.diff, width=TERMINAL_WIDTH))
+    if state.baseline_note is not None:
+        terminalreporter.write_line(f"claims: {state.baseline_note}")
