@@ -1,6 +1,7 @@
 """The ``claims`` command.
 
     claims report reports/latest/report.json     # the terminal table again, from the JSON alone
+    claims report reports/latest/report.json --html   # and report.html again
     claims diff BASE.json NEW.json               # what changed between two runs (exit 1: a regression)
     claims fixtures build tacgen --seed 0        # train / generate a fixture model or data set
 
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="print the table of a report.json again")
     report.add_argument("path", metavar="PATH", help="a report.json written by `pytest claims/`")
+    report.add_argument("--html", action="store_true",
+                        help="also write report.html beside it again (from the JSON and the plots beside it)")
     report.set_defaults(run=_report)
 
     diff = sub.add_parser("diff", help="compare two reports: verdict changes, effect movement, provenance")
@@ -96,6 +99,12 @@ def _report(args: argparse.Namespace) -> int:
 
     report = read_report(args.path)
     render_terminal(report, Console(width=TERMINAL_WIDTH, highlight=False), path=args.path)
+    if args.html:
+        from pathlib import Path
+
+        from harness.html import write_html
+
+        print(f"html report: {write_html(report, Path(args.path).parent)}")
     return 0
 
 

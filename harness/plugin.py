@@ -362,6 +362,8 @@ class _SessionState:
     report: Report | None = None
     report_path: Path | None = None
     report_error: str | None = None
+    html_path: Path | None = None
+    html_error: str | None = None
     diff: Any = None          # harness.diff.ReportDiff against --claims-baseline
     baseline_note: str | None = None
 
@@ -662,6 +664,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         state.report_path = write_report(report, settings.report_dir)
     except (HarnessError, OSError) as exc:
         state.report_error = str(exc)
+    try:  # the study's plots are on disk by now (session fixtures have torn down)
+        from harness.html import write_html
+
+        state.html_path = write_html(report, settings.report_dir)
+    except (HarnessError, OSError) as exc:
+        state.html_error = str(exc)
     _compare_with_baseline(session, state)
 
 
@@ -712,6 +720,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write(buffer.getvalue())
     if state.report_error is not None:
         terminalreporter.write_line(f"claims: report not written: {state.report_error}", red=True)
+    if state.html_path is not None:
+        terminalreporter.write_line(f"html report: {state.html_path}")
+    if state.html_error is not None:
+        terminalreporter.write_line(f"claims: html report not written: {state.html_error}", red=True)
     if state.diff is not None:
         from harness.diff import render_diff
 

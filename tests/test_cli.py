@@ -132,3 +132,15 @@ def test_fixtures_build_says_when_the_fixtures_module_cannot_be_imported(monkeyp
 def test_the_console_script_points_at_main():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert pyproject["project"]["scripts"]["claims"] == "harness.cli:main"
+
+
+def test_claims_report_html_writes_the_page_again_from_the_json(tmp_path, capsys):
+    from test_report import report
+
+    from harness.report import write_report
+
+    path = write_report(report(), tmp_path)
+    assert main(["report", str(path), "--html"]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "Class-mean steering moves the score" in page
+    assert f"html report: {tmp_path / 'report.html'}" in capsys.readouterr().out
