@@ -59,3 +59,27 @@ def test_the_controls_still_hold_on_the_null_twin(null_outcomes):
     controls = by_kind(null_outcomes, CONTROL_CLAIMS)
     assert len(controls) == 4
     assert set(controls.values()) == {"passed"}, controls
+
+
+def test_the_baseline_gate_catches_a_broken_checkpoint_with_a_readable_diff(tmp_path):
+    """Done-when of the CI gate: a baseline from the planted model, then the same claims on the
+    broken checkpoint (plant removed): the session fails and the diff names what changed."""
+    base = tmp_path / "baseline.json"
+    common = [sys.executable, "-m", "pytest", "claims/planted", "-q", "-p", "no:cacheprovider",
+              "--claims-resamples=999", f"--claims-report={tmp_path / 'r'}"]
+    first = subprocess.run(common + ["--claims-update-baseline", f"--claims-baseline={base}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0 and base.is_file(), first.stdout[-2000:]
+    same = subprocess.run(common + [f"--claims-baseline={base}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert "0 regressed, 0 fixed, 0 moved" in same.stdout
+    broken = subprocess.run(common + [f"--claims-baseline={base}", "--claims-model", "planted=fixture:planted-null"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert broken.returncode == 1
+    out = broken.stdout
+    assert "claims vs baseline" in out and "REGRESSED" in out
+    assert "regressed (held -> failed):" in out
+    assert "test_planted_direction_moves_the_logit_difference[layer3]: passed -> failed" in out
+    assert "model planted: spec fixture:planted -> fixture:planted-null" in out
+    assert "model planted: fingerprint" in out
