@@ -35,20 +35,21 @@ share a point (None when a bound is missing).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import textwrap
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.evidence import Evidence
 from harness.report import (
+    format_ci,
+    format_number,
     SUPPORTED_SCHEMA_VERSIONS,
     ClaimResult,
     Report,
@@ -291,19 +292,7 @@ def write_baseline(report: Report, path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise DiffError(f"cannot create the baseline's directory {str(path.parent)!r}: {exc}") from exc
     text = json.dumps(report_to_json(report), indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_text_atomic(path, text)
 
 
 def _by_nodeid(claims: Iterable[ClaimResult], which: str) -> dict[str, ClaimResult]:
@@ -480,15 +469,8 @@ def _describe(record: object, fields: Sequence[str]) -> str:
 # Rendering
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.4g}" if math.isfinite(x) else str(x)
-
-
 def _est(ev: Evidence) -> str:
-    level = ev.level * 100 if ev.level <= 1 else ev.level
-    return f"{_num(ev.value)} {level:g}% [{_num(ev.ci_low)}, {_num(ev.ci_high)}]"
+    return f"{format_number(ev.value)} {format_ci(ev)}"
 
 
 def _shift_text(e: EvidenceDiff) -> str:

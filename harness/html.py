@@ -26,18 +26,15 @@ Pure Python (stdlib only): the plugin can call it at session end without importi
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import html
-import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.evidence import Evidence
-from harness.report import OUTCOMES, ClaimResult, Report, ReportError
+from harness.atomic import write_text_atomic
+from harness.report import OUTCOMES, ClaimResult, Report, format_ci, format_number, report_directory
 
 __all__ = [
     "HTML_FILENAME",
@@ -236,17 +233,6 @@ def _data_uri(path: Path) -> tuple[str | None, str]:
 
 def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.4g}" if math.isfinite(x) else str(x)
-
-
-def _ci(ev: Evidence) -> str:
-    level = ev.level * 100 if ev.level <= 1 else ev.level
-    return f"{level:g}% [{_num(ev.ci_low)}, {_num(ev.ci_high)}]"
 
 
 def _param(value: Any) -> str:
@@ -493,8 +479,8 @@ def _claim(index: int, c: ClaimResult) -> list[str]:
             out.append(
                 f"<tr><td>{_e(ev.statistic or 'estimate')}</td>"
                 f"<td>{f'<code>{_e(ev.site)}</code>' if ev.site else '-'}</td>"
-                f'<td class="num">{_e(_num(ev.value))}</td>'
-                f'<td class="num">{_e(_ci(ev))}</td>'
+                f'<td class="num">{_e(format_number(ev.value))}</td>'
+                f'<td class="num">{_e(format_ci(ev))}</td>'
                 f'<td class="num">{ev.n}</td>'
                 f"<td>{_e(method)}</td>"
                 f"<td><code>{_e(ev.expectation)}</code></td>"
@@ -523,36 +509,7 @@ def write_html(report: Report, directory: str | os.PathLike[str]) -> Path:
 
         write_html(read_report("reports/latest/report.json"), "reports/latest")
     """
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ReportError(
-            f"cannot create the report directory {str(directory)!r}: {exc}; "
-            "choose a writable one with --claims-report DIR"
-        ) from exc
+    directory = report_directory(directory)
     target = directory / HTML_FILENAME
     page = render_html(report, plots=plots_in(directory, studies=_studies(report)))
-    fd, tmp = tempfile.mkstemp(prefix=f".{HTML_FILENAME}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    return write_text_atomic(target, page)

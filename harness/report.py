@@ -17,7 +17,6 @@ bumped on any change that an old reader could misread.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -25,13 +24,13 @@ import math
 import os
 import platform
 import subprocess
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
 from harness.evidence import DatasetRecord, Evidence, ModelRecord
 
@@ -52,7 +51,10 @@ __all__ = [
     "build_report",
     "report_to_json",
     "write_report",
+    "report_directory",
     "read_report",
+    "format_number",
+    "format_ci",
     "claim_from_dict",
     "table_rows",
     "column_widths",
@@ -261,13 +263,8 @@ def report_to_json(report: Report) -> dict[str, Any]:
     }
 
 
-def write_report(report: Report, directory: str | os.PathLike[str]) -> Path:
-    """Write ``report.json`` into `directory` atomically and return its path.
-
-    The JSON goes to a temporary file in the same directory, is fsynced, and replaces the old
-    report with `os.replace`; if anything fails on the way the old report is left as it was and
-    the temporary file is removed.
-    """
+def report_directory(directory: str | os.PathLike[str]) -> Path:
+    """`directory`, created if needed; a `ReportError` that says what to do when it cannot be."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -276,40 +273,26 @@ def write_report(report: Report, directory: str | os.PathLike[str]) -> Path:
             f"cannot create the report directory {str(directory)!r}: {exc}; "
             "choose a writable one with --claims-report DIR"
         ) from exc
-    target = directory / REPORT_FILENAME
-    data = report_to_json(report)
-    fd, tmp = tempfile.mkstemp(prefix=f".{REPORT_FILENAME}.", suffix=".tmp", dir=directory)
+    return directory
+
+
+def write_report(report: Report, directory: str | os.PathLike[str]) -> Path:
+    """Write ``report.json`` into `directory` atomically and return its path.
+
+    The JSON goes to a temporary file in the same directory, is fsynced, and replaces the old
+    report with `os.replace`; if anything fails on the way the old report is left as it was and
+    the temporary file is removed.
+    """
+    target = report_directory(directory) / REPORT_FILENAME
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            try:
-                json.dump(data, f, indent=2, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise ReportError(
-                    f"cannot write {str(target)!r}: the report is not JSON-serialisable ({exc}); "
-                    "claim parameters and evidence must be str, int, float, bool or None "
-                    "(the plugin writes other values with repr())"
-                ) from exc
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(directory)
-    return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable where the platform allows it (POSIX); best effort."""
-    with contextlib.suppress(OSError, AttributeError):
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        text = json.dumps(report_to_json(report), indent=2, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise ReportError(
+            f"cannot write {str(target)!r}: the report is not JSON-serialisable ({exc}); "
+            "claim parameters and evidence must be str, int, float, bool or None "
+            "(the plugin writes other values with repr())"
+        ) from exc
+    return write_text_atomic(target, text)
 
 
 def claim_from_dict(data: Any, *, where: str = "claim") -> ClaimResult:
@@ -506,7 +489,7 @@ def table_rows(report: Report) -> tuple[Row, ...]:
             else:
                 verdict = f"{'held' if ev.held else 'NOT HELD'}: {ev.expectation}"
             stat = _stat(ev, shown=param_values)
-            numbers = (stat, _num(ev.value), _ci(ev), str(ev.n))
+            numbers = (stat, format_number(ev.value), format_ci(ev), str(ev.n))
             if numbers == previous and rows[-1].ok == ev.held and ev.status == "ok":
                 # the same estimate judged again with the same verdict: one row lists both
                 rows[-1] = dataclasses.replace(rows[-1], verdict=f"{rows[-1].verdict}, {ev.expectation}")
@@ -532,14 +515,17 @@ def _stat(ev: Evidence, *, shown: set[str] = frozenset()) -> str:  # type: ignor
     return f"{name} @ {ev.site}" if ev.site and ev.site not in shown else name
 
 
-def _num(x: float | None) -> str:
+def format_number(x: float | None) -> str:
+    """A number as the tables show it: 4 significant digits, ``-`` for None."""
     if x is None:
         return "-"
     return f"{x:.4g}" if math.isfinite(x) else str(x)
 
 
-def _ci(ev: Evidence) -> str:
-    return f"{ev.level * 100 if ev.level <= 1 else ev.level:g}% [{_num(ev.ci_low)}, {_num(ev.ci_high)}]"
+def format_ci(ev: Evidence) -> str:
+    """``95% [low, high]`` of an evidence record."""
+    level = ev.level * 100 if ev.level <= 1 else ev.level
+    return f"{level:g}% [{format_number(ev.ci_low)}, {format_number(ev.ci_high)}]"
 
 
 def _shorten(text: str, limit: int) -> str:
