@@ -64,7 +64,11 @@ def _cache_root() -> Path:
 
 
 def _cache_key(recipe: Path, name: str, seed: int) -> str:
-    h = hashlib.sha256(recipe.read_bytes())
+    """Name, seed and the bytes of every ``*.py`` in the recipe's folder (the recipe and the
+    modules it builds from, e.g. a data generator): a change to any of them is a new entry."""
+    h = hashlib.sha256()
+    for source in sorted(recipe.parent.glob("*.py")):
+        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     h.update(f"|{name}|{seed}".encode())
     return f"{name}-{h.hexdigest()[:16]}"
 

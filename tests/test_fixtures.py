@@ -258,3 +258,16 @@ def test_the_planted_direction_does_almost_nothing_on_the_null_twin():
 def test_the_null_direction_does_almost_nothing_on_the_planted_fixture():
     slopes = slope_along("planted", "null")
     assert bool((slopes.abs() < 0.25).all()), slopes
+
+
+def test_a_change_to_a_module_beside_the_recipe_is_a_new_cache_entry(toy_recipes):
+    from harness.fixtures import build
+
+    first = build("toy")
+    assert build("toy") == first
+    (toy_recipes / "toy" / "helpers.py").write_text("SIZE = 1\n")  # a data generator, say
+    second = build("toy")
+    assert second != first and config_of(second) == config_of(first)
+    (toy_recipes / "toy" / "helpers.py").write_text("SIZE = 2\n")
+    assert build("toy") not in (first, second)
+
