@@ -354,32 +354,36 @@ def _provenance(report: Report) -> list[str]:
     out.append("</dl>")
 
     out.append("<h3>Models</h3>")
-    if report.models:
-        out.append('<table class="models"><thead><tr><th>name</th><th>spec</th>'
-                   "<th>fingerprint</th><th>device</th><th>dtype</th></tr></thead><tbody>")
-        for m in report.models:
-            out.append(
-                f"<tr><td>{_e(m.name)}</td><td><code>{_e(m.spec)}</code></td>"
-                f'<td class="hash mono">{_e(m.fingerprint)}</td><td>{_e(m.device)}</td>'
-                f"<td>{_e(m.dtype)}</td></tr>"
-            )
-        out.append("</tbody></table>")
-    else:
-        out.append("<p>No models registered.</p>")
-
+    out += _records_table("models", ("name", "spec", "fingerprint", "device", "dtype"),
+                          [(m.name, m.spec, m.fingerprint, m.device, m.dtype) for m in report.models],
+                          code=("spec",), hashes=("fingerprint",), empty="No models registered.")
     out.append("<h3>Data sets</h3>")
-    if report.datasets:
-        out.append('<table class="datasets"><thead><tr><th>name</th><th>path</th>'
-                   "<th>content hash</th></tr></thead><tbody>")
-        for d in report.datasets:
-            out.append(
-                f"<tr><td>{_e(d.name)}</td><td><code>{_e(d.path)}</code></td>"
-                f'<td class="hash mono">{_e(d.content_hash)}</td></tr>'
-            )
-        out.append("</tbody></table>")
-    else:
-        out.append("<p>No data sets registered.</p>")
+    out += _records_table("datasets", ("name", "path", "content hash"),
+                          [(d.name, d.path, d.content_hash) for d in report.datasets],
+                          code=("path",), hashes=("content hash",), empty="No data sets registered.")
     out.append("</section>")
+    return out
+
+
+def _records_table(kind: str, headers: Sequence[str], rows: Sequence[Sequence[str]], *,
+                   code: Sequence[str], hashes: Sequence[str], empty: str) -> list[str]:
+    """A provenance table (models, data sets): escaped cells, `code` columns in <code>, `hashes`
+    columns in the monospace hash style; `empty` when there are no rows."""
+    if not rows:
+        return [f"<p>{_e(empty)}</p>"]
+    out = [f'<table class="{kind}"><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers)
+           + "</tr></thead><tbody>"]
+    for row in rows:
+        cells = []
+        for header, value in zip(headers, row):
+            if header in hashes:
+                cells.append(f'<td class="hash mono">{_e(value)}</td>')
+            elif header in code:
+                cells.append(f"<td><code>{_e(value)}</code></td>")
+            else:
+                cells.append(f"<td>{_e(value)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody></table>")
     return out
 
 

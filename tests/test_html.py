@@ -12,7 +12,7 @@ import zlib
 
 import pytest
 
-from harness.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.evidence import DatasetRecord, ModelRecord
 from harness.html import HTML_FILENAME, plots_in, render_html, study_of, write_html
 from harness.report import (
     ClaimResult,
@@ -22,6 +22,7 @@ from harness.report import (
     read_report,
     write_report,
 )
+from test_report import evidence  # the same Evidence builder as the report tests
 
 STARTED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -40,15 +41,6 @@ def png_bytes(width: int = 2, height: int = 1, rgb: tuple[int, int, int] = (200,
     raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return PNG_SIGNATURE + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-
-
-def evidence(**changes) -> Evidence:
-    fields = dict(statistic="slope near 0", value=0.5, ci_low=0.2, ci_high=0.8, level=0.95, n=500,
-                  method="bootstrap BCa", unit="examples", site="encoder.12.resid_post", seed=7,
-                  fingerprint="3f2a9c0d1e2b", expectation="ci_excludes(0)", held=True,
-                  status="ok", reason="")
-    fields.update(changes)
-    return Evidence(**fields)
 
 
 def claim(nodeid: str, outcome: str = "passed", **changes) -> ClaimResult:
