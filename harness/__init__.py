@@ -12,6 +12,9 @@ pytest plugin) stays free of torch until a claim actually touches a model.
     sweeps        sweep, symmetric, scorer, Curve
     patching      patch_resid_map, patch_head_map, PatchMap, answer_logit_diff, answer_logprob
     generate      greedy, exact_match
+    lens          logit_lens, residuals_at, layer_sites, Lens
+    probes        fit_probe, fit_control, balance, Probe
+    attention     attention_weights, eager_attention, ratio_to_uniform
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
     estimate      Estimate
     expect        expect
@@ -63,6 +66,17 @@ _EXPORTS: dict[str, str] = {
     "answer_logprob": "harness.patching",
     "greedy": "harness.generate",
     "exact_match": "harness.generate",
+    "logit_lens": "harness.lens",
+    "residuals_at": "harness.lens",
+    "layer_sites": "harness.lens",
+    "Lens": "harness.lens",
+    "fit_probe": "harness.probes",
+    "fit_control": "harness.probes",
+    "balance": "harness.probes",
+    "Probe": "harness.probes",
+    "attention_weights": "harness.attention",
+    "eager_attention": "harness.attention",
+    "ratio_to_uniform": "harness.attention",
     "Estimate": "harness.estimate",
     "expect": "harness.expect",
     "HarnessError": "harness.errors",

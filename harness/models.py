@@ -26,7 +26,7 @@ from harness.architectures import Hook, Layout, layout_for, resolve_hook, site_t
 from harness.errors import DataError, ModelLoadError, SiteError
 from harness.sites import Site, SiteTable, parse_site
 
-__all__ = ["LoadedModel", "load_model", "load_study_model", "fingerprint", "from_module", "pad_rows"]
+__all__ = ["LoadedModel", "load_model", "load_study_model", "fingerprint", "from_module", "pad_rows", "length_order", "unembed"]
 
 
 @dataclass
@@ -275,3 +275,13 @@ def _missing_message(spec: str, kind: str, err: Exception) -> str:
             f"({type(err).__name__}: {str(err).splitlines()[0]})"
         )
     return f"could not load model {spec!r} from {kind}: {err}"
+
+
+def unembed(model: LoadedModel, normed: torch.Tensor) -> torch.Tensor:
+    """Next-token logits (float32) from final-norm outputs ``[..., d]``, as the model's forward
+    computes them (the output head, then Gemma's final logit soft-capping where configured)."""
+    logits = model.module.get_output_embeddings()(normed)
+    cap = getattr(model.module.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits.float()

@@ -47,7 +47,7 @@ import torch
 
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Patch, Positions, intervene
-from harness.models import LoadedModel, pad_rows
+from harness.models import LoadedModel, pad_rows, unembed
 from harness.prefix import StackPrefix, capture
 
 __all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff", "answer_logprob"]
@@ -190,17 +190,8 @@ def _pairs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any]) -> 
     return a, b
 
 
-def _unembed(model: LoadedModel, normed: torch.Tensor) -> torch.Tensor:
-    """Next-token logits from final-norm outputs ``[rows, d]`` (as the model's forward computes them)."""
-    logits = model.module.get_output_embeddings()(normed)
-    cap = getattr(model.module.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits.float()
-
-
 def _score(model: LoadedModel, metric: Metric, normed_last: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-    values = metric(_unembed(model, normed_last), pairs)
+    values = metric(unembed(model, normed_last), pairs)
     if not isinstance(values, torch.Tensor) or values.shape != (pairs.shape[0],):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ShapeError(f"`metric` must return one value per row, shape [{pairs.shape[0]}], got {shape}; "

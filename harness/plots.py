@@ -2,6 +2,10 @@
 
     plot_sweeps(curves, path, title=...)   mean score shift vs alpha for several curves, each
                                            with a 95% bootstrap band over examples
+    plot_layers(curves, path, title=...)   one Estimate per layer for each curve (e.g. a probe's
+                                           accuracy and its control's), its CI as a band
+    plot_heatmap(matrix, path, title=...)  a matrix (e.g. layer x head) as annotated cells
+                                           with a colorbar
 
 The shift of a curve is each example's score minus its score at alpha = 0, so curves of
 different directions and spans share an origin. Bands are percentile bootstrap intervals of
@@ -15,14 +19,15 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from harness.errors import DataError
+from harness.estimate import Estimate
 from harness.sweeps import Curve
 
-__all__ = ["plot_sweeps"]
+__all__ = ["plot_heatmap", "plot_layers", "plot_sweeps"]
 
 
 def _shift_band(curve: Curve, *, seed: int, n_resamples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,3 +91,119 @@ def plot_sweeps(curves: Mapping[str, Curve], path: str | Path, *, title: str, yl
     finally:
         plt.close(fig)
     return path
+
+
+def plot_layers(curves: Mapping[str, Sequence[Estimate]], path: str | Path, *, title: str, ylabel: str,
+                layers: Sequence[int] | None = None, reference: float | None = None) -> Path:
+    """Plot one `Estimate` per layer for each curve: its value, and its CI as a band; returns the
+    PNG's path. `layers` labels the x axis (default 0, 1, ...); `reference` draws a dashed
+    horizontal line (e.g. chance accuracy).
+
+    Example::
+
+        plot_layers({"probe": probe_accuracy, "control": control_accuracy}, "reports/latest/arith/probes.png",
+                    title="has-parentheses probe at '='", ylabel="test accuracy", reference=0.5)
+    """
+    if not curves:
+        raise DataError("`curves` is empty; give at least one labelled sequence of per-layer Estimates")
+    lengths = {label: len(estimates) for label, estimates in curves.items()}
+    if len(set(lengths.values())) != 1 or 0 in lengths.values():
+        raise DataError(f"every curve needs one Estimate per layer, and as many as the others; got {lengths}")
+    xs = list(range(next(iter(lengths.values())))) if layers is None else list(layers)
+    if len(xs) != next(iter(lengths.values())):
+        raise DataError(f"`layers` has {len(xs)} entries for curves of {next(iter(lengths.values()))} "
+                        "Estimates; give one layer per Estimate")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    try:
+        for label, estimates in curves.items():
+            value = [e.value for e in estimates]
+            ax.plot(xs, value, marker="o", label=f"{label} (n={estimates[0].n})")
+            ax.fill_between(xs, [e.ci_low for e in estimates], [e.ci_high for e in estimates], alpha=0.25)
+        if reference is not None:
+            ax.axhline(reference, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xticks(xs)
+        ax.set_xlabel("layer")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _save_png(fig, path: Path) -> None:
+    """Write `fig` as a PNG at `path` atomically (a temporary file renamed into place)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def plot_heatmap(matrix, path: str | Path, *, title: str, row_labels: Sequence[str], col_labels: Sequence[str],
+                 xlabel: str = "", ylabel: str = "", colorbar_label: str = "", fmt: str = "{:.2f}",
+                 cmap: str = "viridis", vmin: float | None = None, vmax: float | None = None,
+                 annotate: bool = True) -> Path:
+    """Plot a 2-D matrix as a heatmap: one cell per entry, its value written in the cell
+    (`fmt`; NaN cells are left blank), a colorbar, labelled rows and columns; returns the PNG's
+    path. `vmin`/`vmax` fix the colour scale (default: the finite values' range).
+
+    Example::
+
+        plot_heatmap(mean_ratio, "reports/latest/arith/attention_parens.png", title="`)` to its `(`",
+                     row_labels=["layer1", "layer2"], col_labels=["head0", "head1"],
+                     xlabel="head", ylabel="layer", colorbar_label="attention / uniform")
+    """
+    values = np.asarray(matrix, dtype=float)
+    if values.ndim != 2 or values.size == 0:
+        raise DataError(f"`matrix` must be a non-empty 2-D array [rows, columns], got shape {values.shape}")
+    for name, labels, axis in (("row_labels", row_labels, 0), ("col_labels", col_labels, 1)):
+        if isinstance(labels, str) or len(labels) != values.shape[axis]:
+            raise DataError(f"`{name}` must hold {values.shape[axis]} labels, one per {('row', 'column')[axis]} of "
+                            f"the {values.shape} matrix; got {labels!r:.80}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, cols = values.shape
+    fig, ax = plt.subplots(figsize=(min(2.0 + 0.7 * cols, 16.0), min(1.6 + 0.5 * rows, 16.0)), dpi=110)
+    try:
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+        bar = fig.colorbar(image, ax=ax)
+        bar.set_label(colorbar_label)
+        if annotate:
+            _annotate_cells(ax, image, values, fmt)
+        ax.set_xticks(range(cols), [str(c) for c in col_labels], rotation=90 if cols > 12 else 0)
+        ax.set_yticks(range(rows), [str(r) for r in row_labels])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _annotate_cells(ax, image, values: np.ndarray, fmt: str) -> None:
+    """Write each finite cell's value in it, dark on light colours and light on dark ones."""
+    for (r, c), v in np.ndenumerate(values):
+        if np.isfinite(v):
+            red, green, blue, _ = image.cmap(image.norm(v))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+            ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=8, color="black" if light else "white")

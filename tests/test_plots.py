@@ -38,3 +38,16 @@ def test_the_band_is_the_bootstrap_ci_of_the_mean_shift():
 def test_plotting_nothing_is_an_error(tmp_path):
     with pytest.raises(DataError, match="`curves` is empty"):
         plot_sweeps({}, tmp_path / "x.png", title="t")
+
+
+def test_plot_heatmap_writes_a_png_with_nan_cells_and_names_mismatched_labels(tmp_path):
+    from harness.plots import plot_heatmap
+
+    matrix = np.array([[1.0, 2.5, np.nan], [0.2, 3.0, 1.1]])
+    out = plot_heatmap(matrix, tmp_path / "sub" / "map.png", title="attention / uniform",
+                       row_labels=["layer1", "layer2"], col_labels=["head0", "head1", "head2"],
+                       xlabel="head", ylabel="block", colorbar_label="ratio")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in out.parent.iterdir()] == ["map.png"]
+    with pytest.raises(DataError, match=r"`col_labels` must hold 3 labels, one per column of the \(2, 3\) matrix"):
+        plot_heatmap(matrix, tmp_path / "x.png", title="t", row_labels=["a", "b"], col_labels=["h0", "h1"])

@@ -1,0 +1,150 @@
+"""Linear probes: L2-regularised logistic regression on activations, and its controls.
+
+    fit_probe(features, labels)          a multinomial logistic-regression probe on standardised
+                                         features (full-batch L-BFGS from zero weights: the fit
+                                         is deterministic)
+    fit_control(features, labels, seed)  the same probe fitted on a seeded shuffle of the labels:
+                                         what the probe reaches with no relation to the labels
+    Probe.correct(features, labels)      per-example correctness on held-out rows (for
+                                         `harness.stats.proportion_of`)
+    balance(labels, strata, seed)        indices that keep equally many rows of each class
+                                         within each stratum (e.g. prompt length), seeded
+
+Features are ``[n, d]`` (activations at one site), labels ``[n]`` of any comparable type (bool,
+int, str); the standardisation (mean and standard deviation per feature) is the training
+rows', and a feature constant there is left unscaled. The penalty is ``l2 / 2 * |W|^2`` on the
+weights (not the bias), added to the mean cross-entropy.
+
+Example::
+
+    probe = fit_probe(train_x, train_y)
+    control = fit_control(train_x, train_y, seed=0)
+    stats.proportion_of(probe.correct(test_x, test_y))      # vs control.correct(test_x, test_y)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from harness.errors import DataError, ShapeError
+
+__all__ = ["Probe", "fit_probe", "fit_control", "balance"]
+
+L2 = 1e-2
+MAX_ITER = 500
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A fitted linear probe: ``argmax(((x - mean) / scale) @ weight + bias)`` indexes `classes`."""
+
+    classes: np.ndarray
+    mean: torch.Tensor
+    scale: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def predict(self, features: Any) -> np.ndarray:
+        """The predicted class of each row of `features` ``[n, d]``."""
+        x = _features(features, name="features")
+        if x.shape[1] != self.weight.shape[0]:
+            raise ShapeError(f"`features` has {x.shape[1]} columns but the probe was fitted on "
+                             f"{self.weight.shape[0]}; pass activations from the same site")
+        logits = ((x - self.mean) / self.scale) @ self.weight + self.bias
+        return self.classes[logits.argmax(1).numpy()]
+
+    def correct(self, features: Any, labels: Any) -> np.ndarray:
+        """Per-example correctness ``[n]`` bool on (held-out) `features` and their true `labels`."""
+        x = _features(features, name="features")
+        y = _labels(labels, n=x.shape[0], name="labels")
+        unseen = sorted(set(y.tolist()) - set(self.classes.tolist()))
+        if unseen:
+            raise DataError(f"`labels` holds {unseen!r}, a class the probe was not fitted on (classes "
+                            f"{self.classes.tolist()!r}); score on labels of the training classes")
+        return self.predict(x) == y
+
+
+def fit_probe(features: Any, labels: Any, *, l2: float = L2, max_iter: int = MAX_ITER) -> Probe:
+    """Fit an L2-regularised logistic-regression probe predicting `labels` ``[n]`` from
+    `features` ``[n, d]`` (standardised with the training rows' mean and deviation)."""
+    x = _features(features, name="features")
+    y = _labels(labels, n=x.shape[0], name="labels")
+    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0:
+        raise DataError(f"`l2` must be a non-negative number, got {l2!r}; e.g. l2=1e-2")
+    classes, codes = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"`labels` holds a single class {classes.tolist()!r} ({len(y)} rows); a probe needs "
+                        "at least two classes: check the selection of rows")
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    z = (x - mean) / scale
+    target = torch.as_tensor(codes, dtype=torch.long)
+    weight = torch.zeros(x.shape[1], len(classes), dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(len(classes), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(z @ weight + bias, target) + 0.5 * l2 * weight.pow(2).sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return Probe(classes=classes, mean=mean, scale=scale, weight=weight.detach(), bias=bias.detach())
+
+
+def fit_control(features: Any, labels: Any, *, seed: int, l2: float = L2, max_iter: int = MAX_ITER) -> Probe:
+    """`fit_probe` on the labels shuffled with `seed`: the probe's accuracy when the labels
+    carry no information the features could hold (same classes, same class balance)."""
+    y = _labels(labels, n=_features(features, name="features").shape[0], name="labels")
+    shuffled = y[np.random.default_rng(seed).permutation(len(y))]
+    return fit_probe(features, shuffled, l2=l2, max_iter=max_iter)
+
+
+def balance(labels: Any, strata: Sequence | None = None, *, seed: int) -> np.ndarray:
+    """Sorted indices of a subset with equally many rows of each class within each stratum
+    (the least any class has there; a stratum lacking a class is dropped), drawn with `seed`.
+
+    With `strata` (e.g. each row's token count), a probe that reads only the stratum is at chance.
+    """
+    y = _labels(labels, n=None, name="labels")
+    groups = np.zeros(len(y), dtype=int) if strata is None else _labels(strata, n=len(y), name="strata")
+    classes = np.unique(y)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for stratum in np.unique(groups):
+        members = [np.flatnonzero((groups == stratum) & (y == c)) for c in classes]
+        least = min(len(m) for m in members)
+        keep += [rng.choice(m, size=least, replace=False) for m in members if least]
+    out = np.sort(np.concatenate(keep)) if keep else np.empty(0, dtype=int)
+    if len(out) == 0:
+        raise DataError(f"no stratum holds every class {classes.tolist()!r}, so balancing keeps no rows; "
+                        "check `labels` and `strata`")
+    return out
+
+
+def _features(features: Any, *, name: str) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(features, dtype=np.float64))
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ShapeError(f"`{name}` must be [n_examples, d] with n, d >= 1, got shape {tuple(x.shape)}; "
+                         "pass one activation vector per row")
+    if not torch.isfinite(x).all():
+        row = int((~torch.isfinite(x)).any(1).nonzero()[0])
+        raise DataError(f"`{name}` holds NaN or inf (first in row {row}); drop or fix those rows")
+    return x
+
+
+def _labels(labels: Any, *, n: int | None, name: str) -> np.ndarray:
+    """`labels` as a 1-d array, of `n` rows when `n` is given."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or (n is not None and len(y) != n):
+        rows = "" if n is None else f" ({n} rows)"
+        raise ShapeError(f"`{name}` must be one value per row{rows}, got shape {y.shape}; pass a 1-d "
+                         "sequence with one entry per row of the features")
+    return y
