@@ -1,0 +1,54 @@
+"""The arithmetic study's constants and its per-model threshold table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+PAIR_SEED = 0
+N_PAIRS = 600            # clean -> corrupt patching pairs, at most
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What each claim must show on one model. Printed in the terminal header and the report."""
+
+    # finding 1: accuracy
+    min_flat_accuracy: float     # whole-answer exact match on flat held-out rows: CI lower bound
+    min_paren_accuracy: float    # ... on parenthesised held-out rows
+    # finding 2: ablation
+    head: str                    # the head that ablation on the selection split must pick, "layerL-headH"
+    min_impact_gap: float        # ablating it hurts parenthesised more than flat: CI lower bound of the gap (nats)
+    # findings 3-4: patching
+    top_k: int                   # multi-head patching: the k heads ablation ranks highest, together
+    # finding 5: logit lens
+    lens_layer: int              # the first block after which the answer's first token is decodable
+    max_early_top1: float        # before `lens_layer`: top-1 rate CI upper bound below this
+    min_final_top1: float        # after the last block: top-1 rate CI lower bound above this
+    # finding 6: probes
+    parens_probe_layer: int      # the first layer at which the has-parentheses probe beats its control
+    operator_probe_layer: int    # ... the operator probe
+    probe_margin: float          # probe accuracy minus shuffled-label control: CI lower bound
+    # finding 7: attention
+    attention_factor: float      # a head "attends to X" when its attention is this many times uniform
+    # claims measured NOT to hold on this model: test name (``test_x`` or ``test_x[id]``) -> why.
+    # They still run and report their evidence, as xfail(strict=True): one that starts to hold
+    # fails the run, so the table must follow the model.
+    refuted: dict[str, str] = field(default_factory=dict)
+
+
+THRESHOLDS: dict[str, Thresholds] = {
+    "fixture:arith": Thresholds(min_flat_accuracy=0.7, min_paren_accuracy=0.6, head="layer1-head0",
+                                min_impact_gap=0.05, top_k=4, lens_layer=2, max_early_top1=0.25,
+                                min_final_top1=0.7, parens_probe_layer=1, operator_probe_layer=1,
+                                probe_margin=0.15, attention_factor=2.25),
+}
+# the untrained twin is held to the trained model's bars (and refutes nothing in advance)
+THRESHOLDS["fixture:arith-null"] = replace(THRESHOLDS["fixture:arith"], refuted={})
+
+
+def thresholds_at_collection(config) -> Thresholds | None:
+    """The THRESHOLDS row of the model the command line names (``--claims-model arith=SPEC``,
+    default ``fixture:arith``), for parametrizing at collection, before any model loads; None for
+    a model without a row (the `thresholds` fixture then raises the usage error)."""
+    models = dict(config.getoption("claims_model") or ())
+    return THRESHOLDS.get(models.get("arith", "fixture:arith"))
