@@ -16,6 +16,7 @@ is needed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -60,15 +61,7 @@ def plot_sweeps(curves: Mapping[str, Curve], path: str | Path, *, title: str, yl
     """
     if not curves:
         raise DataError("`curves` is empty; give at least one labelled Curve to plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    try:
+    with _figure(path, figsize=(6.4, 4.0)) as (fig, ax):
         for label, curve in curves.items():
             mean, low, high = _shift_band(curve, seed=seed, n_resamples=n_resamples)
             ax.plot(curve.alphas, mean, marker=".", label=f"{label} (n={curve.n})")
@@ -79,18 +72,7 @@ def plot_sweeps(curves: Mapping[str, Curve], path: str | Path, *, title: str, yl
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    finally:
-        plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_layers(curves: Mapping[str, Sequence[Estimate]], path: str | Path, *, title: str, ylabel: str,
@@ -113,15 +95,7 @@ def plot_layers(curves: Mapping[str, Sequence[Estimate]], path: str | Path, *, t
     if len(xs) != next(iter(lengths.values())):
         raise DataError(f"`layers` has {len(xs)} entries for curves of {next(iter(lengths.values()))} "
                         "Estimates; give one layer per Estimate")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    try:
+    with _figure(path, figsize=(6.4, 4.0)) as (fig, ax):
         for label, estimates in curves.items():
             value = [e.value for e in estimates]
             ax.plot(xs, value, marker="o", label=f"{label} (n={estimates[0].n})")
@@ -133,11 +107,27 @@ def plot_layers(curves: Mapping[str, Sequence[Estimate]], path: str | Path, *, t
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def _figure(path: str | Path, *, figsize: tuple[float, float]):
+    """A matplotlib (Agg) figure with one axes; on a clean exit it is laid out and written as a
+    PNG at `path` atomically (a temporary file renamed into place); always closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=figsize, dpi=110)
+    try:
+        yield fig, ax
         fig.tight_layout()
         _save_png(fig, path)
     finally:
         plt.close(fig)
-    return path
 
 
 def _save_png(fig, path: Path) -> None:
@@ -173,16 +163,8 @@ def plot_heatmap(matrix, path: str | Path, *, title: str, row_labels: Sequence[s
         if isinstance(labels, str) or len(labels) != values.shape[axis]:
             raise DataError(f"`{name}` must hold {values.shape[axis]} labels, one per {('row', 'column')[axis]} of "
                             f"the {values.shape} matrix; got {labels!r:.80}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rows, cols = values.shape
-    fig, ax = plt.subplots(figsize=(min(2.0 + 0.7 * cols, 16.0), min(1.6 + 0.5 * rows, 16.0)), dpi=110)
-    try:
+    with _figure(path, figsize=(min(2.0 + 0.7 * cols, 16.0), min(1.6 + 0.5 * rows, 16.0))) as (fig, ax):
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
         bar = fig.colorbar(image, ax=ax)
         bar.set_label(colorbar_label)
@@ -193,11 +175,7 @@ def plot_heatmap(matrix, path: str | Path, *, title: str, row_labels: Sequence[s
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        _save_png(fig, path)
-    finally:
-        plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _annotate_cells(ax, image, values: np.ndarray, fmt: str) -> None:

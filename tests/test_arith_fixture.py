@@ -1,47 +1,29 @@
 """The arith fixture: the expression generator and the shipped held-out splits, the character
 tokenizer, the shipped trained weights (GPT-2 layout, save/reload identity, accuracy in its band,
-enough wrong parenthesised rows to patch), the untrained null twin, and (slow) a rebuild from
-the recipe that reproduces the shipped model."""
+enough wrong parenthesised rows to patch), the untrained null twin, and (slow) the recipe's
+first steps, which replay the shipped run bit for bit."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from recipes import FIXTURES, load_recipe
+
 from harness.models import fingerprint, load_model, pad_rows
 
-FAMILY = Path(__file__).resolve().parent.parent / "fixtures" / "arith"
+FAMILY = FIXTURES / "arith"
 SHIPPED = FAMILY / "arith"
 FLAT_MIN, PAREN_MIN = 0.7, 0.6       # exact-match accuracy the study needs on test.jsonl
 MIN_WRONG_PAREN = 150                # wrong parenthesised rows in test.jsonl, for correct->incorrect pairs
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = _load("test_arith_recipe", FAMILY / "recipe.py")
+recipe = load_recipe("arith")
 data = recipe.data()
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """Builds (the null twin) go to a temporary cache, never the user's."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("claims-cache")
-        mp.setenv("CLAIMS_CACHE_DIR", str(path))
-        mp.delenv("CLAIMS_FIXTURES_DIR", raising=False)
-        yield path
 
 
 @pytest.fixture(scope="module")

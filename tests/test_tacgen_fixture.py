@@ -4,46 +4,28 @@ untrained null twin near chance, and (slow) a rebuild from the recipe that repro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+
+from recipes import FIXTURES, load_recipe
 
 from harness.data import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
                           split)
 from harness.models import fingerprint, load_model
 from harness.scores import logprob_diff
 
-FAMILY = Path(__file__).resolve().parent.parent / "fixtures" / "tacgen"
+FAMILY = FIXTURES / "tacgen"
 SHIPPED = FAMILY / "tacgen"
 ACCURACY_BAND = (0.78, 0.93)   # trained fixture on test500 (0.826 shipped): high, not perfect by construction
 CHANCE_BAND = (0.35, 0.65)     # the untrained twin
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = _load("test_tacgen_recipe", FAMILY / "recipe.py")
+recipe = load_recipe("tacgen")
 synth = recipe.synth()
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """Builds (the null twin) go to a temporary cache, never the user's."""
-    with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("claims-cache")
-        mp.setenv("CLAIMS_CACHE_DIR", str(path))
-        mp.delenv("CLAIMS_FIXTURES_DIR", raising=False)
-        yield path
 
 
 @pytest.fixture(scope="module")
