@@ -1,12 +1,16 @@
-"""Shared by the fixture-family tests: loading a recipe module (their build cache is the
-`cache` fixture in conftest.py)."""
+"""Shared by the fixture-family and study tests: loading a recipe module (their build cache is
+the `cache` fixture in conftest.py), and running a study's claims on another model."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Sequence
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -20,3 +24,21 @@ def load_recipe(family: str) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def run_study_on(study: str, model: str, names: Sequence[str], report_dir: Path, *,
+                 returncodes: Sequence[int]) -> dict[str, dict]:
+    """Run the claims of `study` named in `names` (test functions) on `model` in a child pytest
+    (999 resamples, report into `report_dir`); its exit code must be in `returncodes`. Returns
+    each claim of the report by test name (``test_x[id]``)."""
+    cmd = [sys.executable, "-m", "pytest", f"claims/{study}", "-q", "-p", "no:cacheprovider", "--claims-resamples=999",
+           f"--claims-report={report_dir}", "--claims-model", f"{study}={model}", "-k", " or ".join(names)]
+    proc = subprocess.run(cmd, cwd=FIXTURES.parent, capture_output=True, text=True, env={**os.environ}, timeout=900)
+    assert proc.returncode in returncodes, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((Path(report_dir) / "report.json").read_text())
+    return {c["nodeid"].split("::")[-1]: c for c in report["claims"]}
+
+
+def by_kind(claims: dict, names: Sequence[str]) -> dict:
+    """The entries of `claims` whose test function is one of `names`."""
+    return {k: v for k, v in claims.items() if k.split("[")[0] in names}

@@ -5,15 +5,10 @@ to patch from): they end in an error that says so, never in a pass."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from recipes import by_kind, run_study_on
+
 MEASURED = ("test_the_model_answers_held_out_expressions", "test_ablation_on_the_selection_split_picks_the_stated_head",
             "test_ablating_the_head_hurts_parenthesised_more_than_flat")
 PATCHING = ("test_patching_the_head_restores_the_answer_more_than_a_control",
@@ -26,18 +21,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def null_claims(tmp_path_factory):
-    report_dir = tmp_path_factory.mktemp("arith-null")
-    cmd = [sys.executable, "-m", "pytest", "claims/arith", "-q", "-p", "no:cacheprovider", "--claims-resamples=999",
-           f"--claims-report={report_dir}", "--claims-model", "arith=fixture:arith-null",
-           "-k", " or ".join(MEASURED + PATCHING)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ}, timeout=900)
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((report_dir / "report.json").read_text())
-    return {c["nodeid"].split("::")[-1]: c for c in report["claims"]}
-
-
-def by_kind(claims, names):
-    return {k: v for k, v in claims.items() if k.split("[")[0] in names}
+    return run_study_on("arith", "fixture:arith-null", MEASURED + PATCHING, tmp_path_factory.mktemp("arith-null"),
+                        returncodes=(1,))
 
 
 def test_accuracy_and_ablation_claims_fail_on_the_untrained_twin(null_claims):

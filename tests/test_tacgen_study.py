@@ -9,15 +9,10 @@ directions at the same site and positions rather than rely on a positive slope a
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from recipes import by_kind, run_study_on
+
 EFFECT_CLAIMS = ("test_class_mean_steering_moves_the_score", "test_span_steering_moves_the_score",
                  "test_rmsnorm_suppresses_edits_inside_the_encoder",
                  "test_rms_scaled_injection_inside_the_encoder_moves_the_score")
@@ -29,18 +24,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def null_outcomes(tmp_path_factory):
-    report_dir = tmp_path_factory.mktemp("tacgen-null")
-    cmd = [sys.executable, "-m", "pytest", "claims/tacgen", "-q", "-p", "no:cacheprovider", "--claims-resamples=999",
-           f"--claims-report={report_dir}", "--claims-model", "tacgen=fixture:tacgen-null",
-           "-k", " or ".join(EFFECT_CLAIMS + (ABOVE_RANDOM,) + CONTROL_CLAIMS)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ}, timeout=900)
-    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((report_dir / "report.json").read_text())
-    return {c["nodeid"].split("::")[-1]: c["outcome"] for c in report["claims"]}
-
-
-def by_kind(outcomes, names):
-    return {k: v for k, v in outcomes.items() if k.split("[")[0] in names}
+    claims = run_study_on("tacgen", "fixture:tacgen-null", EFFECT_CLAIMS + (ABOVE_RANDOM,) + CONTROL_CLAIMS,
+                          tmp_path_factory.mktemp("tacgen-null"), returncodes=(0, 1))
+    return {k: c["outcome"] for k, c in claims.items()}
 
 
 def test_every_effect_claim_fails_on_the_untrained_twin(null_outcomes):

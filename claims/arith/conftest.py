@@ -24,6 +24,7 @@ from harness.models import load_study_model
 
 from claims.arith import measure
 from claims.arith.restoration import Restoration
+from claims.thresholds import threshold_row
 from claims.arith.settings import N_PAIRS, PAIR_SEED, THRESHOLDS, Thresholds, thresholds_at_collection
 
 
@@ -34,11 +35,7 @@ def arith(claims_settings):
 
 @pytest.fixture(scope="session")
 def thresholds(arith) -> Thresholds:
-    row = THRESHOLDS.get(arith.spec)
-    if row is None:
-        raise pytest.UsageError(f"no thresholds for model {arith.spec!r} in claims/arith/settings.py; add a row to "
-                                f"THRESHOLDS (known: {sorted(THRESHOLDS)})")
-    return row
+    return threshold_row(THRESHOLDS, arith.spec, study="arith")
 
 
 @pytest.fixture(scope="session")
@@ -154,9 +151,8 @@ def head_patch_map(arith, patch_pairs, claims_settings):
     from harness.plots import plot_heatmap
 
     pairs = patch_pairs["clean"]
-    first = [[arith.tokenize([t], add_special_tokens=False)[0][0] for t in texts]
-             for texts in (pairs.answers, pairs.contrasts)]
-    out = patch_head_map(arith, pairs.clean, pairs.corrupt, answer_logit_diff(*first))
+    out = patch_head_map(arith, pairs.clean, pairs.corrupt, answer_logit_diff(
+        measure.first_tokens(arith, pairs.answers), measure.first_tokens(arith, pairs.contrasts)))
     recovered = (out.values - out.corrupt[:, None, None]).mean(0) / (out.clean - out.corrupt).mean()
     layers, heads = recovered.shape
     plot_heatmap(recovered.numpy(), Path(claims_settings.report_dir) / "arith" / "patching_heads.png",

@@ -58,8 +58,13 @@ def read_rows(path: str | Path) -> list[Row]:
     return rows
 
 
+def first_tokens(model: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
+    """The first token id of each text (an answer: tokenized without special tokens)."""
+    return torch.as_tensor([row[0] for row in model.tokenize(list(texts), add_special_tokens=False)])
+
+
 def first_answer_token(model: LoadedModel, rows: Sequence[Row]) -> torch.Tensor:
-    return torch.as_tensor([model.tokenize([r.answer], add_special_tokens=False)[0][0] for r in rows])
+    return first_tokens(model, [r.answer for r in rows])
 
 
 @torch.no_grad()
@@ -173,10 +178,6 @@ class Patched:
     logit_diff: np.ndarray
 
 
-def _first_token(model: LoadedModel, texts: Sequence[str]) -> torch.Tensor:
-    return torch.as_tensor([model.tokenize([t], add_special_tokens=False)[0][0] for t in texts])
-
-
 @torch.no_grad()
 def patched(model: LoadedModel, pairs: Pairs, sites: Sequence = (), positions: Sequence[Sequence[bool]] | None = None,
             *, source: str = "clean", target: str = "corrupt") -> Patched:
@@ -190,8 +191,7 @@ def patched(model: LoadedModel, pairs: Pairs, sites: Sequence = (), positions: S
     forward per batch decides it. ``source="clean", target="clean"`` with no sites is the clean
     run; with no sites at all, the corrupt run."""
     sources, targets = getattr(pairs, source), getattr(pairs, target)
-    prompts = [model.tokenize([t])[0] for t in targets]
-    source_rows = [model.tokenize([s])[0] for s in sources]
+    prompts, source_rows = model.tokenize(list(targets)), model.tokenize(list(sources))
     for i, (s, t) in enumerate(zip(source_rows, prompts)):
         if len(s) != len(t):
             raise DataError(f"pair {i}: source {sources[i]!r} has {len(s)} tokens but target {targets[i]!r} has "
@@ -204,7 +204,7 @@ def patched(model: LoadedModel, pairs: Pairs, sites: Sequence = (), positions: S
                 raise DataError(f"positions[{i}] has {len(where)} entries for a {len(t)}-token prompt; give one "
                                 "bool per prompt token")
     eos = model.tokenizer.eos_token_id
-    answer_rows = [model.tokenize([a], add_special_tokens=False)[0] + [eos] for a in pairs.answers]
+    answer_rows = [row + [eos] for row in model.tokenize(list(pairs.answers), add_special_tokens=False)]
     ids, mask = pad_rows([p + a for p, a in zip(prompts, answer_rows)], pad_id=model.pad_id)
     edits = {}
     if sites:
@@ -226,7 +226,7 @@ def patched(model: LoadedModel, pairs: Pairs, sites: Sequence = (), positions: S
     last = torch.as_tensor([len(p) - 1 for p in prompts])
     rows = torch.arange(len(prompts))
     first = logits[rows, last]
-    diff = first[rows, _first_token(model, pairs.answers)] - first[rows, _first_token(model, pairs.contrasts)]
+    diff = first[rows, first_tokens(model, pairs.answers)] - first[rows, first_tokens(model, pairs.contrasts)]
     exact = np.array([predicted[i, len(p) - 1: len(p) - 1 + len(a)].tolist() == a
                       for i, (p, a) in enumerate(zip(prompts, answer_rows))], dtype=bool)
     return Patched(exact=exact, logit_diff=diff.numpy().astype(np.float64))

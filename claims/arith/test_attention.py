@@ -36,6 +36,7 @@ import numpy as np
 import pytest
 import torch
 
+from claims.arith.measure import head_name
 from harness import stats
 from harness.attention import attention_weights, ratio_to_uniform
 from harness.errors import DataError
@@ -118,14 +119,9 @@ def identify(ratios: np.ndarray, factor: float) -> list[tuple[int, int]]:
     return chosen or [(order[0][0] + 1, order[0][1])]
 
 
-def head_name(layer: int, head: int) -> str:
-    return f"layer{layer}-head{head}"
-
-
 @pytest.fixture(scope="module")
-def attention(arith, splits, claims_settings):
-    """Per split, each row's tokens and attention weights (computed once); at the end of the
-    module, heatmaps of the test split's mean ratios go into the report directory."""
+def attention(arith, splits):
+    """Per split, each row's tokens and attention weights (computed once)."""
     cache: dict[str, list] = {}
 
     def get(split: str) -> list[tuple[list[str], np.ndarray]]:
@@ -135,14 +131,13 @@ def attention(arith, splits, claims_settings):
             cache[split] = list(zip(tokens, attention_weights(arith, ids)))
         return cache[split]
 
-    yield get
-    if "test" in cache:
-        _plot(cache["test"], Path(claims_settings.report_dir) / "arith")
+    return get
 
 
 @pytest.fixture(scope="module")
-def ratios(attention):
-    """``ratios(split, pattern)``: the ``[examples, layers, heads]`` ratios (cached)."""
+def ratios(attention, claims_settings):
+    """``ratios(split, pattern)``: the ``[examples, layers, heads]`` ratios (cached); at the end of
+    the module, heatmaps of the test split's mean ratios go into the report directory."""
     cache: dict[tuple[str, str], np.ndarray] = {}
 
     def get(split: str, pattern: str) -> np.ndarray:
@@ -150,7 +145,9 @@ def ratios(attention):
             cache[split, pattern] = pattern_ratios(attention(split), pattern)
         return cache[split, pattern]
 
-    return get
+    yield get
+    if any(split == "test" for split, _ in cache):
+        _plot(get, attention("test"), Path(claims_settings.report_dir) / "arith")
 
 
 def test_reading_attention_leaves_the_model_as_it_was(arith, splits):
@@ -206,7 +203,7 @@ def test_paren_heads_prefer_the_matching_paren(attention, ratios, thresholds, cl
                                 site=f"blocks.{layer}.attn.head{head}")).ci_excludes(0).positive()
 
 
-def _plot(rows: list[tuple[list[str], np.ndarray]], folder: Path) -> None:
+def _plot(ratios: Callable[[str, str], np.ndarray], rows: list[tuple[list[str], np.ndarray]], folder: Path) -> None:
     """Heatmaps of the mean ratio per block x head for each pattern, and the top paren head's
     attention on the first test expression with the most parentheses."""
     from harness.plots import plot_heatmap
@@ -214,7 +211,7 @@ def _plot(rows: list[tuple[list[str], np.ndarray]], folder: Path) -> None:
     files = {"to-operators": "attention_operators.png", "to-matching-paren": "attention_parens.png"}
     means = {}
     for pattern, name in files.items():
-        ratio = pattern_ratios(rows, pattern)
+        ratio = ratios("test", pattern)
         means[pattern] = ratio.mean(0)
         layers, heads = means[pattern].shape
         plot_heatmap(means[pattern], folder / name, title=f"attention {pattern} / uniform, test split "

@@ -22,6 +22,7 @@ from harness.directions import class_mean_direction, pooled_states_at, save_dire
 from harness.fixtures import fixtures_dir
 from harness.models import load_study_model
 
+from claims.thresholds import threshold_row
 from claims.tacgen.settings import LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, THRESHOLDS, Thresholds
 
 
@@ -32,13 +33,7 @@ def tacgen(claims_settings):
 
 @pytest.fixture(scope="session")
 def thresholds(tacgen) -> Thresholds:
-    row = THRESHOLDS.get(tacgen.spec)
-    if row is None:
-        raise pytest.UsageError(
-            f"no thresholds for model {tacgen.spec!r} in claims/tacgen/conftest.py; add a row to "
-            f"THRESHOLDS (known: {sorted(THRESHOLDS)})"
-        )
-    return row
+    return threshold_row(THRESHOLDS, tacgen.spec, study="tacgen")
 
 
 @pytest.fixture(scope="session")
