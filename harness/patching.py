@@ -34,8 +34,16 @@ output head at the last token) for the corrupt input; cells go in the batch dime
 pairs x cells, in chunks of ``batch_size``); and a resid cell whose clean value is bit-for-bit
 the corrupt value (a position before the first token where the pair differs: the model is
 causal) is exactly the corrupt run, so its value is the corrupt metric without any forward.
-Values equal a per-cell loop of full forwards within 1e-4 (pinned by tests). Every hook is
-removed when a call returns or raises.
+Values equal a per-cell loop of full forwards within 1e-4 under every attention implementation
+the model can run here (``eager``, ``sdpa``; pinned by tests/test_replay_implementations.py).
+Every hook is removed when a call returns or raises.
+
+The replayed blocks get the attention mask in the format of the implementation the model runs
+with (``eager`` adds it to the scores, ``sdpa`` takes a boolean one): the suffix replay's mask
+is built by transformers' own ``create_causal_mask`` for the model's config and cut to the
+replayed query positions, and a full replay reuses the masks the model built itself
+(`harness.prefix`). Implementations whose masks are not plain tensors (e.g. flash attention)
+replay all positions (no suffix path); ``flex_attention`` cannot replay rows and raises.
 """
 
 from __future__ import annotations
@@ -48,7 +56,7 @@ import torch
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Patch, Positions, intervene
 from harness.models import LoadedModel, pad_rows, unembed
-from harness.prefix import StackPrefix, capture
+from harness.prefix import StackPrefix, attention_implementation, capture
 
 __all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff", "answer_logprob"]
 
@@ -208,6 +216,7 @@ class _Run:
     heads: list[torch.Tensor]   # [n_layers] of [n, pos, n_heads * d_head] (empty unless asked)
     metric: torch.Tensor        # [n]
     kv: dict[int, tuple[torch.Tensor, torch.Tensor]]  # block -> its attention's keys, values (suffix path)
+    attend: torch.Tensor | None = None  # [n, 1, pos, pos]: the blocks' attention mask (suffix path)
 
 
 class _KeyValues:
@@ -230,10 +239,70 @@ class _KeyValues:
         return self.start
 
 
+# Attention implementations whose mask is a plain [rows, 1, query, key] tensor that the suffix
+# replay can cut to the replayed queries (eager: additive float; sdpa: boolean).
+_SUFFIX_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
 def _suffix_ok(model: LoadedModel) -> bool:
     """Whether replays may skip the positions before the first changed one (a causal model whose
-    blocks take their keys/values from a cache argument and no position arguments we must shift)."""
-    return model.layout.architecture == "gpt2" and not getattr(model.module.config, "add_cross_attention", False)
+    blocks take their keys/values from a cache argument and no position arguments we must shift,
+    running an attention implementation whose mask we can cut to the replayed queries)."""
+    return (model.layout.architecture == "gpt2" and not getattr(model.module.config, "add_cross_attention", False)
+            and attention_implementation(model, model.main_stack) in _SUFFIX_IMPLEMENTATIONS)
+
+
+def _stack_config(model: LoadedModel, stack: str) -> Any:
+    """The config the attention modules of `stack` read their implementation from."""
+    blocks = model.module.get_submodule(model.layout.stack(stack).blocks)
+    for module in blocks.modules():
+        config = getattr(module, "config", None)
+        if config is not None and hasattr(config, "_attn_implementation"):
+            return config
+    return model.module.config
+
+
+def _block_mask_arg(call: tuple[tuple, dict]) -> Any:
+    """The attention mask a GPT-2 block was called with (third positional argument or keyword)."""
+    args, kwargs = call
+    return args[2] if len(args) >= 3 else kwargs.get("attention_mask")
+
+
+def _causal_mask(model: LoadedModel, prefix: StackPrefix, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The causal attention mask ``[n, 1, pos, pos]`` of a full forward over ``mask`` (``[n, pos]``,
+    1 = real token), built as transformers builds it for the implementation the stack runs with
+    (``eager``: float, 0 or the dtype's minimum, added to the scores; ``sdpa``: bool, True =
+    attend), but always materialized (sdpa's "no mask, use is_causal" shortcut is wrong for a
+    replay whose queries start after position 0). `hidden` (``[n, pos, d]``) gives dtype and
+    device. Where the model passed its blocks a mask tensor in the captured forward, the two
+    must be identical.
+
+    Raises `InterventionError` if transformers cannot build it or builds something else.
+    """
+    from transformers.masking_utils import create_causal_mask
+
+    config = _stack_config(model, prefix.stack)
+    n, width = mask.shape
+    _, kwargs = prefix.calls[0]
+    try:
+        built = create_causal_mask(config=config, inputs_embeds=hidden, attention_mask=mask, cache=None,
+                                   position_ids=kwargs.get("position_ids"), allow_is_causal_skip=False)
+    except TypeError as err:
+        raise InterventionError(f"transformers' create_causal_mask does not take the arguments the suffix "
+                                f"replay passes ({err}); this transformers version is not supported by "
+                                "harness.patching") from None
+    if not (isinstance(built, torch.Tensor) and built.shape == (n, 1, width, width)):
+        shape = tuple(built.shape) if isinstance(built, torch.Tensor) else type(built).__name__
+        raise InterventionError(f"transformers built a causal mask of shape {shape} for attention implementation "
+                                f"{config._attn_implementation!r}; the suffix replay needs [{n}, 1, {width}, {width}]")
+    seen = _block_mask_arg(prefix.calls[0])
+    if isinstance(seen, torch.Tensor) and seen.dim() == 4:
+        if not (seen.shape == built.shape and seen.dtype == built.dtype and torch.equal(seen, built)):
+            raise InterventionError("the causal mask rebuilt for the suffix replay differs from the one the model "
+                                    f"passed its blocks (implementation {config._attn_implementation!r}); refusing "
+                                    "to replay")
+        return seen  # the captured calls hold it already: keep one copy
+    return built
 
 
 @torch.no_grad()
@@ -286,8 +355,10 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
     if kv and len(store) != len(blocks):
         raise InterventionError(f"recorded keys/values of {len(store)} of {len(blocks)} blocks; "
                                 "this architecture does not take its cache as expected")
+    attend = _causal_mask(model, prefix, seen[0], mask) if kv else None
     return _Run(prefix=prefix, inputs=[seen[j] for j in range(len(blocks))],
-                heads=[head_in[j] for j in range(len(blocks))] if heads else [], metric=value, kv=store)
+                heads=[head_in[j] for j in range(len(blocks))] if heads else [], metric=value, kv=store,
+                attend=attend)
 
 
 def _setup(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], metric: Metric,
@@ -304,18 +375,24 @@ def _setup(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], met
     return mask, clean_run, corrupt_run
 
 
-def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor, start: int,
-                   mask: torch.Tensor) -> torch.Tensor:
+def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor, start: int) -> torch.Tensor:
     """Blocks ``block``.. and the final norm for positions ``start``.. of the corrupt rows, the
-    keys and values of earlier positions taken from the corrupt run (GPT-2 layout)."""
+    keys and values of earlier positions taken from the corrupt run (GPT-2 layout).
+
+    ``rows``: ``[r]`` pair indices. Returns ``[r, pos - start, d]``.
+    Each block gets the rows' attention mask of the full forward (``run.attend``, in the
+    format of the model's attention implementation), cut to query positions ``start..``: every
+    key column stays, the keys before `start` coming from the cache. Raises
+    `InterventionError` if the implementation changed since `run` was captured.
+    """
+    run.prefix.check_implementation()
     layout = model.layout.stack(run.prefix.stack)
     blocks = model.module.get_submodule(layout.blocks)
-    width = mask.shape[1]
     h = run.inputs[block].index_select(0, rows)[:, start:]
-    real = mask.index_select(0, rows).bool()
-    query = torch.arange(start, width, device=mask.device)
-    causal = torch.arange(width, device=mask.device)[None, :] <= query[:, None]   # [q, k]
-    attend = (causal[None] & real[:, None, :])[:, None]                            # [rows, 1, q, k]
+    if run.attend is None:
+        raise InterventionError("the suffix replay needs the attention mask of the captured run "
+                                "(_plain(..., kv=True))")
+    attend = run.attend.index_select(0, rows)[:, :, start:]                       # [rows, 1, q, k]
     for j in range(block, len(blocks)):
         args, kwargs = run.prefix.calls[j]
         kwargs = dict(kwargs)
@@ -342,7 +419,7 @@ def _replay_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, *, bloc
     full = corrupt.prefix
     suffix = bool(corrupt.kv)
     prefix = StackPrefix(model=model, stack=full.stack, start=block, hidden=corrupt.inputs[block],
-                         calls=full.calls[block:], mask=mask)
+                         calls=full.calls[block:], mask=mask, implementation=full.implementation)
     last = mask.sum(1) - 1
     out = torch.empty(pairs.shape[0])
     order = torch.argsort(firsts.cpu(), stable=True) if suffix else torch.arange(pairs.shape[0])
@@ -354,7 +431,7 @@ def _replay_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, *, bloc
         with intervene(model, plan(rows, cells, start),
                        masks={full.stack: mask.index_select(0, rows)[:, start:]}):
             if suffix and start > 0:
-                normed = _suffix_replay(model, corrupt, block, rows, start, mask)
+                normed = _suffix_replay(model, corrupt, block, rows, start)
             else:
                 normed = prefix.replay(rows)
         picked = normed[torch.arange(rows.shape[0], device=normed.device), last.index_select(0, rows) - start]

@@ -135,7 +135,9 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     With ``cache=True`` (the default), a sweep at an encoder site of an encoder-decoder scored
     with `logprob_diff` or `logprob` runs the encoder up to the site once per example, re-runs
     only the blocks after it for each alpha, and decodes both continuations in one pass
-    (`harness.prefix`); the scores equal the plain path (``cache=False``) within 1e-4.
+    (`harness.prefix`); the scores equal the plain path (``cache=False``) within 1e-4 under the
+    ``eager`` and ``sdpa`` attention implementations (under ``flex_attention``, whose block
+    masks a replay cannot index by rows, the sweep takes the plain path).
     """
     site = model.site(at)
     if isinstance(inputs, str):
@@ -181,10 +183,12 @@ _PREFIX_EXAMPLES = 32
 
 
 def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
+    from harness.prefix import attention_implementation
     from harness.scores import logprob, logprob_diff
 
     return (model.is_encoder_decoder and site.stack == "encoder"
-            and score.fn in (logprob, logprob_diff) and set(score.kwargs) <= {"max_length"})
+            and score.fn in (logprob, logprob_diff) and set(score.kwargs) <= {"max_length"}
+            and "flex_attention" not in attention_implementation(model, "encoder"))
 
 
 def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, grid: np.ndarray,
