@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,10 +44,51 @@ class Estimate:
     site: str | None = None
     fingerprint: str | None = None
     bootstrap_distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
+    recompute: Callable[[float], "Estimate"] | None = field(default=None, repr=False, compare=False)
 
     @property
     def degenerate(self) -> bool:
         return self.status != "ok"
+
+    @property
+    def can_change_level(self) -> bool:
+        """Whether `at_level` can give this estimate's CI at another level."""
+        return self.recompute is not None or self.degenerate
+
+    def at_level(self, level: float) -> "Estimate":
+        """The same estimate with its CI computed at confidence `level` (e.g. 0.995).
+
+        Example::
+
+            est = stats.bootstrap_mean(scores, seed=0)      # 95% CI
+            wide = est.at_level(1 - 0.05 / 10)              # Bonferroni level for 10 claims
+
+        The statistics of `harness.stats` recompute the interval by the same method, from the
+        same data and seed (so a bootstrap draws the same resamples); the point value and
+        the context (statistic, site, fingerprint) are kept. Raises `StatsError` for an
+        estimate built by hand, which carries nothing to recompute from.
+        """
+        if level == self.level:
+            return self
+        if not (isinstance(level, float) and 0.0 < level < 1.0):
+            from harness.errors import StatsError
+
+            raise StatsError(f"`level` must be a float in (0, 1), got {level!r}; e.g. at_level(0.995)")
+        if self.degenerate:
+            return dataclasses.replace(self, level=level)
+        if self.recompute is None:
+            from harness.errors import StatsError
+
+            raise StatsError(
+                f"cannot compute the CI of {self.statistic or 'this estimate'} at level {level:g}: it was "
+                f"built by hand (method={self.method!r}), not by a harness.stats function that can "
+                "recompute it; build it with harness.stats (e.g. bootstrap_mean) or pass level= yourself"
+            )
+        new = self.recompute(level)
+        return dataclasses.replace(
+            self, ci_low=new.ci_low, ci_high=new.ci_high, level=new.level, status=new.status,
+            reason=new.reason, bootstrap_distribution=new.bootstrap_distribution,
+        )
 
     @property
     def half_width(self) -> float:

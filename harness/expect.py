@@ -29,6 +29,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.estimate import Estimate
 from harness.evidence import Evidence, record
+from harness.families import current_family
 
 __all__ = ["expect", "Expectation", "RatioExpectation", "ExpectationError"]
 
@@ -56,19 +57,29 @@ def expect(estimate: Estimate) -> "Expectation":
 class Expectation:
     """The expectations one `Estimate` can be held to; each method returns `self` to chain."""
 
-    __slots__ = ("estimate",)
+    __slots__ = ("estimate", "_levels")
 
     def __init__(self, estimate: Estimate) -> None:
         self.estimate = estimate
+        self._levels: dict[float, Estimate] = {}
 
     def __repr__(self) -> str:
         return f"expect({self.estimate!r})"
+
+    def _judged(self, *, effect: bool) -> Estimate:
+        """The estimate at the level this expectation is judged at (see `_family_level`),
+        recomputed once per level for a chain of expectations."""
+        est = self.estimate
+        level = _family_level(est, effect=effect)
+        if level not in self._levels:
+            self._levels[level] = est.at_level(level)
+        return self._levels[level]
 
     def ci_excludes(self, value: float = 0.0) -> "Expectation":
         """Held iff `value` lies outside the CI (ci_high < value or ci_low > value)."""
         __tracebackhide__ = True
         v = _real("value", value, "ci_excludes(0)")
-        est = self.estimate
+        est = self._judged(effect=True)
         held = est.ci_low > v or est.ci_high < v
         _judge(est, f"ci_excludes({_num(v)})", f"to exclude {_num(v)}", held, against=(v,))
         return self
@@ -78,7 +89,7 @@ class Expectation:
         recovers a known truth. Example: ``expect(slope).ci_contains(exact_derivative)``."""
         __tracebackhide__ = True
         v = _real("value", value, "ci_contains(5.5)")
-        est = self.estimate
+        est = self._judged(effect=False)
         held = est.ci_low <= v <= est.ci_high
         _judge(est, f"ci_contains({_num(v)})", f"to contain {_num(v)}", held, against=(v,))
         return self
@@ -86,15 +97,15 @@ class Expectation:
     def positive(self) -> "Expectation":
         """Held iff the whole CI lies above 0 (ci_low > 0)."""
         __tracebackhide__ = True
-        _judge(self.estimate, "positive()", "to lie entirely above 0",
-               self.estimate.ci_low > 0, against=(0.0,))
+        est = self._judged(effect=True)
+        _judge(est, "positive()", "to lie entirely above 0", est.ci_low > 0, against=(0.0,))
         return self
 
     def negative(self) -> "Expectation":
         """Held iff the whole CI lies below 0 (ci_high < 0)."""
         __tracebackhide__ = True
-        _judge(self.estimate, "negative()", "to lie entirely below 0",
-               self.estimate.ci_high < 0, against=(0.0,))
+        est = self._judged(effect=True)
+        _judge(est, "negative()", "to lie entirely below 0", est.ci_high < 0, against=(0.0,))
         return self
 
     def within(self, low: float, high: float) -> "Expectation":
@@ -110,7 +121,7 @@ class Expectation:
                 f"within(low, high) needs low <= high, got low={_num(lo)}, high={_num(hi)}; "
                 f"swap them: within({_num(hi)}, {_num(lo)})"
             )
-        est = self.estimate
+        est = self._judged(effect=False)
         held = lo <= est.ci_low and est.ci_high <= hi
         _judge(est, f"within({_num(lo)}, {_num(hi)})",
                f"to lie entirely within [{_num(lo)}, {_num(hi)}]", held, against=(lo, hi))
@@ -120,16 +131,16 @@ class Expectation:
         """Held iff the CI's lower bound is >= `p`."""
         __tracebackhide__ = True
         v = _real("p", p, "at_least(0.8)")
-        _judge(self.estimate, f"at_least({_num(v)})", f"to lie at or above {_num(v)}",
-               self.estimate.ci_low >= v, against=(v,))
+        est = self._judged(effect=True)
+        _judge(est, f"at_least({_num(v)})", f"to lie at or above {_num(v)}", est.ci_low >= v, against=(v,))
         return self
 
     def at_most(self, p: float) -> "Expectation":
         """Held iff the CI's upper bound is <= `p`."""
         __tracebackhide__ = True
         v = _real("p", p, "at_most(0.05)")
-        _judge(self.estimate, f"at_most({_num(v)})", f"to lie at or below {_num(v)}",
-               self.estimate.ci_high <= v, against=(v,))
+        est = self._judged(effect=False)
+        _judge(est, f"at_most({_num(v)})", f"to lie at or below {_num(v)}", est.ci_high <= v, against=(v,))
         return self
 
     def greater_than(self, other: "Estimate | float") -> "Expectation":
@@ -139,8 +150,9 @@ class Expectation:
         or a number (self.ci_low > other).
         """
         __tracebackhide__ = True
-        est = self.estimate
+        est = self._judged(effect=True)
         if isinstance(other, Estimate):
+            other = _at_family_level(other, effect=True)
             name = _name(other)
             predicate = f"to lie entirely above the {_pct(other.level)} CI of {name} (no overlap)"
             expectation = f"greater_than({_ci_label(other)})"
@@ -179,7 +191,8 @@ class Expectation:
         k = _real("factor", factor, "exceeds(control, factor=5)")
         if not k > 0:
             raise ExpectationError(f"`factor` must be positive, got {_num(k)}; e.g. exceeds(control, factor=5)")
-        est, name = self.estimate, _name(other)
+        est, other = self._judged(effect=True), _at_family_level(other, effect=True)
+        name = _name(other)
         bound = k * max(abs(other.ci_low), abs(other.ci_high))
         expectation = f"exceeds({_ci_label(other)}, factor={_num(k)})"
         predicate = f"to lie above {_num(k)} x the largest magnitude in the CI of {name} ({_num(bound)})"
@@ -235,21 +248,34 @@ class RatioExpectation:
         """Held iff the ratio's CI lies entirely below `r` (ci_high < r)."""
         __tracebackhide__ = True
         v = _real("r", r, "below(0.2)")
-        _judge(self.estimate, f"{self._prefix}.below({_num(v)})",
-               f"to lie entirely below {_num(v)}", self.estimate.ci_high < v, against=(v,))
+        est = _at_family_level(self.estimate, effect=False)
+        _judge(est, f"{self._prefix}.below({_num(v)})", f"to lie entirely below {_num(v)}", est.ci_high < v,
+               against=(v,))
         return self
 
     def above(self, r: float) -> "RatioExpectation":
         """Held iff the ratio's CI lies entirely above `r` (ci_low > r)."""
         __tracebackhide__ = True
         v = _real("r", r, "above(5)")
-        _judge(self.estimate, f"{self._prefix}.above({_num(v)})",
-               f"to lie entirely above {_num(v)}", self.estimate.ci_low > v, against=(v,))
+        est = _at_family_level(self.estimate, effect=True)
+        _judge(est, f"{self._prefix}.above({_num(v)})", f"to lie entirely above {_num(v)}", est.ci_low > v,
+               against=(v,))
         return self
 
 
 # ---------------------------------------------------------------------------------------------
 # Judging, recording and the failure message.
+
+
+def _family_level(est: Estimate, *, effect: bool) -> float:
+    """The level to judge `est` at: its own, or for an effect expectation in a corrected
+    family of m claims the Bonferroni level ``1 - (1 - est.level) / m`` (`harness.families`)."""
+    family = current_family()
+    return est.level if family is None else family.level_for(est.level, effect=effect)
+
+
+def _at_family_level(est: Estimate, *, effect: bool) -> Estimate:
+    return est.at_level(_family_level(est, effect=effect))
 
 
 def _judge(

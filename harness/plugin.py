@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
+from harness.families import CORRECTIONS, Family, claim_correction, judging
 from harness.evidence import (
     Evidence,
     Registry,
@@ -67,6 +68,8 @@ __all__ = [
     "EVIDENCE_KEY",
     "PHASES_KEY",
     "RESULT_KEY",
+    "FAMILY_KEY",
+    "family_name",
     "SETTINGS_KEY",
     "SESSION_KEY",
     "parse_claim_mark",
@@ -78,10 +81,12 @@ __all__ = [
 ]
 
 DEFAULT_REPORT_DIR = "reports/latest"
+
 TERMINAL_WIDTH = 160
 MARKER_HELP = (
-    "claim(text, *, source=None): this test states a finding about a model; `text` is the "
-    "finding in one sentence, `source` where it was first reported. Example: "
+    "claim(text, *, source=None, family=None): this test states a finding about a model; `text` is "
+    "the finding in one sentence, `source` where it was first reported, `family` a name shared by "
+    "claims judged as one family (default: the parametrizations of this function). Example: "
     '@pytest.mark.claim("Layer-12 class-mean steering moves logP(intro) - logP(apply)", '
     'source="notebook 000, cell 12")'
 )
@@ -113,6 +118,8 @@ class ClaimsSettings:
     models: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     data: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     report_dir: Path = Path(DEFAULT_REPORT_DIR)
+    thresholds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    correction: str = "bonferroni"
 
     def model_spec(self, name: str, default: str | None = None) -> str | None:
         """The spec given for model `name` with ``--claims-model``, else `default`.
@@ -127,6 +134,10 @@ class ClaimsSettings:
         Example: ``claims_settings.data_path("mbpp", "fixture:mbpp")``.
         """
         return self.data.get(name, default)
+
+    def thresholds_row(self, study: str) -> str | None:
+        """The threshold row named for `study` with ``--claims-thresholds STUDY=ROW``, else None."""
+        return self.thresholds.get(study)
 
 
 def _int_option(option: str, *, minimum: int, example: int) -> Any:
@@ -186,6 +197,8 @@ def settings_from_options(
     report: str | None,
     rootdir: Path,
     invocation_dir: Path,
+    thresholds: Sequence[tuple[str, str]] | None = None,
+    correction: str = "bonferroni",
 ) -> ClaimsSettings:
     """`ClaimsSettings` from parsed options (pytest turns a `ClaimsOptionError` into a usage
     error). The default report directory is relative to `rootdir`; a directory given on the
@@ -209,6 +222,8 @@ def settings_from_options(
         models=table("--claims-model", models),
         data=table("--claims-data", data),
         report_dir=report_dir,
+        thresholds=table("--claims-thresholds", thresholds),
+        correction=correction,
     )
 
 
@@ -246,12 +261,13 @@ class ClaimMark:
 
     text: str
     source: str | None = None
+    family: str | None = None
 
 
 def parse_claim_mark(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ClaimMark:
     """Check a claim marker's arguments and return them, or raise `ClaimMarkerError`."""
     example = '@pytest.mark.claim("Layer-12 steering moves the score", source="notebook 000")'
-    unknown = sorted(set(kwargs) - {"text", "source"})
+    unknown = sorted(set(kwargs) - {"text", "source", "family"})
     if unknown:
         raise ClaimMarkerError(
             f"@pytest.mark.claim got unexpected keyword argument(s) "
@@ -285,7 +301,19 @@ def parse_claim_mark(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> ClaimM
             f"@pytest.mark.claim source must be a string or None, got "
             f"{type(source).__name__} {source!r}; e.g. {example}"
         )
-    return ClaimMark(text=text, source=source)
+    family = kwargs.get("family")
+    if family is not None and not (isinstance(family, str) and family.strip()):
+        raise ClaimMarkerError(
+            f"@pytest.mark.claim family must be a non-empty string or None, got "
+            f"{type(family).__name__} {family!r}; e.g. family=\"controls at layer 12\""
+        )
+    return ClaimMark(text=text, source=source, family=family)
+
+
+def family_name(nodeid: str, mark: ClaimMark) -> str:
+    """The family a claim belongs to: the marker's ``family=``, else its function's node id
+    without the parametrization (``claims/x.py::test_a[layer12]`` -> ``claims/x.py::test_a``)."""
+    return mark.family if mark.family is not None else nodeid.split("[", 1)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +402,7 @@ CLAIM_KEY = pytest.StashKey[ClaimMark]()
 EVIDENCE_KEY = pytest.StashKey[tuple[Evidence, ...]]()
 PHASES_KEY = pytest.StashKey[list[PhaseResult]]()
 RESULT_KEY = pytest.StashKey[ClaimResult]()
+FAMILY_KEY = pytest.StashKey[Family]()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,6 +428,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--claims-data", action="append", metavar="NAME=PATH",
         type=_pair_option("--claims-data", "PATH", "mbpp=data/mbpp.jsonl"),
         help="read data set NAME from PATH; repeatable",
+    )
+    group.addoption(
+        "--claims-thresholds", action="append", metavar="STUDY=ROW",
+        type=_pair_option("--claims-thresholds", "ROW", "tacgen=fixture:tacgen"),
+        help="judge STUDY's claims by the threshold row ROW of its settings (default: the row of the "
+             "model's spec, or of the model its config names); repeatable",
+    )
+    group.addoption(
+        "--claims-correction", choices=CORRECTIONS, default="bonferroni",
+        help="multiple-comparison correction of the effect claims in a family (default bonferroni; "
+             "see reports/README.md)",
     )
     group.addoption(
         "--claims-threads", type=_int_option("--claims-threads", minimum=1, example=1), default=None,
@@ -435,6 +475,8 @@ def pytest_configure(config: pytest.Config) -> None:
             report=config.getoption("claims_report"),
             rootdir=Path(config.rootpath),
             invocation_dir=Path(config.invocation_params.dir),
+            thresholds=config.getoption("claims_thresholds"),
+            correction=config.getoption("claims_correction"),
         )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from exc
@@ -477,6 +519,36 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     return result
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Families are counted over everything collected, before -k / -m deselect (this hook runs
+    # first), so a slice judges each claim at the same level as the full run.
+    settings = config.stash[SETTINGS_KEY]
+    names: dict[pytest.Item, str] = {}
+    for item in items:
+        mark = item.stash.get(CLAIM_KEY, None)
+        if mark is not None:
+            names[item] = family_name(item.nodeid, mark)
+    sizes: dict[str, int] = {}
+    for name in names.values():
+        sizes[name] = sizes.get(name, 0) + 1
+    for item, name in names.items():
+        item.stash[FAMILY_KEY] = Family(name, size=sizes[name], correction=settings.correction)
+
+
+def _family_of(item: pytest.Item) -> Family | None:
+    """The item's family (counted at collection; a claim marker added later is a family of one)."""
+    family = item.stash.get(FAMILY_KEY, None)
+    if family is None:
+        mark = _claim_of(item)
+        settings = item.config.stash.get(SETTINGS_KEY, None)
+        if mark is None or settings is None:
+            return None
+        family = Family(family_name(item.nodeid, mark), size=1, correction=settings.correction)
+        item.stash[FAMILY_KEY] = family
+    return family
+
+
 def _claim_of(item: pytest.Item) -> ClaimMark | None:
     """The item's claim (parsed at collection, or now for a marker added later)."""
     mark = item.stash.get(CLAIM_KEY, None)
@@ -498,7 +570,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    with recording() as records:
+    try:
+        family = _family_of(item)
+    except ClaimMarkerError:
+        family = None
+    with recording() as records, judging(family):
         try:
             return (yield)
         finally:
@@ -550,6 +626,9 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
     phases = item.stash.get(PHASES_KEY, [])
     outcome, message = claim_outcome(phases)
     callspec = getattr(item, "callspec", None)
+    evidence = item.stash.get(EVIDENCE_KEY, ())
+    family = _family_of(item)
+    correction, level = claim_correction(family, evidence)
     claim = ClaimResult(
         nodeid=item.nodeid,
         text=mark.text,
@@ -559,7 +638,11 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
         message=message,
         duration_s=sum(p.duration_s for p in phases),
         seed=derive_seed(settings.seed, item.nodeid),
-        evidence=item.stash.get(EVIDENCE_KEY, ()),
+        evidence=evidence,
+        family=family.name if family is not None else "",
+        family_size=family.size if family is not None else 1,
+        correction=correction,
+        level=level,
     )
     item.stash[RESULT_KEY] = claim
     return claim

@@ -64,8 +64,8 @@ __all__ = [
     "git_state",
 ]
 
-SCHEMA_VERSION = 1
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 REPORT_FILENAME = "report.json"
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 VERSIONED_PACKAGES: Mapping[str, str] = {
@@ -107,7 +107,10 @@ class ClaimResult:
 
     `outcome` is one of `OUTCOMES` ("error" is a failure in setup or teardown); `message` is a
     short failure or skip message ("" when passed); `seed` is the claim seed that the
-    `claim_seed` fixture hands the test.
+    `claim_seed` fixture hands the test. `family` names the family the claim was judged in
+    (`harness.families`), `family_size` its number of claims, `correction` the rule its
+    verdict used and `level` the confidence level its CI was judged at (None without
+    evidence; schema 1 reports read as families of one, uncorrected).
     """
 
     nodeid: str
@@ -119,6 +122,10 @@ class ClaimResult:
     duration_s: float
     seed: int
     evidence: tuple[Evidence, ...] = ()
+    family: str = ""
+    family_size: int = 1
+    correction: str = "none"
+    level: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,6 +137,10 @@ class ClaimResult:
             "message": self.message,
             "duration_s": self.duration_s,
             "seed": self.seed,
+            "family": self.family,
+            "family_size": self.family_size,
+            "correction": self.correction,
+            "level": self.level,
             "evidence": [ev.to_dict() for ev in self.evidence],
         }
 
@@ -420,7 +431,20 @@ class _Reader:
             duration_s=float(self.get(c, "duration_s", where, int, float)),
             seed=self.get(c, "seed", where, int),
             evidence=tuple(self.evidence(e, f"{where}.evidence[{j}]") for j, e in enumerate(evidence)),
+            **self.family(c, where),
         )
+
+    def family(self, c: Any, where: str) -> dict[str, Any]:
+        """The family fields of a schema-2 claim; a schema-1 claim is a family of one."""
+        if "family" not in c:
+            return {"family": str(c.get("nodeid", "")).split("[", 1)[0]}
+        level = self.get(c, "level", where, int, float, type(None))
+        return {
+            "family": self.get(c, "family", where, str),
+            "family_size": self.get(c, "family_size", where, int),
+            "correction": self.get(c, "correction", where, str),
+            "level": None if level is None else float(level),
+        }
 
     def evidence(self, e: Any, where: str) -> Evidence:
         num = (int, float, type(None))
@@ -473,6 +497,9 @@ def table_rows(report: Report) -> tuple[Row, ...]:
     rows: list[Row] = []
     for c in report.claims:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+        if c.family_size > 1:
+            params = f"{params}\n" if params else ""
+            params += f"family of {c.family_size}: {c.correction}"
         param_values = {str(v) for v in c.params.values()}
         first = True
 
@@ -567,6 +594,11 @@ def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) 
     counts = ", ".join(f"{n} {o}" for o, n in report.counts().items()) or "none"
     lines = [f"claims: seed {run.seed}, resamples {run.resamples}; "
              f"{len(report.claims)} claims ({counts}) in {run.duration_s:.1f}s"]
+    families = {c.family: c for c in report.claims if c.family_size > 1}
+    if families:
+        rules = sorted({c.correction for c in report.claims if c.family_size > 1})
+        lines.append(f"families: {len(families)} of 2 or more claims; rules used: {', '.join(rules)} "
+                     "(bonferroni: an effect claim of a family of m is judged at 1 - 0.05/m; bounds need none)")
     for m in report.models:
         lines.append(f"model {m.name}: {m.spec}  fingerprint {m.fingerprint[:12]}  ({m.device}, {m.dtype})")
     for d in report.datasets:

@@ -37,6 +37,7 @@ from harness.report import read_report
 
 STUDY = '''
 import random
+from statistics import NormalDist
 
 import pytest
 
@@ -44,10 +45,15 @@ from harness.estimate import Estimate
 from harness.expect import expect
 
 
-def estimate(center, half_width, *, seed, statistic="slope near 0", site=None):
+def estimate(center, half_width, *, seed, statistic="slope near 0", site=None, level=0.95):
+    # a normal-theory interval that can be recomputed at a family's corrected level
+    def again(other):
+        z = NormalDist().inv_cdf((1 + other) / 2) / NormalDist().inv_cdf((1 + level) / 2)
+        return estimate(center, half_width * z, seed=seed, statistic=statistic, site=site, level=other)
+
     return Estimate(value=center, ci_low=center - half_width, ci_high=center + half_width,
-                    level=0.95, n=500, method="bootstrap BCa", seed=seed, statistic=statistic,
-                    site=site, fingerprint="3f2a9c0d1e2b4a5f")
+                    level=level, n=500, method="bootstrap BCa", seed=seed, statistic=statistic,
+                    site=site, fingerprint="3f2a9c0d1e2b4a5f", recompute=again)
 
 
 @pytest.mark.claim("Class-mean steering moves the score", source="notebook 000, cell 12")
@@ -118,7 +124,9 @@ def test_a_claims_run_prints_the_table_with_the_seed_and_the_reproduce_command(s
     header = next(line for line in section if "verdict" in line)
     assert header.split() == ["claim", "parameters", "statistic", "value", "CI", "n", "verdict"]
     text = "\n".join(section)
-    assert "Class-mean steering moves the score" in text and "layer=11" in text
+    assert "Class-mean steering moves" in text and "layer=11" in text
+    # the parametrized claim is a family of 2: its effect expectations are judged at 97.5%
+    assert "family of 2: bonferroni" in text and "97.5% [" in text
     assert "held: ci_excludes(0)" in text and "NOT HELD: ci_excludes(0)" in text
     assert "passed (no evidence recorded)" in text
     assert max(len(line) for line in section) <= 160
@@ -148,7 +156,7 @@ def test_a_failing_claim_says_what_was_expected_and_what_was_measured(study):
 def test_report_json_holds_the_run(study):
     run(study, "--claims-seed", "3", "--claims-resamples", "199")
     report = report_of(study)
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     r = report["run"]
     assert (r["seed"], r["resamples"]) == (3, 199)
     assert r["command"].startswith("pytest -p no:cacheprovider") and r["command"].endswith("--claims-seed=3")
@@ -183,12 +191,15 @@ def test_report_json_holds_each_claims_text_source_params_outcome_and_evidence(s
     first, second = claim["evidence"]
     assert first == {
         "statistic": "slope near 0", "value": first["value"], "ci_low": first["ci_low"],
-        "ci_high": first["ci_high"], "level": 0.95, "n": 500, "method": "bootstrap BCa",
+        "ci_high": first["ci_high"], "level": 0.975, "n": 500, "method": "bootstrap BCa",
         "unit": "examples", "site": "encoder.12.resid_post", "seed": seed,
         "fingerprint": "3f2a9c0d1e2b4a5f", "expectation": "ci_excludes(0)", "held": True,
         "status": "ok", "reason": "",
     }
-    assert first["ci_low"] == pytest.approx(first["value"] - 0.2)
+    # judged at the Bonferroni level of its family of 2: the interval is recomputed at 97.5%
+    assert first["ci_low"] == pytest.approx(first["value"] - 0.2 * 2.2414 / 1.9600, rel=1e-4)
+    assert (claim["family"], claim["family_size"]) == ("test_study.py::test_steering_moves_the_score", 2)
+    assert (claim["correction"], claim["level"]) == ("bonferroni", 0.975)
     assert second["expectation"] == "positive()" and second["held"] is True
 
 
@@ -460,7 +471,7 @@ def test_json_safe_params_keep_primitives_and_repr_the_rest():
 
 def test_the_claim_marker_is_registered_with_its_signature_and_an_example(pytester):
     result = run(pytester, "--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.claim(text, *, source=None): this test states a finding *Example: @pytest.mark.claim(*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.claim(text, *, source=None, family=None): this test states a finding *Example: @pytest.mark.claim(*"])
 
 
 def test_a_claim_marker_passes_under_strict_markers_and_a_typo_fails(pytester):

@@ -79,7 +79,7 @@ def write_json(path: Path, data) -> Path:
 
 def test_a_report_carries_the_schema_version_and_the_run():
     r = report()
-    assert r.schema_version == SCHEMA_VERSION == 1
+    assert r.schema_version == SCHEMA_VERSION == 2
     assert (r.run.seed, r.run.resamples, r.run.started, r.run.duration_s) == (0, 9999, "2026-01-02T03:04:05+00:00", 12.5)
 
 
@@ -132,7 +132,8 @@ def test_the_json_has_every_documented_field():
     assert list(data["models"][0]) == ["name", "spec", "fingerprint", "device", "dtype"]
     assert list(data["datasets"][0]) == ["name", "path", "content_hash"]
     assert list(data["claims"][0]) == ["nodeid", "text", "source", "params", "outcome", "message",
-                                       "duration_s", "seed", "evidence"]
+                                       "duration_s", "seed", "family", "family_size", "correction", "level",
+                                       "evidence"]
     assert list(data["claims"][0]["evidence"][0]) == [
         "statistic", "value", "ci_low", "ci_high", "level", "n", "method", "unit", "site", "seed",
         "fingerprint", "expectation", "held", "status", "reason"]
@@ -209,10 +210,10 @@ def test_the_written_report_is_readable_by_others(tmp_path):
 
 def test_a_report_from_a_future_schema_version_names_the_file_and_the_versions(tmp_path):
     data = report_to_json(report())
-    data["schema_version"] = 2
+    data["schema_version"] = 3
     path = write_json(tmp_path / "report.json", data)
     with pytest.raises(ReportError, match=re.escape(
-        f"report '{path}' has schema_version 2; this harness reads schema_version 1; upgrade "
+        f"report '{path}' has schema_version 3; this harness reads schema_version 1 or 2; upgrade "
         "interp-claims to read a newer report, or re-run the study with this version to write it again"
     )):
         read_report(path)
@@ -378,3 +379,14 @@ def test_long_columns_share_the_width_and_short_parameters_stay_whole():
     assert widths["parameters"] == len("site=blocks.4.block_out")
     assert widths["verdict"] == 32
     assert min(widths["claim"], widths["statistic"]) >= 16
+
+
+def test_a_schema_1_report_reads_as_families_of_one_uncorrected(tmp_path):
+    data = report_to_json(report())
+    data["schema_version"] = 1
+    for c in data["claims"]:
+        for key in ("family", "family_size", "correction", "level"):
+            del c[key]
+    got = read_report(write_json(tmp_path / "report.json", data))
+    assert [(c.family, c.family_size, c.correction, c.level) for c in got.claims] == [
+        (c.nodeid.split("[", 1)[0], 1, "none", None) for c in report().claims]

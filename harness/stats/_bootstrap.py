@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import warnings
@@ -71,6 +72,14 @@ def _warn(message: str) -> None:
     warnings.warn(message, RuntimeWarning, stacklevel=level)
 
 
+def _recomputable(estimate: Estimate, again: Callable[[float], Estimate]) -> Estimate:
+    """`estimate` with ``recompute`` set to `again` (the same statistic at another level), so
+    `Estimate.at_level` can judge it at a family's corrected level."""
+    if estimate.degenerate:
+        return estimate
+    return dataclasses.replace(estimate, recompute=again)
+
+
 def _frozen(array: np.ndarray | None) -> np.ndarray | None:
     if array is None:
         return None
@@ -98,11 +107,15 @@ def _resample(
     method: str,
     n_resamples: int,
     seed: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run `scipy.stats.bootstrap` over examples; return (ci_low, ci_high, distribution).
+    previous: Any = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Run `scipy.stats.bootstrap` over examples; return (ci_low, ci_high, distribution, result).
 
-    NaN bounds (BCa on data it cannot handle) come back as NaN for the caller to judge;
-    scipy's warnings about them are silenced here because the caller reports them.
+    With `previous` (the result of an earlier call on the same samples) no new resamples are
+    drawn: the interval at `level` is computed from the earlier bootstrap distribution, as a
+    call with the same seed would compute it. NaN bounds (BCa on data it cannot handle) come
+    back as NaN for the caller to judge; scipy's warnings about them are silenced here because
+    the caller reports them.
     """
     n = samples[0].shape[-1]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
@@ -110,7 +123,8 @@ def _resample(
         result = _scipy_stats.bootstrap(
             samples,
             statistic,
-            n_resamples=n_resamples,
+            n_resamples=0 if previous is not None else n_resamples,
+            bootstrap_result=previous,
             batch=max(1, _BATCH_ELEMENTS // n),
             vectorized=True,
             paired=paired,
@@ -119,7 +133,7 @@ def _resample(
             rng=np.random.default_rng(seed),
         )
     ci = result.confidence_interval
-    return np.asarray(ci.low), np.asarray(ci.high), np.asarray(result.bootstrap_distribution)
+    return np.asarray(ci.low), np.asarray(ci.high), np.asarray(result.bootstrap_distribution), result
 
 
 def _finish(
@@ -214,26 +228,32 @@ def _bootstrap_values(
             ),
             **common,
         )
-    low, high, dist = _resample(
-        (values,),
-        fn,
-        paired=False,
-        level=level,
-        method=method,
-        n_resamples=n_resamples,
-        seed=seed,
-    )
-    return _finish(
-        value=float(fn(values)),
-        low=float(low),
-        high=float(high),
-        distribution=dist,
-        level=level,
-        n=n,
-        method=method,
-        seed=seed,
-        statistic=statistic,
-    )
+    def at(level: float, previous: Any = None) -> Estimate:
+        low, high, dist, result = _resample(
+            (values,),
+            fn,
+            paired=False,
+            level=level,
+            method=method,
+            n_resamples=n_resamples,
+            seed=seed,
+            previous=previous,
+        )
+        estimate = _finish(
+            value=float(fn(values)),
+            low=float(low),
+            high=float(high),
+            distribution=dist,
+            level=level,
+            n=n,
+            method=method,
+            seed=seed,
+            statistic=statistic,
+        )
+        # another level reuses these resamples: the same interval a call with that level gives
+        return _recomputable(estimate, lambda other: at(other, result))
+
+    return at(level)
 
 
 # ----------------------------------------------------------------------------------------
@@ -521,7 +541,7 @@ def paired_ratio(
             ),
             **common,
         )
-    low, high, dist = _resample(
+    low, high, dist, _ = _resample(
         (xa, ya),
         _ratio_and_denominator,
         paired=True,
@@ -534,7 +554,7 @@ def paired_ratio(
     reason = _denominator_reason(dist[1], level)
     if reason is not None:
         return _degenerate(value=value, reason=reason, distribution=ratio_dist, **common)
-    return _finish(
+    estimate = _finish(
         value=value,
         low=float(low[0]),
         high=float(high[0]),
@@ -545,6 +565,8 @@ def paired_ratio(
         seed=seed,
         statistic="ratio of means",
     )
+    return _recomputable(estimate, lambda other: paired_ratio(
+        xa, ya, level=other, method=method, n_resamples=n_resamples, seed=seed))
 
 
 def _two_distributions(a: Estimate, b: Estimate, names: tuple[str, str], level: float | None,
@@ -629,13 +651,14 @@ def ratio_of(
         return _degenerate(value=value, reason=reason, distribution=ratio, **common)
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(ratio, [tail, 1.0 - tail])
-    return Estimate(
+    estimate = Estimate(
         value=float(value),
         ci_low=float(low),
         ci_high=float(high),
         bootstrap_distribution=_frozen(ratio),
         **common,
     )
+    return _recomputable(estimate, lambda other: ratio_of(numerator, denominator, level=other))
 
 
 def difference_of(first: Estimate, second: Estimate, *, level: float | None = None) -> Estimate:
@@ -660,5 +683,6 @@ def difference_of(first: Estimate, second: Estimate, *, level: float | None = No
     diff = a_dist - b_dist
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(diff, [tail, 1.0 - tail])
-    return Estimate(value=float(first.value - second.value), ci_low=float(low), ci_high=float(high),
-                    bootstrap_distribution=_frozen(diff), **common)
+    estimate = Estimate(value=float(first.value - second.value), ci_low=float(low), ci_high=float(high),
+                        bootstrap_distribution=_frozen(diff), **common)
+    return _recomputable(estimate, lambda other: difference_of(first, second, level=other))

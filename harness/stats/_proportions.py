@@ -10,7 +10,7 @@ from scipy import special
 
 from harness.errors import StatsError
 from harness.estimate import Estimate
-from harness.stats._bootstrap import _count_nonfinite, _degenerate
+from harness.stats._bootstrap import _count_nonfinite, _degenerate, _recomputable
 from harness.stats._checks import (
     _PROPORTION_METHODS,
     _as_1d,
@@ -78,7 +78,8 @@ def proportion(
     # Exact at the edges; the min/max guard against rounding pushing p outside its CI.
     low = 0.0 if k == 0 else min(max(low, 0.0), p)
     high = 1.0 if k == n else max(min(high, 1.0), p)
-    return Estimate(value=p, ci_low=low, ci_high=high, **common)
+    estimate = Estimate(value=p, ci_low=low, ci_high=high, **common)
+    return _recomputable(estimate, lambda other: proportion(k, n, level=other, method=method))
 
 
 def proportion_of(
