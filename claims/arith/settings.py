@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+DEFAULT_MODEL = "fixture:arith"   # the model without --claims-model arith=SPEC
 PAIR_SEED = 0
 N_PAIRS = 600            # clean -> corrupt patching pairs, at most
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. Printed in the terminal header and the report."""
+    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    printed in the terminal header."""
 
     # finding 1: accuracy
     min_flat_accuracy: float     # whole-answer exact match on flat held-out rows: CI lower bound
@@ -61,8 +63,16 @@ THRESHOLDS["fixture:arith-null"] = replace(THRESHOLDS["fixture:arith"], refuted=
 
 
 def thresholds_at_collection(config) -> Thresholds | None:
-    """The THRESHOLDS row of the model the command line names (``--claims-model arith=SPEC``,
-    default ``fixture:arith``), for parametrizing at collection, before any model loads; None for
-    a model without a row (the `thresholds` fixture then raises the usage error)."""
-    models = dict(config.getoption("claims_model") or ())
-    return THRESHOLDS.get(models.get("arith", "fixture:arith"))
+    """The study's THRESHOLDS row in this session (`claims.thresholds.thresholds_for`: the row
+    ``--claims-thresholds arith=ROW`` names, else the row of the model ``--claims-model arith=SPEC``
+    names, default ``fixture:arith``, or of the model its config names), for parametrizing at
+    collection, before any model loads; None for a model without a row (``claims/conftest.py``
+    then ends the run with the usage error once collection finishes)."""
+    import pytest
+
+    from claims.thresholds import thresholds_for
+
+    try:
+        return thresholds_for(config, "arith").row
+    except pytest.UsageError:
+        return None

@@ -8,7 +8,6 @@ other prompts with ``--claims-data planted=PATH`` (one prompt per line).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -18,35 +17,22 @@ from harness.directions import load_directions
 from harness.fixtures import resolve
 from harness.models import load_study_model
 
+from claims.planted.settings import DEFAULT_MODEL, THRESHOLDS, Thresholds  # noqa: F401 (THRESHOLDS: re-exported)
+from claims.thresholds import threshold_row
+
 N_PROMPTS = 160
 PROMPT_SEED = 20261121
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """What each claim must show on a model; one row per model, printed in the report."""
-
-    min_slope: float         # the planted slope's CI lower bound must reach this
-    null_margin: float       # the designed null direction's CI must lie inside +-null_margin
-    control_margin: float    # norm-matched random directions' CIs must lie inside +-control_margin
-    min_factor: float        # the planted slope must exceed min_factor x any control's CI magnitude
-
-
-# The planted recipe sets the read-out gain so the final-residual slope is about 5.5 per unit
-# alpha; the thresholds leave room for a retrained seed but not for a missing plant.
-THRESHOLDS: dict[str, Thresholds] = {
-    "planted": Thresholds(min_slope=2.5, null_margin=0.25, control_margin=1.5, min_factor=5.0),
-}
-
-
 @pytest.fixture(scope="session")
 def planted(claims_settings):
-    return load_study_model("planted", claims_settings.model_spec("planted", "fixture:planted"))
+    return load_study_model("planted", claims_settings.model_spec("planted", DEFAULT_MODEL))
 
 
 @pytest.fixture(scope="session")
-def thresholds() -> Thresholds:
-    return THRESHOLDS["planted"]
+def thresholds(pytestconfig) -> Thresholds:
+    """The run's THRESHOLDS row (claims/planted/settings.py), from the model's spec."""
+    return threshold_row(pytestconfig, "planted")
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +82,3 @@ def _sha(data: bytes) -> str:
 
     return hashlib.sha256(data).hexdigest()
 
-
-def pytest_report_header(config):
-    return "planted thresholds: " + ", ".join(f"{k}={v}" for k, v in asdict(THRESHOLDS["planted"]).items())

@@ -10,7 +10,6 @@ study runs the same claims with
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -23,17 +22,18 @@ from harness.fixtures import fixtures_dir
 from harness.models import load_study_model
 
 from claims.thresholds import threshold_row
-from claims.tacgen.settings import LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, THRESHOLDS, Thresholds
+from claims.tacgen.settings import DEFAULT_MODEL, LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, Thresholds
 
 
 @pytest.fixture(scope="session")
 def tacgen(claims_settings):
-    return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
+    return load_study_model("tacgen", claims_settings.model_spec("tacgen", DEFAULT_MODEL))
 
 
 @pytest.fixture(scope="session")
-def thresholds(tacgen) -> Thresholds:
-    return threshold_row(THRESHOLDS, tacgen.spec, study="tacgen")
+def thresholds(pytestconfig) -> Thresholds:
+    """The run's THRESHOLDS row (claims/tacgen/settings.py), from the model's spec, not the loaded model."""
+    return threshold_row(pytestconfig, "tacgen")
 
 
 @pytest.fixture(scope="session")
@@ -175,7 +175,3 @@ def spans_of():
 
     return get
 
-
-def pytest_report_header(config):
-    return ["tacgen thresholds (claims/tacgen/conftest.py):"] + [
-        f"  {name}: " + ", ".join(f"{k}={v}" for k, v in asdict(row).items()) for name, row in THRESHOLDS.items()]

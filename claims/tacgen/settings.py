@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_MODEL = "fixture:tacgen"   # the model without --claims-model tacgen=SPEC
 MAX_LENGTH = 384          # inputs truncated to 384 bytes, as in the source study
 N_BALANCED = 5000         # the balanced intro/apply set
 SPLIT_SEED = 0
@@ -13,7 +14,8 @@ LAYERS = (11, 12)         # hidden-state indices: 11 = after block 11, 12 = afte
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. Printed in the terminal header and the report."""
+    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    printed in the terminal header."""
 
     min_accuracy: float      # baseline: CI lower bound of test500 accuracy
     min_separation: float    # directions: CI lower bound of held-out sign accuracy of the projection
