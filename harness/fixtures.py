@@ -3,6 +3,7 @@
     available()           fixture names declared by the recipes (``VARIANTS`` in each recipe)
     resolve(name)         the directory holding the model: shipped weights, or a built cache entry
     build(name, seed=)    run the recipe into the cache (atomically) and return the directory
+    parse_name(text)      ``"tacgen@seed=1"`` -> ("tacgen", 1): a fixture trained with another seed
 
 A recipe is ``fixtures/<family>/recipe.py`` with ``VARIANTS: dict[name, dict]`` (keyword
 arguments for its ``build``), a default ``SEED`` and ``build(out_dir, *, seed, **variant)``.
@@ -23,7 +24,7 @@ from types import ModuleType
 
 from harness.errors import ModelLoadError
 
-__all__ = ["available", "resolve", "build", "fixtures_dir"]
+__all__ = ["available", "resolve", "build", "fixtures_dir", "parse_name"]
 
 
 def fixtures_dir() -> Path:
@@ -50,6 +51,25 @@ def _recipes() -> dict[str, tuple[Path, ModuleType, dict]]:
 
 def available() -> list[str]:
     return sorted(_recipes())
+
+
+def parse_name(text: str) -> tuple[str, int | None]:
+    """A fixture name and its training seed: ``"tacgen"`` -> ("tacgen", None) (the recipe's own
+    seed, shipped weights where present), ``"tacgen@seed=1"`` -> ("tacgen", 1) (built by the
+    same recipe with seed 1, cached like the default).
+
+    Raises `ModelLoadError` for a malformed suffix, naming the form.
+    """
+    name, sep, suffix = text.partition("@")
+    if not sep:
+        return name, None
+    key, eq, value = suffix.partition("=")
+    if key != "seed" or not eq or not value.isdigit():
+        raise ModelLoadError(
+            f"fixture spec 'fixture:{text}' has the suffix {'@' + suffix!r}; the only suffix is a training "
+            f"seed, e.g. 'fixture:{name}@seed=1'"
+        )
+    return name, int(value)
 
 
 def _lookup(name: str) -> tuple[Path, ModuleType, dict]:

@@ -251,7 +251,8 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
     if spec.startswith("fixture:"):
         from harness import fixtures
 
-        return str(fixtures.resolve(spec[len("fixture:"):])), "fixture"
+        name, seed = fixtures.parse_name(spec[len("fixture:"):])
+        return str(fixtures.resolve(name, seed=seed)), "fixture"
     if os.path.isdir(os.path.expanduser(spec)):
         return os.path.expanduser(spec), "directory"
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
