@@ -94,7 +94,13 @@ def _cache_key(recipe: Path, name: str, seed: int) -> str:
 
 
 def resolve(name: str, *, seed: int | None = None) -> Path:
-    """The directory of fixture `name`: shipped weights if present, else a (built) cache entry."""
+    """The directory of fixture `name`: shipped weights if present, else a (built) cache entry.
+
+    `name` may carry a training seed (``"tacgen@seed=1"``, see `parse_name`); an explicit
+    `seed` wins over it.
+    """
+    name, named_seed = parse_name(name)
+    seed = named_seed if seed is None else seed
     recipe, module, _ = _lookup(name)
     shipped = recipe.parent / name
     if seed is None and (shipped / "config.json").is_file():

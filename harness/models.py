@@ -251,8 +251,7 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
     if spec.startswith("fixture:"):
         from harness import fixtures
 
-        name, seed = fixtures.parse_name(spec[len("fixture:"):])
-        return str(fixtures.resolve(name, seed=seed)), "fixture"
+        return str(fixtures.resolve(spec[len("fixture:"):])), "fixture"
     if os.path.isdir(os.path.expanduser(spec)):
         return os.path.expanduser(spec), "directory"
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):

@@ -271,3 +271,13 @@ def test_a_change_to_a_module_beside_the_recipe_is_a_new_cache_entry(toy_recipes
     (toy_recipes / "toy" / "helpers.py").write_text("SIZE = 2\n")
     assert build("toy") not in (first, second)
 
+
+
+def test_a_fixture_name_may_carry_a_training_seed():
+    from harness.fixtures import parse_name
+
+    assert parse_name("tacgen") == ("tacgen", None)
+    assert parse_name("tacgen@seed=12") == ("tacgen", 12)
+    for bad in ("tacgen@sed=1", "tacgen@seed=", "tacgen@seed=-1", "tacgen@1"):
+        with pytest.raises(ModelLoadError, match=r"the only suffix is a training seed, e.g. 'fixture:tacgen@seed=1'"):
+            parse_name(bad)

@@ -20,14 +20,21 @@ EFFECT_CLAIMS = ("test_planted_direction_moves_the_logit_difference", "test_plan
 CONTROL_CLAIMS = ("test_null_direction_stays_near_zero", "test_random_directions_stay_near_zero")
 
 
-def run_study(tmp_path: Path, *extra: str) -> dict[str, str]:
+def run_report(tmp_path: Path, *extra: str, env: dict | None = None) -> dict[str, dict]:
+    """Run ``pytest claims/planted`` (999 resamples) in a child process; each claim of its
+    report by test name."""
     report_dir = tmp_path / "report"
     cmd = [sys.executable, "-m", "pytest", "claims/planted", "-q", "-p", "no:cacheprovider",
            "--claims-resamples=999", f"--claims-report={report_dir}", *extra]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ}, timeout=600)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=600)
     assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((report_dir / "report.json").read_text())
-    return {c["nodeid"].split("::")[-1]: c["outcome"] for c in report["claims"]}
+    return {c["nodeid"].split("::")[-1]: c for c in report["claims"]}
+
+
+def run_study(tmp_path: Path, *extra: str) -> dict[str, str]:
+    return {name: c["outcome"] for name, c in run_report(tmp_path, *extra).items()}
 
 
 def by_kind(outcomes: dict[str, str], names: tuple[str, ...]) -> dict[str, str]:
@@ -83,3 +90,31 @@ def test_the_baseline_gate_catches_a_broken_checkpoint_with_a_readable_diff(tmp_
     assert "test_planted_direction_moves_the_logit_difference[layer3]: passed -> failed" in out
     assert "model planted: spec fixture:planted -> fixture:planted-null" in out
     assert "model planted: fingerprint" in out
+
+
+@pytest.mark.slow
+def test_verdicts_do_not_hang_on_the_resampling_seed(tmp_path, planted_outcomes):
+    """--claims-seed 1, 2 and 3 resample differently from seed 0: every verdict is the same."""
+    for seed in (1, 2, 3):
+        assert run_study(tmp_path / f"seed{seed}", f"--claims-seed={seed}") == planted_outcomes, seed
+
+
+@pytest.mark.slow
+def test_claims_run_in_reverse_order_give_the_same_report_numbers(tmp_path):
+    forward = run_report(tmp_path / "forward")
+    backward = run_report(tmp_path / "backward", "-p", "reverse_order",
+                          env={"PYTHONPATH": str(Path(__file__).resolve().parent)})
+    assert set(backward) == set(forward)
+    for name, claim in forward.items():
+        assert backward[name]["evidence"] == claim["evidence"], name
+        assert backward[name]["outcome"] == claim["outcome"], name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_planted_findings_replicate_on_fixtures_trained_with_other_seeds(tmp_path, seed):
+    """fixture:planted@seed=N: the recipe with another seed (other random weights, another
+    planted direction): every claim holds there too."""
+    outcomes = run_study(tmp_path, "--claims-model", f"planted=fixture:planted@seed={seed}")
+    assert len(outcomes) >= 10
+    assert set(outcomes.values()) == {"passed"}, outcomes
