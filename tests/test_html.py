@@ -372,3 +372,12 @@ def test_writing_into_a_file_path_names_the_directory(tmp_path):
 
     with pytest.raises(ReportError, match="cannot create the report directory"):
         write_html(make_report(), blocker / "sub")
+
+
+def test_each_claim_shows_its_family_correction_and_judged_level():
+    family = "claims/alpha/test_a.py::test_one"
+    report = make_report(claims=(claim(f"{family}[layer12]", family=family, family_size=4,
+                                       correction="bonferroni", level=0.9875),))
+    page = render_html(report)
+    shown = re.search(r'<dd class="family">(.*?)</dd>', page).group(1)
+    assert shown == f"<code>{family}</code>: 4 claims, correction bonferroni, judged at the 98.75% level"
