@@ -7,6 +7,9 @@
     random_direction            a seeded random direction with the same norm
     shuffled_label_direction    the class-mean difference after a seeded shuffle of the labels
     within_class_direction      the difference of two random halves of one class
+
+The seeded controls depend on the seed and on the set of rows, never on the rows' order: a
+row's place in a shuffle comes from a hash of (seed, the row's key), not from its index.
     save_directions / load_directions   safetensors files of named directions
 
 ``Direction.rms_normalised()`` rescales to unit RMS (``||v|| = sqrt(d)``), the natural unit
@@ -15,7 +18,9 @@ for RMS-scaled injection.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -150,30 +155,118 @@ def class_mean_direction(states: torch.Tensor, labels: Sequence[object], *, posi
     return Direction(_mean_diff(states.float(), labels_arr, positive, negative), str(site), "class-mean")
 
 
+def _seed(seed: object, owner: str) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
+                        "pass a whole number, e.g. seed=0")
+    return int(seed)
+
+
+def _key_bytes(key: object, i: int) -> bytes:
+    """The bytes a row's key is hashed as (tagged by kind, so "1" and 1 differ)."""
+    if isinstance(key, str):
+        return b"s" + key.encode("utf-8")
+    if isinstance(key, bytes):
+        return b"b" + key
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+        return b"i" + str(int(key)).encode()
+    if isinstance(key, (torch.Tensor, np.ndarray)):
+        key = key.tolist()
+    if isinstance(key, Sequence) and all(isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in key):
+        return b"t" + np.asarray(list(key), dtype=np.int64).tobytes()
+    raise DataError(f"`keys` entry {i} is {key!r} ({type(key).__name__}); a key is the example's text, "
+                    "its token ids, or an integer id")
+
+
+def _keyed_order(states: torch.Tensor, keys: Sequence[object] | None, seed: int, purpose: bytes,
+                 rows: np.ndarray | None = None) -> np.ndarray:
+    """`rows` (default: all rows of `states`) sorted by a seeded hash of each row's key.
+
+    The key of a row is ``keys[i]`` or, without `keys`, the bytes of ``states[i]``; rows with
+    equal keys are ordered by their state's bytes (rows equal in both are interchangeable). So
+    the order, as a sequence of (key, state) rows, depends on the seed and on the set of rows,
+    not on the order they come in.
+    """
+    n = states.shape[0]
+    if keys is not None:
+        if isinstance(keys, (str, bytes)):
+            raise DataError("`keys` must be one key per row of `states`, got a single string")
+        keys = list(keys)
+        if len(keys) != n:
+            raise ShapeError(f"`keys` has {len(keys)} entries but `states` has {n} rows; give one key per row "
+                             "(e.g. the example's text)")
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    flat = states.detach().to("cpu", torch.float32).contiguous()
+    ranked = []
+    for i in rows.tolist():
+        state = flat[i].numpy().tobytes()
+        key = state if keys is None else _key_bytes(keys[i], i)
+        h = hashlib.blake2b(digest_size=16, person=purpose)
+        h.update(str(seed).encode() + b"|" + key)
+        ranked.append((h.digest(), state, i))
+    ranked.sort()
+    return np.asarray([i for _, _, i in ranked], dtype=np.int64)
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """The labels sorted (by value; by type name and repr when they do not compare)."""
+    values = labels.tolist()
+    try:
+        ordered = sorted(values)
+    except TypeError:
+        ordered = sorted(values, key=lambda v: (type(v).__name__, repr(v)))
+    out = np.empty(len(ordered), dtype=object)
+    out[:] = ordered
+    return out
+
+
 def random_direction(like: Direction, *, seed: int) -> Direction:
-    """A random Gaussian direction with the same norm as `like` (a norm-matched control)."""
-    g = torch.Generator().manual_seed(int(seed))
+    """A random Gaussian direction with the same norm as `like` (a norm-matched control).
+
+    The draw depends only on `seed` and the width ``d`` of `like` (a float32 CPU generator of
+    its own; the global torch generator is left alone), never on any example or batch.
+    """
+    seed = _seed(seed, "random_direction")
+    g = torch.Generator().manual_seed(seed)
     v = torch.randn(like.vector.shape, generator=g)
     return Direction(v * (like.norm / float(v.norm())), like.site, "random (norm-matched)", seed)
 
 
 def shuffled_label_direction(states: torch.Tensor, labels: Sequence[object], *, positive: object,
-                             negative: object, site: str, seed: int) -> Direction:
-    """The class-mean difference computed after a seeded permutation of the labels."""
+                             negative: object, site: str, seed: int,
+                             keys: Sequence[object] | None = None) -> Direction:
+    """The class-mean difference computed after a seeded shuffle of the labels.
+
+    The shuffle ranks the rows by a seeded hash of each row's key and hands the labels, sorted,
+    out in that rank order: a uniformly random relabelling that keeps the class counts. It
+    depends on the seed and on the set of (key, state, label) rows, not on their order: the
+    same rows in any order give the same direction bit for bit. The key of a row is
+    ``keys[i]`` (the example's text or token ids: robust when the same example's states differ
+    in the last bits between runs) or, without `keys`, the bytes of ``states[i]``.
+    """
     labels_arr = _labels(labels, states.shape[0])
-    perm = np.random.default_rng(seed).permutation(labels_arr.shape[0])
-    return Direction(_mean_diff(states.float(), labels_arr[perm], positive, negative), str(site),
+    seed = _seed(seed, "shuffled_label_direction")
+    order = _keyed_order(states, keys, seed, b"shuffled-label")
+    shuffled = _canonical(labels_arr)  # row order[j] gets the j-th smallest label
+    return Direction(_mean_diff(states.float()[torch.as_tensor(order)], shuffled, positive, negative), str(site),
                      "shuffled-label class-mean", seed)
 
 
 def within_class_direction(states: torch.Tensor, labels: Sequence[object], *, label: object,
-                           site: str, seed: int) -> Direction:
-    """The difference of the means of two random halves of one class (no class signal)."""
+                           site: str, seed: int, keys: Sequence[object] | None = None) -> Direction:
+    """The difference of the means of two random halves of one class (no class signal).
+
+    The class's rows are ranked by a seeded hash of each row's key (``keys[i]`` or, without
+    `keys`, the bytes of ``states[i]``); the first ``size // 2`` form one half. The result
+    depends on the seed and on the set of (key, state) rows of the class, not on their order
+    or on the other classes' rows.
+    """
     labels_arr = _labels(labels, states.shape[0])
+    seed = _seed(seed, "within_class_direction")
     idx = np.flatnonzero(labels_arr == label)
     if idx.size < 2:
         raise DataError(f"need at least 2 examples labelled {label!r} to split, got {idx.size}")
-    idx = np.random.default_rng(seed).permutation(idx)
+    idx = _keyed_order(states, keys, seed, b"within-class", rows=idx)
     half = idx.size // 2
     a, b = states[torch.as_tensor(idx[:half])].float(), states[torch.as_tensor(idx[half:])].float()
     return Direction(a.mean(0) - b.mean(0), str(site), f"within-class split ({label})", seed)

@@ -6,7 +6,7 @@
     RmsAdd          act + alpha * rms(act) * direction, rms over d_model at each position
     Patch           replace with a recorded source activation ``[batch, pos, d]``
     Ablate          zero / mean over a reference set / resample from another example
-    Noise           act + std * N(0, 1), seeded per row (causal tracing)
+    Noise           act + std * N(0, 1), drawn from (seed, the row's real tokens, position)
     intervene       ``with intervene(model, {site: Add(...)}, masks=...) as run:``
     check_acted     proves an intervention changed the site where intended and nowhere else
 
@@ -19,9 +19,13 @@ touched and "last token" means the last real token of each row.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
+import numpy as np
 import torch
 
 from harness.errors import InterventionError, ShapeError
@@ -36,6 +40,7 @@ __all__ = [
     "Patch",
     "Ablate",
     "Noise",
+    "noise_draw",
     "Intervention",
     "Run",
     "intervene",
@@ -261,21 +266,166 @@ class Ablate:
         return torch.where(where[..., None], value, act)
 
 
+def _check_seed(seed: Any, owner: str) -> int:
+    """`seed` as an int, or an `InterventionError` naming it (bools and floats are refused)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InterventionError(
+            f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
+            "pass a whole number, e.g. seed=0"
+        )
+    return int(seed)
+
+
+def _row_key(seed: int, tokens: Sequence[int]) -> tuple[int, int]:
+    """128 bits of blake2b over (seed, the row's real token ids): the row's stream key."""
+    h = hashlib.blake2b(digest_size=16, person=b"harness.Noise")
+    h.update(str(seed).encode() + b"|")
+    h.update(np.asarray(tokens, dtype=np.int64).tobytes())
+    digest = h.digest()
+    return int.from_bytes(digest[:8], "little"), int.from_bytes(digest[8:], "little")
+
+
+def noise_draw(seed: int, tokens: Sequence[int], position: int, width: int) -> torch.Tensor:
+    """The ``[width]`` float32 N(0, 1) draw `Noise` adds (times ``std``) at one real position.
+
+    A function of ``(seed, tokens, position, width)`` only: ``tokens`` are the row's real token
+    ids (padding excluded, in order) and ``position`` counts among them (0 is the first real
+    token, whatever the padding side). Bit for bit the same within one numpy version.
+    """
+    hi, lo = _row_key(int(seed), tokens)
+    values = np.random.default_rng([hi, lo, int(position)]).standard_normal(int(width))
+    return torch.from_numpy(values.astype(np.float32))
+
+
 @dataclass(frozen=True)
 class Noise:
-    """``act + std * N(0, 1)``, the noise of row i drawn from a generator seeded ``seed + i``."""
+    """``act + std * N(0, 1)`` at the chosen real positions (causal tracing); padding untouched.
+
+    What a row's noise depends on: the ``seed``, the row's real token ids (the ids of the
+    forward at the positions the stack's attention mask marks real, in order), the position
+    counted among those real tokens (0 = the first real token), and the site's width ``d``.
+    Nothing else: not the row's index in the batch, its neighbours or their lengths, the padded
+    width, the padding side, the chunk it ran in, the selected `positions` (a position's draw
+    is the same whether or not others are selected), the site, the device or dtype (drawn in
+    float32 on the CPU, then cast). So an example gets the same noise in any batch; two rows
+    with the same real tokens get the same noise; two sites of one width with one seed get the
+    same noise (give them different seeds for independent noise). The draw at a position is
+    `noise_draw` ``(seed, tokens, position, d)``.
+
+    The token ids come from the forward itself: `intervene` reads the ``input_ids`` the stack
+    (e.g. ``transformer``, ``encoder``) is called with. A forward that does not call the stack
+    with ``input_ids`` (``inputs_embeds``, or a replay of cached blocks as in
+    `harness.prefix` / `harness.patching`) must pass ``tokens``: each row's real token ids, one
+    list per batch row; the count must equal the row's real positions in the mask the hook
+    sees, so a replay that hands hooks only positions ``start..`` of each row is refused rather
+    than given shifted noise. When both are available they must agree.
+    """
 
     std: float
     seed: int
     positions: Positions = ALL
+    tokens: tuple[tuple[int, ...], ...] | None = None
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
-        rows = []
-        for i in range(act.shape[0]):
-            g = torch.Generator(device="cpu").manual_seed(int(self.seed) + i)
-            rows.append(torch.randn(act.shape[1:], generator=g, dtype=torch.float32))
-        noise = torch.stack(rows).to(act.device, act.dtype) * float(self.std)
-        return torch.where(where[..., None], act + noise, act)
+    def __post_init__(self) -> None:
+        std = self.std
+        if isinstance(std, bool) or not isinstance(std, numbers.Real) or not math.isfinite(float(std)) \
+                or float(std) < 0:
+            raise InterventionError(
+                f"`std` of Noise must be a finite number >= 0, got {std!r}; pass the standard "
+                "deviation of the noise, e.g. std=0.1 (use a different seed, not a negative std)"
+            )
+        object.__setattr__(self, "seed", _check_seed(self.seed, "Noise"))
+        if not isinstance(self.positions, Positions):
+            raise InterventionError(
+                f"`positions` of Noise must be a Positions (e.g. Positions.all()), got "
+                f"{type(self.positions).__name__}"
+            )
+        if self.tokens is not None:
+            object.__setattr__(self, "tokens", _token_rows(self.tokens))
+
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run", *,
+              real: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
+        if real is None:
+            raise InterventionError(
+                f"Noise at {site} draws each row's noise from its real token ids and needs the "
+                "attention mask and input ids of the forward; install it with intervene(...) "
+                "instead of calling apply() directly"
+            )
+        real = real.bool().cpu()
+        rows = self._rows(real, ids, site)
+        on = (where.cpu() & real)  # never on padding, whatever `positions` says
+        rank = real.long().cumsum(1) - 1  # position counted among the row's real tokens
+        width = act.shape[-1]
+        noise = torch.zeros(act.shape, dtype=torch.float32)
+        for b, p in on.nonzero().tolist():
+            noise[b, p] = noise_draw(self.seed, rows[b], int(rank[b, p]), width)
+        noise = noise.to(act.device, act.dtype) * float(self.std)
+        return torch.where(on.to(act.device)[..., None], act + noise, act)
+
+    def _rows(self, real: torch.Tensor, ids: torch.Tensor | None, site: Site) -> list[tuple[int, ...]]:
+        """Each row's real token ids, from `tokens` or the forward's ``input_ids``."""
+        seen = None
+        if ids is not None:
+            if tuple(ids.shape) != tuple(real.shape):
+                raise ShapeError(
+                    f"the input ids of the {site.stack} stack are {tuple(ids.shape)} but the "
+                    f"activation at {site} is over {tuple(real.shape)} [batch, pos]; Noise keys "
+                    "each row by its real tokens, so the mask must cover the ids of this forward"
+                )
+            ids = ids.cpu()
+            seen = [tuple(ids[b][real[b]].tolist()) for b in range(real.shape[0])]
+        if self.tokens is None:
+            if seen is None:
+                raise InterventionError(
+                    f"Noise at {site} keys each row's noise by its real token ids, but the "
+                    f"{site.stack} stack was not called with `input_ids` in this forward (a replay "
+                    "of cached blocks, or `inputs_embeds`); pass tokens=[ids of row 0, ids of row "
+                    "1, ...] (each row's real token ids, padding excluded) to Noise"
+                )
+            return seen
+        if len(self.tokens) != real.shape[0]:
+            raise ShapeError(
+                f"`tokens` of Noise has {len(self.tokens)} rows but the batch at {site} has "
+                f"{real.shape[0]}; give one list of real token ids per batch row"
+            )
+        counts = real.sum(1).tolist()
+        for b, row in enumerate(self.tokens):
+            if len(row) != counts[b]:
+                raise ShapeError(
+                    f"`tokens` row {b} of Noise has {len(row)} ids but the mask at {site} marks "
+                    f"{counts[b]} real positions; give each row's real token ids (padding "
+                    "excluded). A replay that hands hooks only positions start.. of each row "
+                    "cannot draw Noise: its positions would be counted from `start`"
+                )
+            if seen is not None and seen[b] != row:
+                raise InterventionError(
+                    f"`tokens` row {b} of Noise is {list(row)[:8]}... but the forward's input ids "
+                    f"at its real positions are {list(seen[b])[:8]}...; pass the tokens of this "
+                    "batch, in batch order (or drop `tokens`: they are read from the forward)"
+                )
+        return list(self.tokens)
+
+
+def _token_rows(tokens: Any) -> tuple[tuple[int, ...], ...]:
+    if isinstance(tokens, (torch.Tensor, np.ndarray)):
+        tokens = tokens.tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        raise InterventionError(
+            f"`tokens` of Noise must be one list of token ids per batch row, got "
+            f"{type(tokens).__name__}; e.g. tokens=model.tokenize(texts)"
+        )
+    rows = []
+    for b, row in enumerate(tokens):
+        if isinstance(row, (torch.Tensor, np.ndarray)):
+            row = row.tolist()
+        if isinstance(row, (str, bytes)) or not isinstance(row, Sequence) or not all(
+                isinstance(t, numbers.Integral) and not isinstance(t, bool) for t in row):
+            raise InterventionError(
+                f"`tokens` row {b} of Noise must be a list of integer token ids, got {row!r}; "
+                "tokenize the texts first, e.g. tokens=model.tokenize(texts)"
+            )
+        rows.append(tuple(int(t) for t in row))
+    return tuple(rows)
 
 
 Intervention = Union[Record, Add, RmsAdd, Patch, Ablate, Noise]
@@ -310,7 +460,9 @@ def _normalise(model: LoadedModel, interventions: Mapping[Site | str, Any]
 
 
 def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, ...],
-                    masks: Mapping[str, torch.Tensor], run: Run) -> Callable[[torch.Tensor], torch.Tensor]:
+                    masks: Mapping[str, torch.Tensor], run: Run,
+                    ids_seen: Mapping[str, torch.Tensor | None] | None = None
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:
     hook = model.hook_for(site)
     width = model.width(site)
 
@@ -336,7 +488,11 @@ def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, .
             raise ShapeError(f"activation at {site} has width {act.shape[-1]}, expected {width}")
         for item in chain:
             where = getattr(item, "positions", ALL).resolve(mask).to(act.device)
-            act = item.apply(act, where, site, run)
+            if isinstance(item, Noise):  # keyed by each row's real tokens, not by its row
+                ids = None if ids_seen is None else ids_seen.get(site.stack)
+                act = item.apply(act, where, site, run, real=mask, ids=ids)
+            else:
+                act = item.apply(act, where, site, run)
         if hook.head is None:
             return act
         out = full.clone()
@@ -369,6 +525,28 @@ def _input_hook(transform: Callable[[torch.Tensor], torch.Tensor]):
     return hook
 
 
+def _stack_module(model: LoadedModel, stack: str) -> torch.nn.Module:
+    """The module that runs one stack (the parent of its blocks: ``transformer``, ``encoder``)."""
+    parent = model.layout.stack(stack).blocks.rpartition(".")[0]
+    return model.module.get_submodule(parent) if parent else model.module
+
+
+def _watch_input_ids(model: LoadedModel, stack: str, seen: dict[str, torch.Tensor | None]) -> list[Any]:
+    """Hooks that hold the ``input_ids`` of `stack` while that stack runs (None otherwise), so
+    `Noise` keys each row by its real tokens; returns their handles."""
+    module = _stack_module(model, stack)
+
+    def enter(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = args[0] if args and isinstance(args[0], torch.Tensor) else kwargs.get("input_ids")
+        seen[stack] = ids if isinstance(ids, torch.Tensor) and ids.dim() == 2 else None
+
+    def leave(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        seen[stack] = None  # a later replay of cached blocks must not see these ids
+
+    return [module.register_forward_pre_hook(enter, with_kwargs=True),
+            module.register_forward_hook(leave, always_call=True)]
+
+
 @contextlib.contextmanager
 def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
               masks: Mapping[str, torch.Tensor], require_fired: bool = True) -> Iterator[Run]:
@@ -385,6 +563,10 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
     Hooks registered by anyone else are left as they were. A value may be a list of
     interventions, applied in order (e.g. ``[Add(...), Record()]`` records the edited value).
 
+    With a `Noise` in the plan, two more hooks on the module that runs its stack (the parent
+    of the blocks: ``transformer``, ``encoder``, ``model``) hold that stack's ``input_ids`` while
+    it runs, so the noise is keyed by each row's real tokens; they are removed likewise.
+
     With ``require_fired`` (the default), a block that ends normally while some site's hook
     never ran raises `InterventionError`: an intervention on a module the forward never reached
     (a decoder site while only the encoder ran, say) would otherwise change nothing, silently.
@@ -392,10 +574,13 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
     plan = _normalise(model, interventions)  # raises before anything is installed
     run = Run()
     handles: list[Any] = []
+    ids_seen: dict[str, torch.Tensor | None] = {}
     try:
+        for stack in sorted({site.stack for site, chain in plan if any(isinstance(i, Noise) for i in chain)}):
+            handles.extend(_watch_input_ids(model, stack, ids_seen))
         for site, chain in plan:
             hook = model.hook_for(site)
-            transform = _make_transform(model, site, chain, masks, run)
+            transform = _make_transform(model, site, chain, masks, run, ids_seen)
             if hook.kind == "output":
                 handles.append(hook.module.register_forward_hook(_output_hook(transform)))
             else:

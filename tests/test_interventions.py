@@ -18,6 +18,7 @@ from harness.interventions import (
     RmsAdd,
     check_acted,
     intervene,
+    noise_draw,
 )
 from harness.models import LoadedModel, pad_rows
 from harness.sites import Site
@@ -216,11 +217,15 @@ def test_noise_with_the_same_seed_gives_the_same_result(m):
     assert not torch.allclose(a[real_mask(m)], at_site(m, SITE)[real_mask(m)])
 
 
-def test_noise_of_row_i_is_drawn_from_seed_plus_i():
+def test_noise_of_a_row_is_drawn_from_the_seed_its_real_tokens_and_the_position_among_them():
     act, where = torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool)
-    got = Noise(std=2.0, seed=10).apply(act, where, Site("blocks", 1, "resid_post"), None)  # type: ignore[arg-type]
-    expected = 2.0 * torch.randn(3, 4, generator=torch.Generator().manual_seed(11))
-    assert torch.equal(got[1], expected)
+    real = torch.tensor([[1, 1, 1], [0, 1, 1]])  # row 1 left-padded: its real tokens are 7, 8
+    ids = torch.tensor([[5, 6, 7], [0, 7, 8]])
+    got = Noise(std=2.0, seed=10).apply(act, where, Site("blocks", 1, "resid_post"), None,  # type: ignore[arg-type]
+                                        real=real, ids=ids)
+    expected = 2.0 * torch.stack([noise_draw(10, [7, 8], k, 4) for k in range(2)])
+    assert torch.equal(got[1, 1:], expected)
+    assert got[1, 0].abs().max() == 0
 
 
 def test_a_list_of_interventions_at_one_site_applies_in_order(m):
