@@ -102,14 +102,18 @@ def test_a_control_compared_against_is_judged_at_the_same_level():
 
 
 def _family_passes(rng: np.random.Generator, *, m: int, effect: float, seed: int) -> bool:
-    """One replication: m claims `expect(mean).ci_excludes(0)` on n=100 examples each; True
-    when any claim of the family holds."""
+    """One replication: m claims `expect(mean).ci_excludes(0)`, each a BCa bootstrap over
+    n=500 examples with 9999 resamples (the study's default), judged as one family; True when
+    any claim of the family holds.
+
+    Both numbers matter at the corrected level (99.5% for m = 10). With 1999 resamples a tail
+    of 0.25% holds 5 resamples and the interval runs narrow: 8.1% of 1000 null families of
+    n=200 passed. At n=500 and 9999 resamples, 4.75% of 400 did."""
     fam = Family("calibration", size=m)
     held = False
     with recording(), judging(fam):
         for i in range(m):
-            est = stats.bootstrap_mean(rng.normal(effect, 1.0, 100), seed=seed * m + i, n_resamples=999,
-                                       method="percentile")
+            est = stats.bootstrap_mean(rng.normal(effect, 1.0, 500), seed=seed * m + i, n_resamples=9999)
             try:
                 expect(est).ci_excludes(0)
                 held = True
@@ -129,8 +133,8 @@ def test_a_null_family_of_ten_passes_in_at_most_6_5_percent_of_1000_replications
 @pytest.mark.slow
 def test_a_planted_family_is_still_found_at_the_corrected_level():
     rng = np.random.default_rng(7)
-    found = sum(_family_passes(rng, m=10, effect=0.5, seed=s) for s in range(100))
-    assert found >= 99, found
+    found = sum(_family_passes(rng, m=10, effect=0.2, seed=s) for s in range(50))
+    assert found >= 49, found
 
 
 # --- the plugin: counting families and reporting them -----------------------------------------
