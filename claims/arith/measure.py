@@ -143,16 +143,29 @@ class Pairs:
         return Pairs(*([getattr(self, f)[i] for i in idx] for f in ("clean", "corrupt", "answers", "contrasts")))
 
 
+def pair_rng(seed: int, expression: str) -> random.Random:
+    """The generator of one example's pair draw: seeded from (`seed`, the example's expression)
+    (`random.Random` hashes the string with SHA-512: the same on every run and platform)."""
+    return random.Random(f"{int(seed)}|{expression}")
+
+
 def rebracketed_pairs(rows: Sequence[Row], correct: np.ndarray, *, clean_correct: bool, n: int, seed: int) -> Pairs:
     """Up to `n` pairs from the parenthesised rows the model answers correctly (or, for the
     wrong-source control, incorrectly), each with a seeded other bracketing of a different value
-    (rows with none, like ``1+(2+3)``, are skipped). Raises when no pair can be formed."""
-    rng = random.Random(seed)
+    (rows with none, like ``1+(2+3)``, are skipped). Raises when no pair can be formed.
+
+    Each candidate row draws from a generator of its own (`pair_rng`: seeded from `seed` and
+    its expression): first its rank, then its other bracketing. The pairs are the first `n`
+    candidates with another bracketing in rank order, so a row's corrupt prompt depends only on
+    the seed and its expression, and which rows are taken on the set of candidates, never on
+    their order or on the rows before them."""
     paren = [i for i, r in enumerate(rows) if r.has_parens]
     chosen = [i for i in paren if bool(correct[i]) == clean_correct]
+    rngs = {i: pair_rng(seed, rows[i].expression) for i in chosen}
+    ranked = sorted(chosen, key=lambda i: (rngs[i].random(), rows[i].expression, i))
     out = Pairs([], [], [], [])
-    for i in rng.sample(chosen, len(chosen)):
-        other = rebracket(rows[i].expression, rng)
+    for i in ranked:
+        other = rebracket(rows[i].expression, rngs[i])
         if other is None:
             continue
         out.clean.append(rows[i].expression)

@@ -20,7 +20,8 @@ Control: the same ratio, for the same heads and queries, to as many positions dr
 random from the attended ones. Whatever a head does, that ratio averages 1 over the draws (the
 weights of a query sum to 1 over its attended positions), so it checks the measure's baseline.
 The draw includes the matching position: excluding it would push a head that does attend to it
-below 1 by construction.
+below 1 by construction. Each example draws from a generator of its own, seeded from (seed,
+pattern, the example's tokens), so its draw does not depend on the other examples or their order.
 
 Specificity: a head that attends to every `(` also scores on to-matching-paren. So the paren
 heads' ratio to the matching `(` is compared, per `)`, with their mean ratio to the other `(`
@@ -29,6 +30,7 @@ before it (nested or earlier groups), on the `)` that have one.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -76,20 +78,39 @@ def example_ratio(weights: np.ndarray, targets: Targets) -> np.ndarray:
     return np.mean([ratio_to_uniform(weights, query, keys) for query, keys in targets], 0)
 
 
-def random_targets(targets: Targets, rng: np.random.Generator) -> Targets:
-    """The same queries, each with as many keys drawn uniformly from its attended positions."""
+def example_rng(seed: int, key: str) -> np.random.Generator:
+    """A generator of the example's own: seeded from a blake2b hash of (`seed`, `key`)."""
+    digest = hashlib.blake2b(f"{int(seed)}|{key}".encode("utf-8"), digest_size=16,
+                             person=b"arith.attention").digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def example_key(tokens: list[str], pattern: str) -> str:
+    """An example's key for its control draw: the pattern and its tokens (unambiguously joined)."""
+    return "\x1f".join([pattern, *tokens])
+
+
+def random_targets(targets: Targets, *, seed: int, key: str) -> Targets:
+    """The same queries, each with as many keys drawn uniformly from its attended positions.
+
+    The draw depends only on `seed`, the example's `key` (`example_key`) and its `targets`: a
+    generator of its own per example (`example_rng`), never shared with other examples."""
+    rng = example_rng(seed, key)
     return [(q, sorted(rng.choice(q + 1, size=len(keys), replace=False).tolist())) for q, keys in targets]
 
 
 def pattern_ratios(rows: list[tuple[list[str], np.ndarray]], pattern: str,
-                   rng: np.random.Generator | None = None) -> np.ndarray:
+                   seed: int | None = None) -> np.ndarray:
     """``[examples, layers, heads]`` ratios of `pattern` over the (tokens, weights) rows that have
-    its targets; with `rng`, to random keys instead (the control)."""
+    its targets; with `seed`, to random keys instead (the control: each example's keys drawn
+    from (seed, pattern, its tokens), whatever the other rows and their order)."""
     out = []
     for tokens, weights in rows:
         targets = PATTERNS[pattern](tokens)
         if targets:
-            out.append(example_ratio(weights, targets if rng is None else random_targets(targets, rng)))
+            if seed is not None:
+                targets = random_targets(targets, seed=seed, key=example_key(tokens, pattern))
+            out.append(example_ratio(weights, targets))
     return np.stack(out)
 
 
@@ -182,7 +203,7 @@ def test_identified_heads_attend_to_the_pattern(ratios, thresholds, claim_seed, 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_random_positions_get_the_uniform_share(attention, ratios, thresholds, claim_seed, claims_settings,
                                                 pattern):
-    control = pattern_ratios(attention("test"), pattern, rng=np.random.default_rng(claim_seed))
+    control = pattern_ratios(attention("test"), pattern, seed=claim_seed)
     for layer, head in identify(ratios("selection", pattern), thresholds.attention_factor):
         est = stats.bootstrap_mean(control[:, layer - 1, head], seed=claim_seed, n_resamples=claims_settings.resamples)
         expect(est.with_context(statistic=f"test split: attention to random positions / uniform "

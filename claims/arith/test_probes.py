@@ -72,7 +72,8 @@ def labelled(rows, target: str, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.flatnonzero(np.array([r.has_parens for r in rows]) & np.isin(ops, ["+", "-"]))
         labels = ops
     lengths = np.array([r.n_tokens for r in rows])
-    keep = candidates[balance(labels[candidates], lengths[candidates], seed=seed)]
+    keys = [rows[i].expression for i in candidates]  # each row's pick is keyed by its expression
+    keep = candidates[balance(labels[candidates], lengths[candidates], seed=seed, keys=keys)]
     return keep, labels[keep]
 
 
@@ -87,10 +88,11 @@ def probe_outcomes(model, splits) -> dict[str, dict[str, np.ndarray]]:
         train, train_y = labelled(splits["selection"], target, seed=BALANCE_SEED)
         test, test_y = labelled(splits["test"], target, seed=BALANCE_SEED)
         fits = {"probe": [], "control": []}
+        keys = [splits["selection"][i].expression for i in train]
         for layer in range(features["test"].shape[1]):
             x, x_test = features["selection"][train, layer], features["test"][test, layer]
             fits["probe"].append(fit_probe(x, train_y).correct(x_test, test_y))
-            fits["control"].append(np.mean([fit_control(x, train_y, seed=seed).correct(x_test, test_y)
+            fits["control"].append(np.mean([fit_control(x, train_y, seed=seed, keys=keys).correct(x_test, test_y)
                                             for seed in CONTROL_SEEDS], 0))
         out[target] = {kind: np.stack(columns, 1) for kind, columns in fits.items()}
     return out

@@ -62,15 +62,20 @@ def test200(tacgen_split):
 @pytest.fixture(scope="session")
 def directions(tacgen, tacgen_split, claims_settings):
     """Class-mean directions (intro - apply) from train-only, mask-aware mean-pooled encoder
-    states at layers 11 and 12; saved raw and RMS-normalised beside the report."""
+    states at layers 11 and 12; saved raw and RMS-normalised beside the report.
+
+    Per layer: ``"pooled"`` (the train rows' states), ``"direction"``, and ``"keys"``: each train
+    row's identity (theorem, tactic index and state text), which the seeded controls rank rows
+    by, so their shuffles do not depend on the last bits of the pooled states."""
     train = list(tacgen_split.train)
     states = [r.state for r in train]
     labels = [r.label for r in train]
+    keys = ["\x1f".join((r.theorem, str(r.index), r.state)) for r in train]
     sites = {layer: tacgen.site(f"encoder.{layer}.resid_post") for layer in LAYERS}
     pooled = pooled_states_at(tacgen, states, list(sites.values()), max_length=MAX_LENGTH)
     out = {}
     for layer, site in sites.items():
-        out[layer] = {"pooled": pooled[site], "direction": class_mean_direction(
+        out[layer] = {"pooled": pooled[site], "keys": keys, "direction": class_mean_direction(
             pooled[site], labels, positive="intro", negative="apply", site=str(site))}
     folder = Path(claims_settings.report_dir) / "tacgen"
     save_directions(folder / "directions.safetensors",

@@ -28,12 +28,14 @@ def control_curve(sweeps, test500, directions, tacgen_split, layer, name):
 def control_direction(name, directions, tacgen_split, layer):
     real = directions[layer]["direction"]
     pooled, labels = directions[layer]["pooled"], [r.label for r in tacgen_split.train]
+    keys = directions[layer]["keys"]   # each train row's identity: the shuffles rank rows by (seed, key)
     site = real.site
     if name.startswith("random"):
         return random_direction(real, seed=int(name.removeprefix("random")))
     if name == "shuffled":
-        return shuffled_label_direction(pooled, labels, positive="intro", negative="apply", site=site, seed=0)
-    return within_class_direction(pooled, labels, label="intro", site=site, seed=0)
+        return shuffled_label_direction(pooled, labels, positive="intro", negative="apply", site=site, seed=0,
+                                        keys=keys)
+    return within_class_direction(pooled, labels, label="intro", site=site, seed=0, keys=keys)
 
 
 @pytest.mark.claim("Adding alpha x the class-mean direction at every encoder position moves "
