@@ -12,7 +12,6 @@ free lists and interpreter caches fill up to a fixed size, a leak grows with the
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import sys
@@ -25,12 +24,12 @@ import pytest
 import torch
 
 from harness.interventions import Add, Noise, Patch, Record, intervene
-from harness.models import LoadedModel, from_module, pad_rows
+from harness.models import LoadedModel, pad_rows
 from harness.patching import PatchMap, answer_logit_diff, patch_head_map, patch_resid_map
 from harness.scores import logit_diff, logprob_diff
 from harness.sweeps import Curve, scorer, sweep, symmetric
 from test_hook_hygiene import hooks
-from tiny import tiny_model
+from tiny import gpt2_24, tiny_model
 
 WARMUP, ROUNDS, TRACED_ROUNDS = 5, 30, 20
 RSS_SLACK = 4 * 2**20          # bytes of RSS growth allowed over ROUNDS after warm-up
@@ -40,20 +39,6 @@ OBJECT_SLACK = 16              # gc-tracked objects (an exact count, less a litt
 TEXTS = ["hello world, this is long", "hi", "abcdef"]
 CLEAN = ["abcdef", "hi", "x = 12"]
 CORRUPT = ["abcxef", "ho", "x = 13"]  # same lengths, pair by pair
-
-
-@functools.lru_cache(maxsize=None)
-def gpt2_24() -> LoadedModel:
-    """A 4-block GPT-2 of width 24: quick enough to repeat a patching map 70 times."""
-    import transformers as tf
-
-    config = tf.GPT2Config(vocab_size=384, n_positions=128, n_embd=24, n_layer=4, n_head=4,
-                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                           bos_token_id=1, eos_token_id=1, pad_token_id=0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        module = tf.GPT2LMHeadModel(config)
-    return from_module(module.eval(), tf.ByT5Tokenizer(), name="tiny:gpt2-24")
 
 
 # --------------------------------------------------------------------------- what is measured

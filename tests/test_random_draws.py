@@ -9,7 +9,6 @@ bit for bit (`torch.equal`), never within a tolerance.
 
 from __future__ import annotations
 
-import functools
 import re
 
 import pytest
@@ -20,27 +19,13 @@ from hypothesis import strategies as st
 from harness.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Noise, Patch, Positions, Record, intervene, noise_draw
-from harness.models import LoadedModel, from_module, pad_rows
+from harness.models import LoadedModel, pad_rows
 from harness.prefix import capture, replay_start
 from harness.scores import logprob, next_token_logits
-from tiny import ARCHITECTURES, tiny_model
+from tiny import ARCHITECTURES, gpt2_24, tiny_model
 
 RESID, HEAD = "blocks.1.resid_pre", "blocks.2.attn.head1"  # widths 24 and 6
 POOL = ["ab", "x", "a much longer neighbour", "hello world", "ab", "zz top", "q"]
-
-
-@functools.lru_cache(maxsize=None)
-def gpt2_24() -> LoadedModel:
-    """The bug report's model: a GPT-2 of width 24 (4 heads of width 6)."""
-    import transformers as tf
-
-    config = tf.GPT2Config(vocab_size=384, n_positions=128, n_embd=24, n_layer=4, n_head=4,
-                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                           bos_token_id=1, eos_token_id=1, pad_token_id=0)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        module = tf.GPT2LMHeadModel(config)
-    return from_module(module.eval(), tf.ByT5Tokenizer(), name="tiny:gpt2-24")
 
 
 def padded(m: LoadedModel, texts, side: str = "right"):

@@ -65,3 +65,18 @@ def tiny_model(arch: str, seed: int = 0) -> LoadedModel:
                 p.normal_(0.0, 0.2)
     tokenizer = tf.ByT5Tokenizer()
     return from_module(module.eval(), tokenizer, name=f"tiny:{arch}")
+
+
+@functools.lru_cache(maxsize=None)
+def gpt2_24() -> LoadedModel:
+    """A 4-block GPT-2 of width 24 (4 heads of width 6), seeded, with the byte tokenizer: the
+    model of the batch-independence bug report, quick enough to repeat a patching map 70 times."""
+    import transformers as tf
+
+    config = tf.GPT2Config(vocab_size=384, n_positions=128, n_embd=24, n_layer=4, n_head=4,
+                           resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                           bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        module = tf.GPT2LMHeadModel(config)
+    return from_module(module.eval(), tf.ByT5Tokenizer(), name="tiny:gpt2-24")
