@@ -5,7 +5,8 @@ pytest plugin) stays free of torch until a claim actually touches a model.
 
     models        load_model, load_study_model, LoadedModel
     sites         Site
-    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, check_acted
+    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, noise_draw,
+                  check_acted
     scores        logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
     directions    Direction, pooled_states, class_mean_direction, random_direction,
                   shuffled_label_direction, within_class_direction, save_directions, load_directions
@@ -13,7 +14,7 @@ pytest plugin) stays free of torch until a claim actually touches a model.
     patching      patch_resid_map, patch_head_map, PatchMap, answer_logit_diff, answer_logprob
     generate      greedy, exact_match
     lens          logit_lens, residuals_at, layer_sites, Lens
-    probes        fit_probe, fit_control, balance, Probe
+    probes        fit_probe, fit_control, control_labels, balance, Probe
     attention     attention_weights, eager_attention, ratio_to_uniform
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
     estimate      Estimate
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "Patch": "harness.interventions",
     "Ablate": "harness.interventions",
     "Noise": "harness.interventions",
+    "noise_draw": "harness.interventions",
     "check_acted": "harness.interventions",
     "logprob": "harness.scores",
     "logprob_diff": "harness.scores",
@@ -72,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "Lens": "harness.lens",
     "fit_probe": "harness.probes",
     "fit_control": "harness.probes",
+    "control_labels": "harness.probes",
     "balance": "harness.probes",
     "Probe": "harness.probes",
     "attention_weights": "harness.attention",
