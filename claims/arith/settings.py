@@ -45,17 +45,19 @@ THRESHOLDS: dict[str, Thresholds] = {
         probe_margin=0.15, attention_factor=1.5,
         refuted={
             "test_patching_the_head_restores_the_answer_more_than_a_control[layer1-head0-other-head-same-layer]":
-                "whole answers restored: layer1-head0 0.072 [0.054, 0.095] vs layer1's lowest-ranked head 0.057 "
-                "[0.041, 0.078] (599 pairs): every layer-1 head carries some of the bracketing (patching_heads.png)",
+                "whole answers restored: layer1-head0 0.075 [0.053, 0.105] vs layer1's lowest-ranked head 0.055 "
+                "[0.037, 0.082] (600 pairs, 98.3% CIs of a family of 3): every layer-1 head carries some of the "
+                "bracketing (patching_heads.png)",
             "test_patching_the_head_restores_the_answer_more_than_a_control[layer1-head0-random-head]":
-                "whole answers restored: 0.072 [0.054, 0.095] vs the random head's 0.057 [0.041, 0.078]; one head "
-                "moves the first token's logit difference (0.43 recovered) but rarely the whole answer",
+                "whole answers restored: 0.075 [0.053, 0.105] vs the random head's 0.055 [0.037, 0.082] (98.3%); one "
+                "head moves the first token's logit difference (0.43 recovered) but rarely the whole answer",
             "test_patching_the_head_restores_the_answer_more_than_a_control[layer1-head0-wrong-to-wrong]":
-                "not shown: 0.072 [0.054, 0.095] vs 0.038 [0.019, 0.077] from incorrect sources; only ~160 "
-                "wrong-source pairs exist, too few to separate the intervals",
+                "not shown at the family's 98.3% level: 0.075 [0.053, 0.105] vs 0.022 [0.007, 0.066] from "
+                "incorrect sources (uncorrected, 95%, it would pass by a hair: 0.057 vs 0.055); the few "
+                "wrong-source pairs leave the control's interval too wide",
             "test_identified_heads_attend_to_the_pattern[to-matching-paren]":
                 "no head attends from ')' to its '(' at 1.5x uniform: the best, layer1-head0, gives 1.40 "
-                "[1.39, 1.41] on the test split",
+                "[1.39, 1.41] (97.5%) on the test split",
         }),
 }
 # the untrained twin is held to the trained model's bars (and refutes nothing in advance)

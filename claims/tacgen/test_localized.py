@@ -27,12 +27,12 @@ def global_curve(sweeps, test500, directions):
                    "moves the score with a positive slope, well above norm-matched random directions there",
                    source="000: token-localized layer-12 slopes: goal 7.67, context 10.18, goal_head 7.14")
 @pytest.mark.parametrize("span", SPANS)
-def test_span_steering_moves_the_score(sweeps, spans_of, strongest_random, test500, test200, directions,
+def test_span_steering_moves_the_score(sweeps, spans_of, strongest_random, test500, directions,
                                        thresholds, claim_seed, claims_settings, span):
     slope = span_curve(sweeps, spans_of, test500, directions, span).slope(
         near=NEAR, seed=claim_seed, n_resamples=claims_settings.resamples)
-    control = strongest_random(("span", span), rows=test200, site=SITE, like=directions[12]["direction"],
-                               positions=spans_of(test200, span), seed=claim_seed,
+    control = strongest_random(("span", span), rows=test500, site=SITE, like=directions[12]["direction"],
+                               positions=spans_of(test500, span), seed=claim_seed,
                                n_resamples=claims_settings.resamples)
     expect(slope).ci_excludes(0).positive().at_least(thresholds.min_span_slope).exceeds(
         control, factor=thresholds.control_factor)
