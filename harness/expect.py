@@ -336,7 +336,7 @@ def _provenance(est: Estimate) -> str:
 
 def _pct(level: float) -> str:
     pct = level * 100 if level <= 1 else level
-    return f"{pct:g}%"
+    return f"{pct:.4g}%"
 
 
 def _num(x: float) -> str:

@@ -462,7 +462,7 @@ def _claim(index: int, c: ClaimResult) -> list[str]:
         params = ", ".join(f"<code>{_e(k)}={_e(_param(v))}</code>" for k, v in c.params.items())
         out.append(f"<dt>parameters</dt><dd>{params}</dd>")
     out.append(f"<dt>claim seed</dt><dd><code>{c.seed}</code></dd>")
-    level = "" if c.level is None else f", judged at the {c.level * 100:g}% level"
+    level = "" if c.level is None else f", judged at the {c.level * 100:.4g}% level"
     out.append(f'<dt>family</dt><dd class="family"><code>{_e(c.family)}</code>: {c.family_size} '
                f'claim{"s" if c.family_size != 1 else ""}, correction {_e(c.correction)}{level}</dd>')
     out.append(f"<dt>duration</dt><dd>{c.duration_s:.2f}s</dd>")

@@ -552,7 +552,7 @@ def format_number(x: float | None) -> str:
 def format_ci(ev: Evidence) -> str:
     """``95% [low, high]`` of an evidence record."""
     level = ev.level * 100 if ev.level <= 1 else ev.level
-    return f"{level:g}% [{format_number(ev.ci_low)}, {format_number(ev.ci_high)}]"
+    return f"{level:.4g}% [{format_number(ev.ci_low)}, {format_number(ev.ci_high)}]"
 
 
 def _shorten(text: str, limit: int) -> str:

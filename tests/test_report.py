@@ -23,6 +23,7 @@ from harness.report import (
     build_report,
     column_widths,
     collect_versions,
+    format_ci,
     git_state,
     header_lines,
     read_report,
@@ -390,3 +391,8 @@ def test_a_schema_1_report_reads_as_families_of_one_uncorrected(tmp_path):
     got = read_report(write_json(tmp_path / "report.json", data))
     assert [(c.family, c.family_size, c.correction, c.level) for c in got.claims] == [
         (c.nodeid.split("[", 1)[0], 1, "none", None) for c in report().claims]
+
+
+def test_a_corrected_level_prints_with_four_significant_digits():
+    assert format_ci(evidence(level=1 - 0.05 / 3, ci_low=0.1, ci_high=0.3)) == "98.33% [0.1, 0.3]"
+    assert format_ci(evidence(level=0.95, ci_low=0.1, ci_high=0.3)) == "95% [0.1, 0.3]"
