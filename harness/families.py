@@ -31,6 +31,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from harness.errors import StatsError
+
 __all__ = [
     "CORRECTIONS",
     "EFFECT_EXPECTATIONS",
@@ -67,9 +69,10 @@ class Family:
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
-            raise ValueError(f"`correction` must be one of {list(CORRECTIONS)}, got {self.correction!r}")
+            raise StatsError(f"`correction` must be one of {list(CORRECTIONS)}, got {self.correction!r}; "
+                             "e.g. Family(name, size=2, correction='bonferroni')")
         if not (isinstance(self.size, int) and self.size >= 1):
-            raise ValueError(f"`size` must be a positive integer, got {self.size!r}")
+            raise StatsError(f"`size` must be a positive integer (the claims in the family), got {self.size!r}")
 
     @property
     def corrected(self) -> bool:
