@@ -39,9 +39,9 @@ def test_expectations_are_classified_as_effects_or_bounds(text, kind):
 
 
 def test_a_family_size_or_correction_that_makes_no_sense_is_refused():
-    with pytest.raises(ValueError, match="`size` must be a positive integer, got 0"):
+    with pytest.raises(StatsError, match=r"`size` must be a positive integer \(the claims in the family\), got 0"):
         Family("f", size=0)
-    with pytest.raises(ValueError, match="`correction` must be one of"):
+    with pytest.raises(StatsError, match="`correction` must be one of"):
         Family("f", size=2, correction="holm")
 
 
