@@ -228,6 +228,7 @@ def _bootstrap_values(
             ),
             **common,
         )
+
     def at(level: float, previous: Any = None) -> Estimate:
         low, high, dist, result = _resample(
             (values,),
