@@ -7,7 +7,9 @@ loading the model; in order:
 
 1. ``--claims-thresholds STUDY=ROW``: the row named ROW (an unknown ROW is a usage error);
 2. the row of the model's spec itself (``fixture:tacgen``, a hub id, a path);
-3. for a fixture seed variant ``fixture:NAME@seed=N``: the row of ``fixture:NAME``;
+3. for a fixture seed variant ``fixture:NAME@seed=N``: the row of ``fixture:NAME``, without its
+   ``refuted`` list (claims measured not to hold on one trained seed are measured afresh on
+   another: a refuted list is a fact about the weights it was measured on);
 4. for a directory: the row of the model its ``config.json`` names (``_name_or_path``, then
    ``name_or_path``), or of the hub id whose Hugging Face cache snapshot the directory is;
    for a hub id: the same, read from its config in the local Hugging Face cache (offline, a
@@ -20,6 +22,7 @@ without a row ends the run before any model loads.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -80,7 +83,12 @@ def resolve_row(table: Mapping[str, Row], spec: str, *, study: str, chosen: str 
     if spec.startswith("fixture:") and "@" in spec:
         base = spec.partition("@")[0]
         if base in table:
-            return Choice(study, spec, base, table[base], f"{spec} is a variant of it")
+            row = table[base]
+            why = f"{spec} is a variant of it"
+            if getattr(row, "refuted", None):
+                row = dataclasses.replace(row, refuted={})
+                why += "; its refuted claims run as claims"
+            return Choice(study, spec, base, row, why)
         reason = f"neither it nor {base} has a row"
     else:
         named, reason = _named_models(spec)

@@ -4,6 +4,8 @@ model loads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -121,7 +123,10 @@ def test_the_studies_resolve_from_the_command_line_with_their_default_models(tmp
 def test_arith_parametrizes_at_collection_by_the_same_row(tmp_path):
     from claims.arith.settings import THRESHOLDS, thresholds_at_collection
 
-    assert thresholds_at_collection(session_config(models={"arith": "fixture:arith@seed=2"})) is THRESHOLDS["fixture:arith"]
+    variant = thresholds_at_collection(session_config(models={"arith": "fixture:arith@seed=2"}))
+    # the trained fixture's bars, without its refuted list: what did not hold on seed 0 is measured afresh
+    assert variant == dataclasses.replace(THRESHOLDS["fixture:arith"], refuted={})
+    assert THRESHOLDS["fixture:arith"].refuted
     assert thresholds_at_collection(session_config(models={"arith": "fixture:arith"},
                                                    thresholds={"arith": "fixture:arith-null"})) is THRESHOLDS["fixture:arith-null"]
     assert thresholds_at_collection(session_config(models={"arith": checkpoint(tmp_path / "m")})) is None
@@ -175,3 +180,16 @@ def test_an_unknown_study_or_row_in_claims_thresholds_is_a_usage_error():
     shared._check(session_config(models={"tacgen": "/nowhere"}), [ROOT / "claims" / "arith" / "test_lens.py"])
     with pytest.raises(pytest.UsageError, match="no thresholds for model '/nowhere' \\(study tacgen\\)"):
         shared._check(session_config(models={"tacgen": "/nowhere"}), [ROOT / "claims" / "tacgen" / "test_baseline.py"])
+
+
+def test_a_seed_variant_does_not_inherit_the_refuted_list():
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        bar: float
+        refuted: dict
+
+    table = {"fixture:toy": Row(0.5, {"test_x": "0.1 [0.0, 0.2] measured on seed 0"})}
+    choice = resolve_row(table, "fixture:toy@seed=1", study="toy")
+    assert choice.row == Row(0.5, {})
+    assert choice.why == "fixture:toy@seed=1 is a variant of it; its refuted claims run as claims"
+    assert resolve_row(table, "fixture:toy", study="toy").row.refuted  # the measured model keeps it
