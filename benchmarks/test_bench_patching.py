@@ -19,8 +19,8 @@ import warnings
 import pytest
 import torch
 
-from harness.models import from_module
-from harness.patching import answer_logit_diff, patch_head_map, patch_resid_map
+from harness.models.load import from_module
+from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
 
 N_PAIRS, N_TOKENS, VOCAB = 16, 20, 512
 

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions import Add
-from harness.models import from_module
-from harness.scores import logprob
-from harness.sweeps import scorer, sweep, symmetric
-from harness.scores import logprob_diff
+from harness.interventions.core import Add
+from harness.models.load import from_module
+from harness.measures.scores import logprob
+from harness.measures.sweeps import scorer, sweep, symmetric
+from harness.measures.scores import logprob_diff
 
 N_EXAMPLES = 16
 ALPHAS = symmetric(0.25, steps=11)

@@ -95,21 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.report import read_report, render_terminal
+    from harness.reports.report import read_report, render_terminal
 
     report = read_report(args.path)
     render_terminal(report, Console(width=TERMINAL_WIDTH, highlight=False), path=args.path)
     if args.html:
         from pathlib import Path
 
-        from harness.html import write_html
+        from harness.reports.html import write_html
 
         print(f"html report: {write_html(report, Path(args.path).parent)}")
     return 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from harness.diff import DEFAULT_TOLERANCE, diff_files, render_diff
+    from harness.reports.diff import DEFAULT_TOLERANCE, diff_files, render_diff
 
     try:
         result = diff_files(args.base, args.new, tolerance=args.tolerance or DEFAULT_TOLERANCE)
@@ -122,10 +122,10 @@ def _diff(args: argparse.Namespace) -> int:
 
 def _fixtures_build(args: argparse.Namespace) -> int:
     try:
-        fixtures = importlib.import_module("harness.fixtures")
+        fixtures = importlib.import_module("harness.models.fixtures")
     except ImportError as exc:
         print(
-            f"claims: error: cannot build fixture {args.name!r}: harness.fixtures could not be "
+            f"claims: error: cannot build fixture {args.name!r}: harness.models.fixtures could not be "
             f"imported ({exc}); install the project with its dependencies (pip install -e .)",
             file=sys.stderr,
         )

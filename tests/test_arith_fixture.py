@@ -14,7 +14,7 @@ import torch
 
 from recipes import FIXTURES, load_recipe
 
-from harness.models import fingerprint, load_model, pad_rows
+from harness.models.load import fingerprint, load_model, pad_rows
 
 FAMILY = FIXTURES / "arith"
 SHIPPED = FAMILY / "arith"
@@ -196,8 +196,7 @@ def test_a_prompt_and_its_answer_tokenize_to_the_prompt_then_the_answer(arith):
 
 
 def test_the_shipped_fixture_is_used_and_has_gpt2s_topology(arith):
-    from harness import fixtures
-
+    from harness.models import fixtures
     assert arith.spec == "fixture:arith" and fixtures.resolve("arith") == SHIPPED
     assert type(arith.module).__name__ == "GPT2LMHeadModel"
     config = arith.module.config

@@ -11,7 +11,7 @@ import pytest
 from claims.arith import measure
 from claims.arith.rebracket import bracketings, inside_parentheses, rebracket, terms_and_operators, value
 from harness.errors import DataError, SiteError
-from harness.models import load_model
+from harness.models.load import load_model
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from harness.attention import attention_weights, eager_attention, ratio_to_uniform
+from harness.measures.attention import attention_weights, eager_attention, ratio_to_uniform
 from harness.errors import DataError
-from harness.models import fingerprint, from_module
+from harness.models.load import fingerprint, from_module
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["(1+2)*3=", "7-4=", "((5*6)-8)+9="]

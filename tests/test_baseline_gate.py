@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.evidence import register_model
-from harness.expect import expect
+from harness.verdicts.evidence import register_model
+from harness.verdicts.expect import expect
 
 SHIFT = float(os.environ.get("TOY_SHIFT", "1.0"))
 

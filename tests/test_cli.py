@@ -13,8 +13,8 @@ import pytest
 
 from harness.cli import main
 from harness.errors import ModelLoadError
-from harness.evidence import Evidence
-from harness.report import ClaimResult, build_report, write_report
+from harness.verdicts.evidence import Evidence
+from harness.reports.report import ClaimResult, build_report, write_report
 
 
 def a_report(tmp_path: Path) -> Path:
@@ -33,7 +33,7 @@ def a_report(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake_fixtures(monkeypatch):
-    """A stand-in `harness.fixtures` whose build() records its calls."""
+    """A stand-in `harness.models.fixtures` whose build() records its calls."""
     calls: list[tuple[str, int | None]] = []
 
     def build(name: str, *, seed: int | None = None) -> Path:
@@ -42,9 +42,9 @@ def fake_fixtures(monkeypatch):
         calls.append((name, seed))
         return Path("/cache") / name
 
-    module = types.ModuleType("harness.fixtures")
+    module = types.ModuleType("harness.models.fixtures")
     module.build = build  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "harness.fixtures", module)
+    monkeypatch.setitem(sys.modules, "harness.models.fixtures", module)
     return calls
 
 
@@ -121,9 +121,9 @@ def test_fixtures_without_an_action_is_a_usage_error(capsys):
 
 
 def test_fixtures_build_says_when_the_fixtures_module_cannot_be_imported(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "harness.fixtures", None)
+    monkeypatch.setitem(sys.modules, "harness.models.fixtures", None)
     assert main(["fixtures", "build", "tacgen"]) == 1
-    assert "claims: error: cannot build fixture 'tacgen': harness.fixtures could not be imported" in capsys.readouterr().err
+    assert "claims: error: cannot build fixture 'tacgen': harness.models.fixtures could not be imported" in capsys.readouterr().err
 
 
 # --- packaging ---------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_the_console_script_points_at_main():
 def test_claims_report_html_writes_the_page_again_from_the_json(tmp_path, capsys):
     from test_report import report
 
-    from harness.report import write_report
+    from harness.reports.report import write_report
 
     path = write_report(report(), tmp_path)
     assert main(["report", str(path), "--html"]) == 0

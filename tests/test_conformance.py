@@ -12,11 +12,11 @@ import functools
 import pytest
 import torch
 
-from harness.architectures import LAYOUTS, layout_for, site_table
+from harness.models.architectures import LAYOUTS, layout_for, site_table
 from harness.errors import SiteError
-from harness.interventions import Record, intervene
-from harness.models import pad_rows
-from harness.sites import Site
+from harness.interventions.core import Record, intervene
+from harness.models.load import pad_rows
+from harness.models.sites import Site
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "hi", "abc def"]

@@ -1,4 +1,4 @@
-"""Tests for `harness.diff`: comparing a baseline report with a new one.
+"""Tests for `harness.reports.diff`: comparing a baseline report with a new one.
 
 ``tests/data/diff_base.json`` and ``diff_new.json`` are five claims of two real runs of the
 tacgen study: the trained model (base) and the untrained ``fixture:tacgen-null`` model (new,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.diff import (
+from harness.reports.diff import (
     DiffError,
     check_tolerance,
     diff_files,
@@ -25,8 +25,8 @@ from harness.diff import (
     write_baseline,
 )
 from harness.errors import HarnessError
-from harness.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.report import (
+from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.reports.report import (
     ClaimResult,
     GitInfo,
     Report,

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from harness.directions import (
+from harness.measures.directions import (
     Direction,
     class_mean_direction,
     load_directions,
@@ -19,8 +19,8 @@ from harness.directions import (
     within_class_direction,
 )
 from harness.errors import DataError, ShapeError
-from harness.interventions import Record, intervene
-from harness.models import LoadedModel, pad_rows
+from harness.interventions.core import Record, intervene
+from harness.models.load import LoadedModel, pad_rows
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox", "hi", "abcdefg", "a much longer input, padded the least", "xyz",

@@ -1,4 +1,4 @@
-"""Tests for `harness.evidence`: evidence records, the recorder, and the session registry."""
+"""Tests for `harness.verdicts.evidence`: evidence records, the recorder, and the session registry."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from harness.errors import HarnessError
-from harness.estimate import Estimate
-from harness.evidence import (
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.evidence import (
     DatasetRecord,
     Evidence,
     ModelRecord,
@@ -221,6 +221,6 @@ def test_device_and_dtype_objects_are_recorded_as_their_names(registry):
 
 
 def test_importing_evidence_loads_neither_numpy_nor_torch():
-    code = "import sys, harness.evidence; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
+    code = "import sys, harness.verdicts.evidence; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

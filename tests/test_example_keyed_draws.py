@@ -1,5 +1,5 @@
 """Every seeded draw of the probes and the arithmetic study is keyed by example: an example gets
-the same draw whatever the other rows, their order or its own row (`harness.probes` controls
+the same draw whatever the other rows, their order or its own row (`harness.measures.probes` controls
 and balancing; `claims.arith` attention controls and rebracketed patching pairs)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from claims.arith import measure
 from claims.arith.rebracket import value
 from claims.arith.test_attention import PATTERNS, pattern_ratios, random_targets
 from harness.errors import DataError, ShapeError
-from harness.probes import balance, control_labels, fit_control, fit_probe
+from harness.measures.probes import balance, control_labels, fit_control, fit_probe
 
 ORDERS = {"reversed": lambda n: np.arange(n)[::-1].copy(),
           "shuffled": lambda n: np.random.default_rng(7).permutation(n),

@@ -1,4 +1,4 @@
-"""Tests for `harness.expect`: each expectation holds or fails as stated, says why, and records."""
+"""Tests for `harness.verdicts.expect`: each expectation holds or fails as stated, says why, and records."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.estimate import Estimate
-from harness.evidence import recording
-from harness.expect import Expectation, ExpectationError, RatioExpectation, expect
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.evidence import recording
+from harness.verdicts.expect import Expectation, ExpectationError, RatioExpectation, expect
 
 
 def estimate(low: float, high: float, **changes) -> Estimate:

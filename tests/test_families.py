@@ -1,5 +1,5 @@
 """Families of claims: effect claims judged at the Bonferroni level, bounds uncorrected, and the
-family fields of report.json (`harness.families`, `Estimate.at_level`, the plugin's counting)."""
+family fields of report.json (`harness.verdicts.families`, `Estimate.at_level`, the plugin's counting)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-import harness.estimate  # noqa: F401  (imported once, so pytester runs do not re-import it)
-import harness.expect  # noqa: F401
+import harness.verdicts.estimate  # noqa: F401  (imported once, so pytester runs do not re-import it)
+import harness.verdicts.expect  # noqa: F401
 from harness import stats
 from harness.errors import StatsError
-from harness.estimate import Estimate
-from harness.evidence import recording
-from harness.expect import expect
-from harness.families import Family, claim_correction, expectation_kind, judging
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.evidence import recording
+from harness.verdicts.expect import expect
+from harness.verdicts.families import Family, claim_correction, expectation_kind, judging
 
 
 def test_an_effect_expectation_of_a_family_of_m_is_judged_at_the_bonferroni_level():
@@ -145,7 +145,7 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 
 def mean_of(center, seed):

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import fixtures
-from harness.directions import load_directions
+from harness.models import fixtures
+from harness.measures.directions import load_directions
 from harness.errors import ModelLoadError
-from harness.interventions import Add
-from harness.models import load_model
-from harness.scores import logit_diff
+from harness.interventions.core import Add
+from harness.models.load import load_model
+from harness.measures.scores import logit_diff
 
 PLANT_SITE = "blocks.4.block_out"
 PROMPTS = ["hello there", "the cat sat on", "xyz", "seven and a half", "quiet morning"]
@@ -261,7 +261,7 @@ def test_the_null_direction_does_almost_nothing_on_the_planted_fixture():
 
 
 def test_a_change_to_a_module_beside_the_recipe_is_a_new_cache_entry(toy_recipes):
-    from harness.fixtures import build
+    from harness.models.fixtures import build
 
     first = build("toy")
     assert build("toy") == first
@@ -274,7 +274,7 @@ def test_a_change_to_a_module_beside_the_recipe_is_a_new_cache_entry(toy_recipes
 
 
 def test_a_fixture_name_may_carry_a_training_seed():
-    from harness.fixtures import parse_name
+    from harness.models.fixtures import parse_name
 
     assert parse_name("tacgen") == ("tacgen", None)
     assert parse_name("tacgen@seed=12") == ("tacgen", 12)

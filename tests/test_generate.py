@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from harness.errors import DataError
-from harness.generate import exact_match, greedy
-from harness.interventions import Add
+from harness.measures.generate import exact_match, greedy
+from harness.interventions.core import Add
 from tiny import tiny_model
 
 PROMPTS = ["the quick brown fox", "hi", "abcdefg", "xy", "another prompt"]
@@ -26,7 +26,7 @@ def test_batched_greedy_equals_one_prompt_at_a_time():
 
 
 def test_greedy_with_max_new_tokens_one_is_the_argmax_of_the_next_token():
-    from harness.scores import next_token_logits
+    from harness.measures.scores import next_token_logits
 
     m = tiny_model("gpt2")
     top = next_token_logits(m, PROMPTS).argmax(-1).tolist()

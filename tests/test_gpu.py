@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions import Noise, Record, intervene
-from harness.models import from_module, pad_rows
-from harness.patching import patch_head_map, patch_resid_map
-from harness.scores import logprob_diff
-from harness.sweeps import scorer, sweep, symmetric
+from harness.interventions.core import Noise, Record, intervene
+from harness.models.load import from_module, pad_rows
+from harness.measures.patching import patch_head_map, patch_resid_map
+from harness.measures.scores import logprob_diff
+from harness.measures.sweeps import scorer, sweep, symmetric
 from test_replay_implementations import PADDED, TEXTS, model
 from tiny import gpt2_24
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import scores
+from harness.measures import scores
 from harness.errors import InterventionError, ShapeError, SiteError
-from harness.interventions import Add, Positions, Record, check_acted, intervene
-from harness.models import LoadedModel, pad_rows
+from harness.interventions.core import Add, Positions, Record, check_acted, intervene
+from harness.models.load import LoadedModel, pad_rows
 from tiny import tiny_model
 
 SITE = "blocks.3.resid_post"

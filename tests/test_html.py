@@ -1,4 +1,4 @@
-"""Tests for `harness.html`: the self-contained HTML page of a report (no browser needed)."""
+"""Tests for `harness.reports.html`: the self-contained HTML page of a report (no browser needed)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import zlib
 
 import pytest
 
-from harness.evidence import DatasetRecord, ModelRecord
-from harness.html import HTML_FILENAME, plots_in, render_html, study_of, write_html
-from harness.report import (
+from harness.verdicts.evidence import DatasetRecord, ModelRecord
+from harness.reports.html import HTML_FILENAME, plots_in, render_html, study_of, write_html
+from harness.reports.report import (
     ClaimResult,
     GitInfo,
     Report,
@@ -345,7 +345,7 @@ def test_the_previous_page_survives_a_failure_to_replace_it(tmp_path, monkeypatc
 
 
 def test_the_previous_page_survives_an_interrupt_while_writing(tmp_path, monkeypatch):
-    import harness.html as html_mod
+    import harness.reports.html as html_mod
 
     path = write_html(make_report(), tmp_path)
     before = path.read_bytes()
@@ -368,7 +368,7 @@ def test_the_previous_page_survives_an_interrupt_while_writing(tmp_path, monkeyp
 def test_writing_into_a_file_path_names_the_directory(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    from harness.report import ReportError
+    from harness.reports.report import ReportError
 
     with pytest.raises(ReportError, match="cannot create the report directory"):
         write_html(make_report(), blocker / "sub")

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.html import write_html
-from harness.report import ClaimResult, GitInfo, build_report
+from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.reports.html import write_html
+from harness.reports.report import ClaimResult, GitInfo, build_report
 
 BROWSER = next(
     (found for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import InterventionError, ShapeError
-from harness.interventions import (
+from harness.interventions.core import (
     Ablate,
     Add,
     Noise,
@@ -20,8 +20,8 @@ from harness.interventions import (
     intervene,
     noise_draw,
 )
-from harness.models import LoadedModel, pad_rows
-from harness.sites import Site
+from harness.models.load import LoadedModel, pad_rows
+from harness.models.sites import Site
 from tiny import tiny_model
 
 TEXTS = ["hello world, this is long", "hi", "abcdef"]  # 26, 3 and 7 tokens with </s>

@@ -1,4 +1,4 @@
-"""The logit lens and the per-layer residual stream (harness.lens), and plot_layers."""
+"""The logit lens and the per-layer residual stream (harness.measures.lens), and plot_layers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import torch
 
 from harness import stats
 from harness.errors import DataError
-from harness.lens import layer_sites, logit_lens, residuals_at
-from harness.plots import plot_layers
+from harness.measures.lens import layer_sites, logit_lens, residuals_at
+from harness.reports.plots import plot_layers
 from tests.tiny import tiny_model
 
 DECODERS = ["gpt2", "qwen2.5-0.5b", "gemma-2-2b"]

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions import Add, Noise, Patch, Record, intervene
-from harness.models import LoadedModel, pad_rows
-from harness.patching import PatchMap, answer_logit_diff, patch_head_map, patch_resid_map
-from harness.scores import logit_diff, logprob_diff
-from harness.sweeps import Curve, scorer, sweep, symmetric
+from harness.interventions.core import Add, Noise, Patch, Record, intervene
+from harness.models.load import LoadedModel, pad_rows
+from harness.measures.patching import PatchMap, answer_logit_diff, patch_head_map, patch_resid_map
+from harness.measures.scores import logit_diff, logprob_diff
+from harness.measures.sweeps import Curve, scorer, sweep, symmetric
 from test_hook_hygiene import hooks
 from tiny import gpt2_24, tiny_model
 

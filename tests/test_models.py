@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from harness.errors import DataError, ModelLoadError, SiteError
-from harness.models import LoadedModel, fingerprint, from_module, load_model, pad_rows
-from harness.sites import Site
+from harness.models.load import LoadedModel, fingerprint, from_module, load_model, pad_rows
+from harness.models.sites import Site
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["hello world", "hi"]
@@ -263,8 +263,8 @@ def test_tokenize_of_a_bare_string_is_an_error():
 
 
 def test_load_study_model_loads_and_records_the_model_for_the_report(tmp_path, monkeypatch):
-    from harness import evidence
-    from harness.models import load_study_model
+    from harness.verdicts import evidence
+    from harness.models.load import load_study_model
 
     monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path))
     registry = evidence.open_registry()
@@ -278,7 +278,7 @@ def test_load_study_model_loads_and_records_the_model_for_the_report(tmp_path, m
 
 
 def test_length_order_puts_the_longest_rows_first_and_keeps_ties_in_input_order():
-    from harness.models import length_order
+    from harness.models.load import length_order
 
     rows = [[1], [1, 2, 3], [4], [1, 2], [5, 6, 7]]
     assert length_order(rows) == [1, 4, 3, 0, 2]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from harness.errors import DataError
-from harness.plots import plot_sweeps
-from harness.sweeps import Curve
+from harness.reports.plots import plot_sweeps
+from harness.measures.sweeps import Curve
 
 
 def curve(slope: float, seed: int) -> Curve:
@@ -25,7 +25,7 @@ def test_plot_sweeps_writes_a_png_and_leaves_no_temporary_file(tmp_path):
 
 
 def test_the_band_is_the_bootstrap_ci_of_the_mean_shift():
-    from harness.plots import _shift_band
+    from harness.reports.plots import _shift_band
 
     c = curve(2.0, 0)
     mean, low, high = _shift_band(c, seed=0, n_resamples=999)
@@ -41,7 +41,7 @@ def test_plotting_nothing_is_an_error(tmp_path):
 
 
 def test_plot_heatmap_writes_a_png_with_nan_cells_and_names_mismatched_labels(tmp_path):
-    from harness.plots import plot_heatmap
+    from harness.reports.plots import plot_heatmap
 
     matrix = np.array([[1.0, 2.5, np.nan], [0.2, 3.0, 1.1]])
     out = plot_heatmap(matrix, tmp_path / "sub" / "map.png", title="attention / uniform",

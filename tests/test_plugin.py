@@ -18,8 +18,8 @@ import rich.table  # noqa: F401
 
 # Modules that the in-process runs below would import: imported once here, so pytester's
 # sys.modules snapshot keeps them and each run does not import (and assert-rewrite) them again.
-import harness.estimate  # noqa: F401
-import harness.expect  # noqa: F401
+import harness.verdicts.estimate  # noqa: F401
+import harness.verdicts.expect  # noqa: F401
 from harness.plugin import (
     ClaimMark,
     ClaimMarkerError,
@@ -33,7 +33,7 @@ from harness.plugin import (
     reproduce_command,
     settings_from_options,
 )
-from harness.report import read_report
+from harness.reports.report import read_report
 
 STUDY = '''
 import random
@@ -41,8 +41,8 @@ from statistics import NormalDist
 
 import pytest
 
-from harness.estimate import Estimate
-from harness.expect import expect
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.expect import expect
 
 
 def estimate(center, half_width, *, seed, statistic="slope near 0", site=None, level=0.95):
@@ -306,7 +306,7 @@ def test_the_claim_seed_fixture_is_the_derived_seed(pytester):
 def test_registered_models_and_data_sets_appear_in_the_header_and_the_report(pytester):
     pytester.makeconftest('''
         import pytest
-        from harness.evidence import register_dataset, register_model
+        from harness.verdicts.evidence import register_dataset, register_model
 
         @pytest.fixture(scope="session")
         def tacgen(claims_settings):
@@ -336,7 +336,7 @@ def test_registered_models_and_data_sets_appear_in_the_header_and_the_report(pyt
 def test_each_session_starts_with_an_empty_registry(pytester):
     pytester.makepyfile(test_register='''
         import pytest
-        from harness.evidence import register_model, registered_models
+        from harness.verdicts.evidence import register_model, registered_models
 
         @pytest.mark.claim("Registers a model")
         def test_register():

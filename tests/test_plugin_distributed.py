@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.evidence import register_dataset, register_model
-from harness.expect import expect
+from harness.verdicts.evidence import register_dataset, register_model
+from harness.verdicts.expect import expect
 
 
 @pytest.fixture(scope="session", autouse=True)

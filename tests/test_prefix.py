@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.interventions import Positions
-from harness.models import pad_rows
-from harness.prefix import capture, replay_start
-from harness.scores import logprob, logprob_diff
-from harness.sweeps import scorer, sweep, symmetric
+from harness.interventions.core import Positions
+from harness.models.load import pad_rows
+from harness.interventions.prefix import capture, replay_start
+from harness.measures.scores import logprob, logprob_diff
+from harness.measures.sweeps import scorer, sweep, symmetric
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["h : p → q\n⊢ q", "x : ℕ\n⊢ ∀ y, y = y", "a longer state with several words ⊢ goal", "hi"]

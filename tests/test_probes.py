@@ -1,4 +1,4 @@
-"""Linear probes and their controls (harness.probes): calibration, determinism, balancing, errors."""
+"""Linear probes and their controls (harness.measures.probes): calibration, determinism, balancing, errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.errors import DataError, ShapeError
-from harness.probes import balance, fit_control, fit_probe
+from harness.measures.probes import balance, fit_control, fit_probe
 
 
 def gaussian(n: int, d: int = 16, seed: int = 0) -> np.ndarray:

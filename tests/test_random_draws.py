@@ -16,12 +16,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
+from harness.measures.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Noise, Patch, Positions, Record, intervene, noise_draw
-from harness.models import LoadedModel, pad_rows
-from harness.prefix import capture, replay_start
-from harness.scores import logprob, next_token_logits
+from harness.interventions.core import Noise, Patch, Positions, Record, intervene, noise_draw
+from harness.models.load import LoadedModel, pad_rows
+from harness.interventions.prefix import capture, replay_start
+from harness.measures.scores import logprob, next_token_logits
 from tiny import ARCHITECTURES, gpt2_24, tiny_model
 
 RESID, HEAD = "blocks.1.resid_pre", "blocks.2.attn.head1"  # widths 24 and 6

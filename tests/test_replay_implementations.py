@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from harness.attention import eager_attention
+from harness.measures.attention import eager_attention
 from harness.errors import InterventionError
-from harness.interventions import Add
-from harness.models import from_module, pad_rows
-from harness.patching import answer_logit_diff, patch_head_map, patch_resid_map
-from harness.prefix import attention_implementation, capture
-from harness.scores import logprob_diff
-from harness.sweeps import scorer, sweep, symmetric
+from harness.interventions.core import Add
+from harness.models.load import from_module, pad_rows
+from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
+from harness.interventions.prefix import attention_implementation, capture
+from harness.measures.scores import logprob_diff
+from harness.measures.sweeps import scorer, sweep, symmetric
 from test_patching import last_logits
 from test_prefix import stack_forward
 
@@ -116,7 +116,7 @@ PADDED = (["0123+456", "hi there", "abcdefghijkl"], ["0123-456", "hi where", "ab
 
 def loop_map(m, clean, corrupt, metric, kind: str) -> dict:
     """One full forward per cell (pair, layer, position or head) with a `Patch` hook, no replay."""
-    from harness.interventions import Patch, Positions, Record
+    from harness.interventions.core import Patch, Positions, Record
 
     shape = m.sites.stack("blocks")
     out = {}
@@ -279,7 +279,7 @@ def test_the_cached_sweep_equals_a_per_example_loop(site, attn):
 
 
 def test_a_sweep_under_flex_attention_takes_the_plain_path():
-    from harness.sweeps import _cacheable
+    from harness.measures.sweeps import _cacheable
 
     m = model("t5", "eager")
     site, score = m.site("encoder.2.resid_post"), scorer(logprob_diff, "intro", "apply")

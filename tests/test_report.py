@@ -1,4 +1,4 @@
-"""Tests for `harness.report`: the report as data, its JSON round trip, atomic writes, the table."""
+"""Tests for `harness.reports.report`: the report as data, its JSON round trip, atomic writes, the table."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 
 from harness.errors import HarnessError
-from harness.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.report import (
+from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.reports.report import (
     SCHEMA_VERSION,
     ClaimResult,
     GitInfo,

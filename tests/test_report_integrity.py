@@ -11,13 +11,13 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness.report import read_report
+from harness.reports.report import read_report
 
 WRITER = textwrap.dedent('''
     import sys
     sys.path.insert(0, {tests!r})
     from test_report import claim, report
-    from harness.report import write_report
+    from harness.reports.report import write_report
 
     tag, directory, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
     # a large report, so a write takes long enough to be interrupted

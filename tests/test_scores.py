@@ -7,10 +7,10 @@ import functools
 import pytest
 import torch
 
-from harness import scores
+from harness.measures import scores
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Ablate, Add, Patch, Positions, Record, RmsAdd, intervene
-from harness.models import LoadedModel, pad_rows
+from harness.interventions.core import Ablate, Add, Patch, Positions, Record, RmsAdd, intervene
+from harness.models.load import LoadedModel, pad_rows
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox", "hi", "abcdefg"]

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import HarnessError, SiteError
-from harness.sites import POINTS, Site, SiteTable, StackShape, parse_site
+from harness.models.sites import POINTS, Site, SiteTable, StackShape, parse_site
 
 FULL = ("resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "head")
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from harness import stats
-from harness.directions import Direction, random_direction
+from harness.measures.directions import Direction, random_direction
 from harness.errors import DataError, ShapeError
-from harness.estimate import Estimate
-from harness.interventions import Add, Positions, RmsAdd
-from harness.models import LoadedModel
-from harness.scores import logit_diff, logprob_diff
-from harness.sweeps import Curve, Scorer, scorer, sweep, symmetric
+from harness.verdicts.estimate import Estimate
+from harness.interventions.core import Add, Positions, RmsAdd
+from harness.models.load import LoadedModel
+from harness.measures.scores import logit_diff, logprob_diff
+from harness.measures.sweeps import Curve, Scorer, scorer, sweep, symmetric
 from tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox", "hi", "abcdefg"]  # 20, 3 and 8 tokens with </s>

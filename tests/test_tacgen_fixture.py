@@ -13,10 +13,10 @@ import torch
 
 from recipes import FIXTURES, load_recipe
 
-from harness.data import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
+from harness.data.leandojo import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
                           split)
-from harness.models import fingerprint, load_model
-from harness.scores import logprob_diff
+from harness.models.load import fingerprint, load_model
+from harness.measures.scores import logprob_diff
 
 FAMILY = FIXTURES / "tacgen"
 SHIPPED = FAMILY / "tacgen"
@@ -159,8 +159,7 @@ def test_the_training_corpus_shares_no_theorem_or_state_with_the_study_data():
 
 def test_the_shipped_fixture_is_used_and_has_byt5s_topology(tacgen):
     assert tacgen.spec == "fixture:tacgen"
-    from harness import fixtures
-
+    from harness.models import fixtures
     assert fixtures.resolve("tacgen") == SHIPPED
     config = tacgen.module.config
     assert type(tacgen.module).__name__ == "T5ForConditionalGeneration"
@@ -223,8 +222,7 @@ def test_the_null_twin_has_the_same_topology_and_is_near_chance(cache, tacgen, t
 def test_rebuilding_the_fixture_from_its_recipe_reproduces_the_shipped_weights(tmp_path, tacgen, test500):
     """Same seed, same platform: the same fingerprint. Float reductions may differ on another CPU
     (instruction set) or torch version, so there the rebuilt model must match in accuracy instead."""
-    from harness import fixtures
-
+    from harness.models import fixtures
     out = fixtures.build("tacgen", out=tmp_path / "tacgen")
     rebuilt = load_model(str(out))
     shipped_log = json.loads((SHIPPED / "train_log.json").read_text())

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import evidence
+from harness.verdicts import evidence
 from harness.atomic import write_text_atomic
-from harness.data import content_hash
-from harness.fixtures import fixtures_dir
-from harness.generate import exact_match
-from harness.models import load_study_model
+from harness.data.leandojo import content_hash
+from harness.models.fixtures import fixtures_dir
+from harness.measures.generate import exact_match
+from harness.models.load import load_study_model
 
 from claims.arith import measure
 from claims.arith.restoration import Restoration
@@ -73,7 +73,7 @@ def ablation(arith, splits, claims_settings):
 
 
 def _write_ablation(cache: dict, splits, folder: Path) -> None:
-    from harness.plots import plot_heatmap
+    from harness.reports.plots import plot_heatmap
 
     tables = {}
     for (split, kind), impacts in sorted(cache.items()):
@@ -145,11 +145,11 @@ def restoration(arith, patch_pairs, ranked_heads, selected_head, claims_settings
 
 @pytest.fixture(scope="session")
 def head_patch_map(arith, patch_pairs, claims_settings):
-    """Every head patched at all positions from clean into corrupt (`harness.patching`), first
+    """Every head patched at all positions from clean into corrupt (`harness.measures.patching`), first
     answer token's logit difference (clean answer - corrupt answer); plotted as the recovered
     share per head (``arith/patching_heads.png``)."""
-    from harness.patching import answer_logit_diff, patch_head_map
-    from harness.plots import plot_heatmap
+    from harness.measures.patching import answer_logit_diff, patch_head_map
+    from harness.reports.plots import plot_heatmap
 
     pairs = patch_pairs["clean"]
     out = patch_head_map(arith, pairs.clean, pairs.corrupt, answer_logit_diff(

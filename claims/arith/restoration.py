@@ -20,8 +20,8 @@ from typing import Sequence
 from claims.arith import measure
 from harness import stats
 from harness.errors import DataError
-from harness.estimate import Estimate
-from harness.models import LoadedModel
+from harness.verdicts.estimate import Estimate
+from harness.models.load import LoadedModel
 from harness.plugin import derive_seed
 
 POSITIONS = ("all", "inside", "outside")

@@ -7,7 +7,7 @@ import pytest
 
 from claims.arith.measure import head_id
 from harness import stats
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 KINDS = ["zero", "mean"]
 

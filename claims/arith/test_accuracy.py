@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness import stats
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 
 @pytest.mark.claim("The model's greedy answer is exactly right on held-out expressions",

@@ -40,9 +40,9 @@ import torch
 
 from claims.arith.measure import head_name
 from harness import stats
-from harness.attention import attention_weights, ratio_to_uniform
+from harness.measures.attention import attention_weights, ratio_to_uniform
 from harness.errors import DataError
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 OPERATORS = ("+", "-", "*")
 CALIBRATION_TOLERANCE = 0.2   # the control's CI must lie within 1 +- this
@@ -227,7 +227,7 @@ def test_paren_heads_prefer_the_matching_paren(attention, ratios, thresholds, cl
 def _plot(ratios: Callable[[str, str], np.ndarray], rows: list[tuple[list[str], np.ndarray]], folder: Path) -> None:
     """Heatmaps of the mean ratio per block x head for each pattern, and the top paren head's
     attention on the first test expression with the most parentheses."""
-    from harness.plots import plot_heatmap
+    from harness.reports.plots import plot_heatmap
 
     files = {"to-operators": "attention_operators.png", "to-matching-paren": "attention_parens.png"}
     means = {}

@@ -2,7 +2,7 @@
 
 At the last prompt token (``=``, which predicts the first answer character) of each held-out
 row, the residual stream after each layer L = 0..n (0: the embeddings) is decoded through the
-model's final norm and unembedding (`harness.lens.logit_lens`); per layer, whether the first
+model's final norm and unembedding (`harness.measures.lens.logit_lens`); per layer, whether the first
 answer token is the top-1 token (a rate with a Wilson CI over rows) and its probability. After
 the last block the lens is the model itself, so its top-1 rate is the first-token accuracy.
 """
@@ -16,8 +16,8 @@ import pytest
 from claims.arith.measure import first_answer_token
 from claims.arith.settings import thresholds_at_collection
 from harness import stats
-from harness.expect import expect
-from harness.lens import logit_lens
+from harness.verdicts.expect import expect
+from harness.measures.lens import logit_lens
 
 
 def pytest_generate_tests(metafunc):
@@ -59,7 +59,7 @@ def lens(arith, splits):
 @pytest.fixture(scope="module")
 def per_layer(lens, claims_settings):
     """`lens_estimates` of the test split; writes ``arith/lens.png`` (both, per layer, with CIs)."""
-    from harness.plots import plot_layers
+    from harness.reports.plots import plot_layers
 
     out = lens_estimates(lens, seed=claims_settings.seed, n_resamples=claims_settings.resamples)
     plot_layers(out, Path(claims_settings.report_dir) / "arith" / "lens.png", ylabel="rate / probability",

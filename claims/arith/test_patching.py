@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from claims.arith import measure
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 HEAD_CONTROLS = ["other-head-same-layer", "random-head"]
 CONTROLS = [*HEAD_CONTROLS, "wrong-to-wrong"]   # the last has other pairs, so no shared logit-difference scale
@@ -56,7 +56,7 @@ def test_the_controls_are_what_they_say(restoration, ranked_heads, head):
 
 def test_the_study_runs_agree_with_the_harness_head_map(restoration, head_patch_map, ranked_heads):
     """Two implementations of one patch: the study's teacher-forced run of each head (a full
-    forward with a `Patch` hook) and `harness.patching.patch_head_map` (replaying only the blocks
+    forward with a `Patch` hook) and `harness.measures.patching.patch_head_map` (replaying only the blocks
     after the head) give the same first-token logit differences within 1e-4."""
     import numpy as np
 

@@ -1,7 +1,7 @@
 """Finding 6: linear probes on the residual stream at ``=`` read the expression's structure from
 a given layer on, and not before.
 
-Features: the residual stream at ``=`` after each layer L = 0..n (`harness.lens.residuals_at`).
+Features: the residual stream at ``=`` after each layer L = 0..n (`harness.measures.lens.residuals_at`).
 A logistic-regression probe is fitted on the selection split and scored on the test split; its
 control is the same probe fitted on shuffled selection labels, scored on the same test rows, and
 averaged over `CONTROL_SEEDS` shuffles per row (one shuffle's accuracy varies by +-0.1 from seed
@@ -29,9 +29,9 @@ import pytest
 
 from claims.arith.settings import thresholds_at_collection
 from harness import stats
-from harness.expect import expect
-from harness.lens import layer_sites, residuals_at
-from harness.probes import balance, fit_control, fit_probe
+from harness.verdicts.expect import expect
+from harness.measures.lens import layer_sites, residuals_at
+from harness.measures.probes import balance, fit_control, fit_probe
 
 TARGETS = ("parens", "operator")
 BALANCE_SEED = 0    # which rows balancing keeps
@@ -122,7 +122,7 @@ def accuracies(outcomes, *, seed: int, n_resamples: int) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def outcomes(arith, splits, claims_settings):
     """`probe_outcomes`; writes ``arith/probes.png`` (probe and control accuracy per layer, 95% CIs)."""
-    from harness.plots import plot_layers
+    from harness.reports.plots import plot_layers
 
     out = probe_outcomes(arith, splits)
     plot_layers(accuracies(out, seed=claims_settings.seed, n_resamples=claims_settings.resamples),

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import evidence
-from harness.directions import load_directions
-from harness.fixtures import resolve
-from harness.models import load_study_model
+from harness.verdicts import evidence
+from harness.measures.directions import load_directions
+from harness.models.fixtures import resolve
+from harness.models.load import load_study_model
 
 from claims.planted.settings import DEFAULT_MODEL, THRESHOLDS, Thresholds  # noqa: F401 (THRESHOLDS: re-exported)
 from claims.thresholds import threshold_row
@@ -61,8 +61,8 @@ def prompts(claims_settings) -> list[str]:
 @pytest.fixture(scope="session")
 def curves(planted, planted_directions, prompts):
     """Sweeps shared by the claims of one session, keyed by (site, direction name)."""
-    from harness.scores import logit_diff
-    from harness.sweeps import scorer, sweep, symmetric
+    from harness.measures.scores import logit_diff
+    from harness.measures.sweeps import scorer, sweep, symmetric
 
     cache: dict = {}
 

@@ -7,8 +7,8 @@ import pytest
 
 from claims.tacgen.settings import LAYERS, MAX_LENGTH
 from harness import stats
-from harness.expect import expect
-from harness.scores import logprob_diff
+from harness.verdicts.expect import expect
+from harness.measures.scores import logprob_diff
 
 
 @pytest.mark.claim("The teacher-forced score logP(intro) - logP(apply) classifies test500",

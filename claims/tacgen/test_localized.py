@@ -8,7 +8,7 @@ import pytest
 from claims.tacgen.settings import NEAR
 from claims.tacgen.test_steering import DENSE
 from harness import stats
-from harness.expect import expect
+from harness.verdicts.expect import expect
 
 SPANS = ["goal", "context", "goal_head"]
 SITE = "encoder.12.resid_post"

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 from harness.errors import StatsError
-from harness.estimate import Estimate
+from harness.verdicts.estimate import Estimate
 from harness.stats._checks import (
     _BATCH_ELEMENTS,
     _STATISTICS,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import StatsError
-from harness.estimate import Estimate
+from harness.verdicts.estimate import Estimate
 
 # Elements per resample batch (indices plus resampled values, ~16 MB of each at float64).
 # The batch size changes memory only: scipy draws the same stream of indices either way.

@@ -8,7 +8,7 @@ Example::
     expect(encoder_effect).ratio_to(decoder_effect).below(0.2)
 
 Every call judges the estimate's confidence interval, records an `Evidence` on the running
-test (through `harness.evidence.record`; a no-op outside pytest) and, when the finding does not
+test (through `harness.verdicts.evidence.record`; a no-op outside pytest) and, when the finding does not
 hold, raises `AssertionError` saying what was expected and what was measured:
 
     expected the 95% CI of `slope near 0` at encoder.12.resid_post to exclude 0; measured
@@ -27,9 +27,9 @@ import numbers
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.estimate import Estimate
-from harness.evidence import Evidence, record
-from harness.families import current_family
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.evidence import Evidence, record
+from harness.verdicts.families import current_family
 
 __all__ = ["expect", "Expectation", "RatioExpectation", "ExpectationError"]
 
@@ -269,7 +269,7 @@ class RatioExpectation:
 
 def _family_level(est: Estimate, *, effect: bool) -> float:
     """The level to judge `est` at: its own, or for an effect expectation in a corrected
-    family of m claims the Bonferroni level ``1 - (1 - est.level) / m`` (`harness.families`)."""
+    family of m claims the Bonferroni level ``1 - (1 - est.level) / m`` (`harness.verdicts.families`)."""
     family = current_family()
     return est.level if family is None else family.level_for(est.level, effect=effect)
 

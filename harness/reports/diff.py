@@ -9,7 +9,7 @@ Contents:
 - `render_diff(diff, width=120)`: plain text, regressions first.
 - `check_tolerance(tolerance)`: the validation `--tolerance` gets.
 - `write_baseline(report, path)`: write a report to any file name, atomically (for
-  ``--claims-update-baseline``; `harness.report.write_report` always names it ``report.json``).
+  ``--claims-update-baseline``; `harness.reports.report.write_report` always names it ``report.json``).
 
 A diff *regresses* (`ReportDiff.regressed`, `exit_status` 1) when a claim that passed now
 failed or errored, or when any matched effect moved by more than `tolerance` half-widths.
@@ -46,8 +46,8 @@ from pathlib import Path
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
-from harness.evidence import Evidence
-from harness.report import (
+from harness.verdicts.evidence import Evidence
+from harness.reports.report import (
     format_ci,
     format_number,
     SUPPORTED_SCHEMA_VERSIONS,

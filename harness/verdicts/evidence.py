@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Estimate imports numpy
-    from harness.estimate import Estimate
+    from harness.verdicts.estimate import Estimate
 
 __all__ = [
     "Evidence",
@@ -127,7 +127,7 @@ class Evidence:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Evidence":
-        """The inverse of `to_dict`; `data` must hold every field (see `harness.report.read_report`)."""
+        """The inverse of `to_dict`; `data` must hold every field (see `harness.reports.report.read_report`)."""
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 

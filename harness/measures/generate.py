@@ -15,8 +15,8 @@ from typing import Sequence
 import torch
 
 from harness.errors import DataError
-from harness.interventions import intervene
-from harness.models import LoadedModel
+from harness.interventions.core import intervene
+from harness.models.load import LoadedModel
 
 __all__ = ["greedy", "exact_match"]
 

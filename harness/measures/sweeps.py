@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from harness.errors import DataError, ShapeError
-from harness.estimate import Estimate
-from harness.interventions import ALL, Add, Positions, RmsAdd
-from harness.models import LoadedModel, length_order
-from harness.sites import Site
+from harness.verdicts.estimate import Estimate
+from harness.interventions.core import ALL, Add, Positions, RmsAdd
+from harness.models.load import LoadedModel, length_order
+from harness.models.sites import Site
 
 __all__ = ["symmetric", "Curve", "sweep", "Scorer", "scorer"]
 
@@ -135,7 +135,7 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     With ``cache=True`` (the default), a sweep at an encoder site of an encoder-decoder scored
     with `logprob_diff` or `logprob` runs the encoder up to the site once per example, re-runs
     only the blocks after it for each alpha, and decodes both continuations in one pass
-    (`harness.prefix`); the scores equal the plain path (``cache=False``) within 1e-4 under the
+    (`harness.interventions.prefix`); the scores equal the plain path (``cache=False``) within 1e-4 under the
     ``eager`` and ``sdpa`` attention implementations (under ``flex_attention``, whose block
     masks a replay cannot index by rows, the sweep takes the plain path).
     """
@@ -183,8 +183,8 @@ _PREFIX_EXAMPLES = 32
 
 
 def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
-    from harness.prefix import attention_implementation
-    from harness.scores import logprob, logprob_diff
+    from harness.interventions.prefix import attention_implementation
+    from harness.measures.scores import logprob, logprob_diff
 
     return (model.is_encoder_decoder and site.stack == "encoder"
             and score.fn in (logprob, logprob_diff) and set(score.kwargs) <= {"max_length"}
@@ -194,10 +194,10 @@ def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
 def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, grid: np.ndarray,
                           direction: torch.Tensor, kind: type, positions: Positions, score: Scorer,
                           batch_size: int) -> np.ndarray:
-    from harness.interventions import intervene
-    from harness.models import pad_rows
-    from harness.prefix import capture, replay_start
-    from harness.scores import _per_row, logprob_diff, logprob_diff_from_encoding
+    from harness.interventions.core import intervene
+    from harness.models.load import pad_rows
+    from harness.interventions.prefix import capture, replay_start
+    from harness.measures.scores import _per_row, logprob_diff, logprob_diff_from_encoding
 
     n, k = len(rows_in), grid.size
     max_length = score.kwargs.get("max_length")
@@ -228,7 +228,7 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                 hidden = prefix.replay(row_index)
             a = [conts_a[i] for i in ex]
             if conts_b is None:
-                from harness.scores import _decode_logprob
+                from harness.measures.scores import _decode_logprob
 
                 values = _decode_logprob(model, hidden, row_mask, a, {})
             else:

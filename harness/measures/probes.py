@@ -12,7 +12,7 @@
                                          within each stratum (e.g. prompt length), seeded
 
 The seeded draws (the control's shuffle, balancing's pick) are keyed by example, not by row:
-rows are ranked by a blake2b hash of (seed, the row's key), as `harness.directions` ranks
+rows are ranked by a blake2b hash of (seed, the row's key), as `harness.measures.directions` ranks
 them, so the same rows in another order get the same control labels and the same rows kept,
 and a row's draw never depends on the rows before it. Pass ``keys=`` (one per row: the
 example's text, token ids or an integer id) to key rows by example; the defaults are each
@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from harness.directions import _key_bytes, _keyed_order
+from harness.measures.directions import _key_bytes, _keyed_order
 from harness.errors import DataError, ShapeError
 
 __all__ = ["Probe", "fit_probe", "fit_control", "control_labels", "balance"]

@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError
-from harness.interventions import intervene
-from harness.models import LoadedModel, length_order, pad_rows
-from harness.sites import Site
+from harness.interventions.core import intervene
+from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.sites import Site
 
 __all__ = ["logprob", "logprob_diff", "logprob_diff_from_encoding", "logit_diff", "last_token_accuracy", "next_token_logits"]
 

@@ -25,8 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from harness.errors import DataError
-from harness.estimate import Estimate
-from harness.sweeps import Curve
+from harness.verdicts.estimate import Estimate
+from harness.measures.sweeps import Curve
 
 __all__ = ["plot_heatmap", "plot_layers", "plot_sweeps"]
 

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from harness.errors import InterventionError, ShapeError
-from harness.models import LoadedModel
-from harness.sites import Site
+from harness.models.load import LoadedModel
+from harness.models.sites import Site
 
 __all__ = [
     "Positions",
@@ -315,7 +315,7 @@ class Noise:
     The token ids come from the forward itself: `intervene` reads the ``input_ids`` the stack
     (e.g. ``transformer``, ``encoder``) is called with. A forward that does not call the stack
     with ``input_ids`` (``inputs_embeds``, or a replay of cached blocks as in
-    `harness.prefix` / `harness.patching`) must pass ``tokens``: each row's real token ids, one
+    `harness.interventions.prefix` / `harness.measures.patching`) must pass ``tokens``: each row's real token ids, one
     list per batch row; the count must equal the row's real positions in the mask the hook
     sees, so a replay that hands hooks only positions ``start..`` of each row is refused rather
     than given shifted noise. When both are available they must agree.

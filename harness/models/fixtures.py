@@ -29,7 +29,7 @@ __all__ = ["available", "resolve", "build", "fixtures_dir", "parse_name"]
 
 def fixtures_dir() -> Path:
     env = os.environ.get("CLAIMS_FIXTURES_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "fixtures"
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "fixtures"
     if not path.is_dir():
         raise ModelLoadError(
             f"fixture recipes not found at {path}; install interp-claims from a checkout "

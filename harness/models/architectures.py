@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from harness.errors import SiteError
-from harness.sites import Site, SiteTable, StackShape
+from harness.models.sites import Site, SiteTable, StackShape
 
 __all__ = ["StackLayout", "Layout", "LAYOUTS", "layout_for", "resolve_hook", "site_table", "Hook"]
 

@@ -21,7 +21,7 @@ The attention masks among those arguments are in the format of the attention imp
 the model ran with at capture (``eager``: an additive float mask; ``sdpa``: a boolean mask, or
 none at all for a plain causal batch without padding), so a replay under another
 implementation (e.g. captured under ``sdpa``, replayed inside
-`harness.attention.eager_attention`) would silently compute something else: it raises
+`harness.measures.attention.eager_attention`) would silently compute something else: it raises
 `InterventionError` instead. ``flex_attention``'s block masks cannot be indexed by rows: a
 replay under it must replay all captured rows in order, or it raises.
 """
@@ -34,8 +34,8 @@ from typing import Any, Callable
 import torch
 
 from harness.errors import InterventionError
-from harness.models import LoadedModel
-from harness.sites import Site
+from harness.models.load import LoadedModel
+from harness.models.sites import Site
 
 __all__ = ["StackPrefix", "attention_implementation", "capture", "replay_start"]
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
-from harness.report import OUTCOMES, ClaimResult, Report, format_ci, format_number, report_directory
+from harness.reports.report import OUTCOMES, ClaimResult, Report, format_ci, format_number, report_directory
 
 __all__ = [
     "HTML_FILENAME",

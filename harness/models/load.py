@@ -22,9 +22,9 @@ from typing import Any, Sequence
 
 import torch
 
-from harness.architectures import Hook, Layout, layout_for, resolve_hook, site_table
+from harness.models.architectures import Hook, Layout, layout_for, resolve_hook, site_table
 from harness.errors import DataError, ModelLoadError, SiteError
-from harness.sites import Site, SiteTable, parse_site
+from harness.models.sites import Site, SiteTable, parse_site
 
 __all__ = ["LoadedModel", "load_model", "load_study_model", "fingerprint", "from_module", "pad_rows", "length_order", "unembed"]
 
@@ -240,8 +240,7 @@ def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu"
         def tacgen(claims_settings):
             return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
     """
-    from harness import evidence
-
+    from harness.verdicts import evidence
     model = load_model(spec, device=device, dtype=dtype, name=name)
     evidence.register_model(name, **{k: v for k, v in model.describe().items() if k != "name"})
     return model
@@ -249,8 +248,7 @@ def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu"
 
 def _resolve_spec(spec: str) -> tuple[str, str]:
     if spec.startswith("fixture:"):
-        from harness import fixtures
-
+        from harness.models import fixtures
         return str(fixtures.resolve(spec[len("fixture:"):])), "fixture"
     if os.path.isdir(os.path.expanduser(spec)):
         return os.path.expanduser(spec), "directory"

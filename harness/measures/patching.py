@@ -29,7 +29,7 @@ projection, i.e. TransformerLens' ``hook_z[:, :, h]``; patching it "at all posit
 
 What a patch cannot change is not recomputed: one plain forward per run (clean and corrupt)
 supplies every block's input and the arguments every block was called with
-(`harness.prefix`); a cell at block L replays only blocks L.. (and the final norm and the
+(`harness.interventions.prefix`); a cell at block L replays only blocks L.. (and the final norm and the
 output head at the last token) for the corrupt input; cells go in the batch dimension (rows =
 pairs x cells, in chunks of ``batch_size``); and a resid cell whose clean value is bit-for-bit
 the corrupt value (a position before the first token where the pair differs: the model is
@@ -42,7 +42,7 @@ The replayed blocks get the attention mask in the format of the implementation t
 with (``eager`` adds it to the scores, ``sdpa`` takes a boolean one): the suffix replay's mask
 is built by transformers' own ``create_causal_mask`` for the model's config and cut to the
 replayed query positions, and a full replay reuses the masks the model built itself
-(`harness.prefix`). Implementations whose masks are not plain tensors (e.g. flash attention)
+(`harness.interventions.prefix`). Implementations whose masks are not plain tensors (e.g. flash attention)
 replay all positions (no suffix path); ``flex_attention`` cannot replay rows and raises.
 """
 
@@ -54,9 +54,9 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Patch, Positions, intervene
-from harness.models import LoadedModel, pad_rows, unembed
-from harness.prefix import StackPrefix, attention_implementation, capture
+from harness.interventions.core import Patch, Positions, intervene
+from harness.models.load import LoadedModel, pad_rows, unembed
+from harness.interventions.prefix import StackPrefix, attention_implementation, capture
 
 __all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff", "answer_logprob"]
 
@@ -67,7 +67,7 @@ Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _ids(model: LoadedModel | None, tokens: Any, name: str) -> torch.Tensor:
-    from harness.scores import _token_id
+    from harness.measures.scores import _token_id
 
     if isinstance(tokens, (str, int)):
         tokens = [tokens]
@@ -203,7 +203,7 @@ def _score(model: LoadedModel, metric: Metric, normed_last: torch.Tensor, pairs:
     if not isinstance(values, torch.Tensor) or values.shape != (pairs.shape[0],):
         shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
         raise ShapeError(f"`metric` must return one value per row, shape [{pairs.shape[0]}], got {shape}; "
-                         "see the metric protocol in harness.patching")
+                         "see the metric protocol in harness.measures.patching")
     return values.detach().float().cpu()
 
 
@@ -290,7 +290,7 @@ def _causal_mask(model: LoadedModel, prefix: StackPrefix, hidden: torch.Tensor, 
     except TypeError as err:
         raise InterventionError(f"transformers' create_causal_mask does not take the arguments the suffix "
                                 f"replay passes ({err}); this transformers version is not supported by "
-                                "harness.patching") from None
+                                "harness.measures.patching") from None
     if not (isinstance(built, torch.Tensor) and built.shape == (n, 1, width, width)):
         shape = tuple(built.shape) if isinstance(built, torch.Tensor) else type(built).__name__
         raise InterventionError(f"transformers built a causal mask of shape {shape} for attention implementation "

@@ -3,7 +3,7 @@
 Contents:
 
 - `Report` (`RunInfo`, `GitInfo`, `ClaimResult`; models and data sets are
-  `harness.evidence.ModelRecord` / `DatasetRecord`; evidence is `harness.evidence.Evidence`).
+  `harness.verdicts.evidence.ModelRecord` / `DatasetRecord`; evidence is `harness.verdicts.evidence.Evidence`).
 - `build_report(...)`: the plugin's one call at session end.
 - `report_to_json(report)` / `write_report(report, directory)` (atomic) /
   `read_report(path)` (validating; unknown schema versions are a clear `ReportError`).
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.atomic import write_text_atomic
 from harness.errors import HarnessError
-from harness.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -108,7 +108,7 @@ class ClaimResult:
     `outcome` is one of `OUTCOMES` ("error" is a failure in setup or teardown); `message` is a
     short failure or skip message ("" when passed); `seed` is the claim seed that the
     `claim_seed` fixture hands the test. `family` names the family the claim was judged in
-    (`harness.families`), `family_size` its number of claims, `correction` the rule its
+    (`harness.verdicts.families`), `family_size` its number of claims, `correction` the rule its
     verdict used and `level` the confidence level its CI was judged at (None without
     evidence; schema 1 reports read as families of one, uncorrected).
     """

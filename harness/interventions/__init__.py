@@ -1,0 +1,5 @@
+"""Interventions: hooks that read or edit a site while the model runs, removed when it ends.
+
+    core          intervene(...), Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, check_acted
+    prefix        StackPrefix: run a stack once up to a site, replay only the blocks after it
+"""

@@ -1,0 +1,11 @@
+"""Measures: what a claim computes on a model, batched and padding-aware.
+
+    scores        log-probabilities and logit differences of continuations
+    directions    class-mean directions and their random, shuffled-label and within-class controls
+    sweeps        alpha sweeps of an edit along a direction, Curve
+    patching      activation patching maps (residual layer x position, layer x head)
+    generate      greedy decoding, exact match
+    lens          the logit lens
+    probes        linear probes with shuffled-label controls
+    attention     attention weights read under eager attention
+"""

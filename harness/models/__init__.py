@@ -1,0 +1,7 @@
+"""Models and sites: loading a model, naming the places inside it, batching its inputs.
+
+    load          load_model / load_study_model / from_module, LoadedModel, padding and length order
+    sites         Site (``blocks.3.resid_post``, ``encoder.12.resid_post``, ``blocks.2.attn.head1``)
+    architectures per-architecture site tables (GPT-2, Llama/Qwen2, Gemma-2, T5/ByT5)
+    fixtures      the project's fixture models: seeded recipes under ``fixtures/``, built and cached
+"""
