@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions.core import Add
+from harness.interventions import Add
 from harness.models.load import from_module
 from harness.measures.scores import logprob
 from harness.measures.sweeps import scorer, sweep, symmetric

@@ -95,21 +95,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.reports.report import read_report, render_terminal
+    from harness.reports import read_report, render_terminal
 
     report = read_report(args.path)
     render_terminal(report, Console(width=TERMINAL_WIDTH, highlight=False), path=args.path)
     if args.html:
         from pathlib import Path
 
-        from harness.reports.html import write_html
+        from harness.reports import write_html
 
         print(f"html report: {write_html(report, Path(args.path).parent)}")
     return 0
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from harness.reports.diff import DEFAULT_TOLERANCE, diff_files, render_diff
+    from harness.reports import DEFAULT_TOLERANCE, diff_files, render_diff
 
     try:
         result = diff_files(args.base, args.new, tolerance=args.tolerance or DEFAULT_TOLERANCE)

@@ -14,7 +14,7 @@ import pytest
 from harness.cli import main
 from harness.errors import ModelLoadError
 from harness.verdicts.evidence import Evidence
-from harness.reports.report import ClaimResult, build_report, write_report
+from harness.reports import ClaimResult, build_report, write_report
 
 
 def a_report(tmp_path: Path) -> Path:
@@ -137,7 +137,7 @@ def test_the_console_script_points_at_main():
 def test_claims_report_html_writes_the_page_again_from_the_json(tmp_path, capsys):
     from test_report import report
 
-    from harness.reports.report import write_report
+    from harness.reports import write_report
 
     path = write_report(report(), tmp_path)
     assert main(["report", str(path), "--html"]) == 0

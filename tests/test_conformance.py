@@ -14,7 +14,7 @@ import torch
 
 from harness.models.architectures import LAYOUTS, layout_for, site_table
 from harness.errors import SiteError
-from harness.interventions.core import Record, intervene
+from harness.interventions import Record, intervene
 from harness.models.load import pad_rows
 from harness.models.sites import Site
 from tiny import ARCHITECTURES, tiny_model

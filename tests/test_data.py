@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.data.leandojo import (
+from harness.data import (
     CLASSES, TacticRow, balanced, content_hash, first_balanced, goal_spans, intro_apply_rows,
     load_split, read_leandojo, rows_from_theorems, save_split, split, tactic_class,
 )

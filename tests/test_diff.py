@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.reports.diff import (
+from harness.reports import (
     DiffError,
     check_tolerance,
     diff_files,
@@ -26,7 +26,7 @@ from harness.reports.diff import (
 )
 from harness.errors import HarnessError
 from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.reports.report import (
+from harness.reports import (
     ClaimResult,
     GitInfo,
     Report,

@@ -19,7 +19,7 @@ from harness.measures.directions import (
     within_class_direction,
 )
 from harness.errors import DataError, ShapeError
-from harness.interventions.core import Record, intervene
+from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 from tiny import ARCHITECTURES, tiny_model
 

@@ -16,7 +16,7 @@ import torch
 from harness.models import fixtures
 from harness.measures.directions import load_directions
 from harness.errors import ModelLoadError
-from harness.interventions.core import Add
+from harness.interventions import Add
 from harness.models.load import load_model
 from harness.measures.scores import logit_diff
 

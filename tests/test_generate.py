@@ -8,7 +8,7 @@ import torch
 
 from harness.errors import DataError
 from harness.measures.generate import exact_match, greedy
-from harness.interventions.core import Add
+from harness.interventions import Add
 from tiny import tiny_model
 
 PROMPTS = ["the quick brown fox", "hi", "abcdefg", "xy", "another prompt"]

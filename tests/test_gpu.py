@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions.core import Noise, Record, intervene
+from harness.interventions import Noise, Record, intervene
 from harness.models.load import from_module, pad_rows
 from harness.measures.patching import patch_head_map, patch_resid_map
 from harness.measures.scores import logprob_diff

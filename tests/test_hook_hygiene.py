@@ -8,7 +8,7 @@ import torch
 
 from harness.measures import scores
 from harness.errors import InterventionError, ShapeError, SiteError
-from harness.interventions.core import Add, Positions, Record, check_acted, intervene
+from harness.interventions import Add, Positions, Record, check_acted, intervene
 from harness.models.load import LoadedModel, pad_rows
 from tiny import tiny_model
 

@@ -13,8 +13,8 @@ import zlib
 import pytest
 
 from harness.verdicts.evidence import DatasetRecord, ModelRecord
-from harness.reports.html import HTML_FILENAME, plots_in, render_html, study_of, write_html
-from harness.reports.report import (
+from harness.reports import HTML_FILENAME, plots_in, render_html, study_of, write_html
+from harness.reports import (
     ClaimResult,
     GitInfo,
     Report,
@@ -368,7 +368,7 @@ def test_the_previous_page_survives_an_interrupt_while_writing(tmp_path, monkeyp
 def test_writing_into_a_file_path_names_the_directory(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    from harness.reports.report import ReportError
+    from harness.reports import ReportError
 
     with pytest.raises(ReportError, match="cannot create the report directory"):
         write_html(make_report(), blocker / "sub")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.reports.html import write_html
-from harness.reports.report import ClaimResult, GitInfo, build_report
+from harness.reports import write_html
+from harness.reports import ClaimResult, GitInfo, build_report
 
 BROWSER = next(
     (found for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import InterventionError, ShapeError
-from harness.interventions.core import (
+from harness.interventions import (
     Ablate,
     Add,
     Noise,

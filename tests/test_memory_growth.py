@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions.core import Add, Noise, Patch, Record, intervene
+from harness.interventions import Add, Noise, Patch, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 from harness.measures.patching import PatchMap, answer_logit_diff, patch_head_map, patch_resid_map
 from harness.measures.scores import logit_diff, logprob_diff

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from harness.errors import DataError, ShapeError, SiteError
-from harness.interventions.core import Patch, Positions, Record, intervene
+from harness.interventions import Patch, Positions, Record, intervene
 from harness.models.load import from_module, pad_rows
 from harness.measures.patching import answer_logit_diff, answer_logprob, patch_head_map, patch_resid_map
 from tiny import tiny_model

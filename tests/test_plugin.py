@@ -33,7 +33,7 @@ from harness.plugin import (
     reproduce_command,
     settings_from_options,
 )
-from harness.reports.report import read_report
+from harness.reports import read_report
 
 STUDY = '''
 import random

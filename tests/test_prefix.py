@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.errors import InterventionError
-from harness.interventions.core import Positions
+from harness.interventions import Positions
 from harness.models.load import pad_rows
 from harness.interventions.prefix import capture, replay_start
 from harness.measures.scores import logprob, logprob_diff

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from harness.measures.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions.core import Noise, Patch, Positions, Record, intervene, noise_draw
+from harness.interventions import Noise, Patch, Positions, Record, intervene, noise_draw
 from harness.models.load import LoadedModel, pad_rows
 from harness.interventions.prefix import capture, replay_start
 from harness.measures.scores import logprob, next_token_logits

@@ -19,7 +19,7 @@ import torch
 
 from harness.measures.attention import eager_attention
 from harness.errors import InterventionError
-from harness.interventions.core import Add
+from harness.interventions import Add
 from harness.models.load import from_module, pad_rows
 from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
 from harness.interventions.prefix import attention_implementation, capture
@@ -116,7 +116,7 @@ PADDED = (["0123+456", "hi there", "abcdefghijkl"], ["0123-456", "hi where", "ab
 
 def loop_map(m, clean, corrupt, metric, kind: str) -> dict:
     """One full forward per cell (pair, layer, position or head) with a `Patch` hook, no replay."""
-    from harness.interventions.core import Patch, Positions, Record
+    from harness.interventions import Patch, Positions, Record
 
     shape = m.sites.stack("blocks")
     out = {}

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from harness.errors import HarnessError
 from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
-from harness.reports.report import (
+from harness.reports import (
     SCHEMA_VERSION,
     ClaimResult,
     GitInfo,

@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from harness.reports.report import read_report
+from harness.reports import read_report
 
 WRITER = textwrap.dedent('''
     import sys

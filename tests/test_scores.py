@@ -9,7 +9,7 @@ import torch
 
 from harness.measures import scores
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions.core import Ablate, Add, Patch, Positions, Record, RmsAdd, intervene
+from harness.interventions import Ablate, Add, Patch, Positions, Record, RmsAdd, intervene
 from harness.models.load import LoadedModel, pad_rows
 from tiny import ARCHITECTURES, tiny_model
 

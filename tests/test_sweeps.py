@@ -13,7 +13,7 @@ from harness import stats
 from harness.measures.directions import Direction, random_direction
 from harness.errors import DataError, ShapeError
 from harness.verdicts.estimate import Estimate
-from harness.interventions.core import Add, Positions, RmsAdd
+from harness.interventions import Add, Positions, RmsAdd
 from harness.models.load import LoadedModel
 from harness.measures.scores import logit_diff, logprob_diff
 from harness.measures.sweeps import Curve, Scorer, scorer, sweep, symmetric

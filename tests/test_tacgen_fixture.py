@@ -13,7 +13,7 @@ import torch
 
 from recipes import FIXTURES, load_recipe
 
-from harness.data.leandojo import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
+from harness.data import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
                           split)
 from harness.models.load import fingerprint, load_model
 from harness.measures.scores import logprob_diff

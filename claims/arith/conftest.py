@@ -17,7 +17,7 @@ import pytest
 
 from harness.verdicts import evidence
 from harness.atomic import write_text_atomic
-from harness.data.leandojo import content_hash
+from harness.data import content_hash
 from harness.models.fixtures import fixtures_dir
 from harness.measures.generate import exact_match
 from harness.models.load import load_study_model

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from harness.errors import DataError
-from harness.interventions.core import Ablate, Patch, Positions, Record, intervene
+from harness.interventions import Ablate, Patch, Positions, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 
 from claims.arith.rebracket import inside_parentheses, rebracket, value

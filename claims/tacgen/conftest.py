@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.verdicts import evidence
-from harness.data.leandojo import content_hash, goal_spans, intro_apply_rows, read_leandojo, save_split, split
-from harness.data.leandojo import balanced as balanced_rows
+from harness.data import content_hash, goal_spans, intro_apply_rows, read_leandojo, save_split, split
+from harness.data import balanced as balanced_rows
 from harness.measures.directions import class_mean_direction, pooled_states_at, save_directions
 from harness.models.fixtures import fixtures_dir
 from harness.models.load import load_study_model
@@ -173,7 +173,7 @@ def strongest_random(sweeps, directions):
 @pytest.fixture(scope="session")
 def spans_of():
     """`Positions` of one span (``goal``, ``context``, ``goal_head``) for each row's input."""
-    from harness.interventions.core import Positions
+    from harness.interventions import Positions
 
     def get(rows, name: str) -> Positions:
         out = []

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from harness.errors import DataError
-from harness.interventions.core import intervene
+from harness.interventions import intervene
 from harness.models.load import LoadedModel
 
 __all__ = ["greedy", "exact_match"]

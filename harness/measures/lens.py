@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from harness.errors import DataError
-from harness.interventions.core import Record, intervene
+from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel, length_order, pad_rows, unembed
 from harness.models.sites import Site
 

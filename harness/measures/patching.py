@@ -54,7 +54,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions.core import Patch, Positions, intervene
+from harness.interventions import Patch, Positions, intervene
 from harness.models.load import LoadedModel, pad_rows, unembed
 from harness.interventions.prefix import StackPrefix, attention_implementation, capture
 

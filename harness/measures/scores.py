@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError
-from harness.interventions.core import intervene
+from harness.interventions import intervene
 from harness.models.load import LoadedModel, length_order, pad_rows
 from harness.models.sites import Site
 

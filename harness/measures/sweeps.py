@@ -194,7 +194,7 @@ def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
 def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, grid: np.ndarray,
                           direction: torch.Tensor, kind: type, positions: Positions, score: Scorer,
                           batch_size: int) -> np.ndarray:
-    from harness.interventions.core import intervene
+    from harness.interventions import intervene
     from harness.models.load import pad_rows
     from harness.interventions.prefix import capture, replay_start
     from harness.measures.scores import _per_row, logprob_diff, logprob_diff_from_encoding

@@ -48,7 +48,7 @@ from harness.verdicts.evidence import (
     registered_datasets,
     registered_models,
 )
-from harness.reports.report import (
+from harness.reports import (
     ClaimResult,
     Report,
     build_report,
@@ -748,7 +748,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     except (HarnessError, OSError) as exc:
         state.report_error = str(exc)
     try:  # the study's plots are on disk by now (session fixtures have torn down)
-        from harness.reports.html import write_html
+        from harness.reports import write_html
 
         state.html_path = write_html(report, settings.report_dir)
     except (HarnessError, OSError) as exc:
@@ -764,8 +764,8 @@ def _compare_with_baseline(session: pytest.Session, state: _SessionState) -> Non
     update = config.getoption("claims_update_baseline")
     if given is None and not update:
         return
-    from harness.reports.diff import DEFAULT_TOLERANCE, diff_reports, write_baseline
-    from harness.reports.report import read_report
+    from harness.reports import DEFAULT_TOLERANCE, diff_reports, write_baseline
+    from harness.reports import read_report
 
     where = Path(config.invocation_params.dir) / given if given else Path(config.rootpath) / "reports" / "baseline.json"
     assert state.report is not None
@@ -790,7 +790,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from rich.console import Console
 
-    from harness.reports.report import render_terminal
+    from harness.reports import render_terminal
 
     color = bool(terminalreporter.hasmarkup)
     buffer = io.StringIO()
@@ -808,7 +808,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.html_error is not None:
         terminalreporter.write_line(f"claims: html report not written: {state.html_error}", red=True)
     if state.diff is not None:
-        from harness.reports.diff import render_diff
+        from harness.reports import render_diff
 
         terminalreporter.write_sep("=", "claims vs baseline")
         terminalreporter.write(render_diff(state.diff, width=TERMINAL_WIDTH))
