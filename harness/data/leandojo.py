@@ -1,55 +1,52 @@
-"""Study data: LeanDojo Benchmark 4 readers, intro/apply rows, balanced sets, seeded splits, goal spans.
+"""LeanDojo Benchmark 4: the reader, intro/apply labels and goal spans in ByT5 input.
 
     read_leandojo(path)              (state_before, tactic) rows of a LeanDojo JSON file or benchmark folder
     rows_from_theorems(theorems)     the same rows from already-loaded theorems
     TacticRow                        one row: state, tactic, theorem, index (and a label once labelled)
+    tactic_class(tactic, rule=)      "intro", "apply" or None for a tactic string
     intro_apply_rows(rows)           rows whose tactic is an ``intro`` or an ``apply``, labelled
-    balanced(rows, n=, seed=)        a class-balanced seeded sample
-    Split, split(rows, ...)          a seeded, stratified train/test split with a content hash per part
-    save_split / load_split          the split as JSON; loading verifies the hashes
-    first_balanced(rows, n)          the first n rows, half of each class where possible (test500, test200)
+    CLASSES                          ("intro", "apply"), the class order sampling and splitting follow
     goal_spans(state, ...)           token spans of the context, the goal and the goal's head in ByT5 input
-    content_hash(obj)                sha256 of an object's canonical JSON
+    Spans, GOAL_MARK, BYT5_OFFSET    the spans, the goal mark ``⊢``, ByT5's byte-to-id offset
 
-The pipeline of the intro-vs-apply study::
+Balancing, splitting and hashing are generic and live in `harness.data.splits`; `TacticRow` is
+registered there (`register_rows`) with its classes. The pipeline of the intro-vs-apply study::
 
     rows = intro_apply_rows(read_leandojo("leandojo_benchmark_4/random"))
     parts = split(balanced(rows, n=5000, seed=0), test_fraction=0.2, seed=0)
     save_split(parts, "reports/tacgen/split.json")
     parts.test500, parts.test200
 
-Everything is plain Python (no torch): rows are frozen dataclasses, randomness is an explicit
-``seed``, and the same inputs and seed give the same rows in the same order.
+Everything is plain Python (no torch): rows are frozen dataclasses, and the same inputs give the
+same rows in the same order.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import re
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
+from harness.data.splits import register_rows
 from harness.errors import DataError
 
 __all__ = [
     "TacticRow", "read_leandojo", "rows_from_theorems", "CLASSES", "tactic_class", "intro_apply_rows",
-    "balanced", "Split", "split", "save_split", "load_split", "first_balanced",
-    "Spans", "goal_spans", "content_hash", "GOAL_MARK", "BYT5_OFFSET",
+    "Spans", "goal_spans", "GOAL_MARK", "BYT5_OFFSET",
 ]
 
 CLASSES = ("intro", "apply")
 GOAL_MARK = "⊢"
 BYT5_OFFSET = 3  # ByT5 token id = byte value + 3 (ids 0, 1, 2 are <pad>, </s>, <unk>)
 BENCHMARK_PARTS = ("train", "val", "test")
-SPLIT_FORMAT = "interp-claims/split"
 
 
 # --------------------------------------------------------------------------- rows
 
 
+@register_rows(classes=CLASSES, labelled_by="intro_apply_rows")
 @dataclass(frozen=True)
 class TacticRow:
     """One traced tactic: the proof state before it, the tactic, where it comes from.
@@ -193,235 +190,6 @@ def intro_apply_rows(rows: Iterable[TacticRow], *, rule: str = "word") -> list[T
         if label is not None:
             out.append(TacticRow(row.state, row.tactic, row.theorem, row.index, label))
     return out
-
-
-def _by_class(rows: Sequence[TacticRow], what: str) -> dict[str, list[TacticRow]]:
-    groups: dict[str, list[TacticRow]] = {c: [] for c in CLASSES}
-    for i, row in enumerate(rows):
-        if row.label not in groups:
-            raise DataError(f"row {i} of `{what}` has label {row.label!r}; every row needs a label in "
-                            f"{list(CLASSES)} (pass the rows through intro_apply_rows first)")
-        groups[row.label].append(row)
-    return groups
-
-
-def balanced(rows: Sequence[TacticRow], *, n: int = 5000, seed: int) -> list[TacticRow]:
-    """``n // 2`` rows of each class, drawn without replacement with `seed`, in shuffled order.
-
-    Example::
-
-        data = balanced(intro_apply_rows(rows), n=5000, seed=0)
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 2 or n % 2:
-        raise DataError(f"`n` must be a positive even integer (half of each class), got {n!r}")
-    rows = list(rows)
-    groups = _by_class(rows, "rows")
-    half = n // 2
-    for c in CLASSES:
-        if len(groups[c]) < half:
-            most = 2 * min(len(g) for g in groups.values())
-            raise DataError(
-                f"`n`={n} needs {half} {c!r} rows but `rows` has only {len(groups[c])} "
-                f"({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}); lower `n` to at most "
-                f"{most} or supply more data"
-            )
-    rng = random.Random(seed)
-    picked = [row for c in CLASSES for row in rng.sample(groups[c], half)]
-    rng.shuffle(picked)
-    return picked
-
-
-def first_balanced(rows: Sequence[TacticRow], n: int) -> list[TacticRow]:
-    """The first ``n`` rows with half of each class where possible, in their original order.
-
-    Example::
-
-        test500 = first_balanced(parts.test, 500)
-
-    Takes the first ``n // 2`` rows of each class; when a class has fewer, the other class
-    fills the rest (so the slice still has ``min(n, len(rows))`` rows).
-    """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise DataError(f"`n` must be a positive integer, got {n!r}")
-    rows = list(rows)
-    groups = _by_class(rows, "rows")
-    want = {c: min(len(groups[c]), n // 2 + (n % 2 if c == CLASSES[0] else 0)) for c in CLASSES}
-    short = n - sum(want.values())
-    for c in CLASSES:  # fill from the class that has more
-        extra = min(short, len(groups[c]) - want[c])
-        want[c] += extra
-        short -= extra
-    out = []
-    for row in rows:
-        if want[row.label] > 0:
-            want[row.label] -= 1
-            out.append(row)
-    return out
-
-
-# --------------------------------------------------------------------------- splits
-
-
-def _jsonable(obj: Any) -> Any:
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    raise DataError(f"`obj` holds a {type(obj).__name__} ({obj!r:.60}), which has no canonical JSON; "
-                    "pass dataclasses, dicts, lists, strings and numbers")
-
-
-def content_hash(obj: Any) -> str:
-    """sha256 (hex) of ``obj``'s canonical JSON: sorted keys, tuples as lists, dataclasses as dicts.
-
-    Example::
-
-        content_hash(parts.test)   # the same rows in the same order give the same hash
-    """
-    text = json.dumps(_jsonable(obj), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Split:
-    """A seeded train/test split of labelled rows, with the content hash of each part.
-
-    Example::
-
-        parts = split(data, test_fraction=0.2, seed=0)
-        parts.train, parts.test, parts.test500, parts.hashes["test"]
-    """
-
-    train: tuple[TacticRow, ...]
-    test: tuple[TacticRow, ...]
-    seed: int
-    test_fraction: float
-    hashes: dict[str, str] = field(default_factory=dict, hash=False)
-
-    @property
-    def test500(self) -> list[TacticRow]:
-        """The first 500 test rows, balanced where possible (the source study's test500)."""
-        return first_balanced(self.test, 500)
-
-    @property
-    def test200(self) -> list[TacticRow]:
-        """The first 200 test rows, balanced where possible (the source study's test200)."""
-        return first_balanced(self.test, 200)
-
-    def part(self, name: str) -> list[TacticRow]:
-        """A part by name: ``train``, ``test``, ``test500`` or ``test200``."""
-        parts = {"train": list(self.train), "test": list(self.test)}
-        if name in parts:
-            return parts[name]
-        if name in ("test500", "test200"):
-            return getattr(self, name)
-        raise DataError(f"`name` must be one of ['train', 'test', 'test500', 'test200'], got {name!r}")
-
-
-def _check_classes(rows: Sequence[TacticRow], part: str) -> None:
-    groups = _by_class(rows, part)
-    for c in CLASSES:
-        if not groups[c]:
-            raise DataError(
-                f"the {part} part has no {c!r} rows ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}); "
-                f"every part needs both classes: supply {c!r} rows or change `test_fraction`"
-            )
-
-
-def split(rows: Sequence[TacticRow], *, test_fraction: float = 0.2, seed: int) -> Split:
-    """A stratified, seeded train/test split: each class keeps its share in both parts.
-
-    Example::
-
-        parts = split(balanced(rows, n=5000, seed=0), test_fraction=0.2, seed=0)
-
-    Each class is shuffled with `seed` and its first ``round(test_fraction * size)`` rows go
-    to test; each part is then shuffled (seeded). A part that would miss a class is an error.
-    """
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        raise DataError(f"`test_fraction` must be a number strictly between 0 and 1, got {test_fraction!r}")
-    rows = list(rows)
-    if not rows:
-        raise DataError("`rows` is empty; pass labelled rows (intro_apply_rows(read_leandojo(path)))")
-    groups = _by_class(rows, "rows")
-    for c in CLASSES:
-        if not groups[c]:
-            raise DataError(f"`rows` has no {c!r} rows ({', '.join(f'{k}: {len(v)}' for k, v in groups.items())}); "
-                            f"a split needs both classes: supply {c!r} rows")
-    rng = random.Random(seed)
-    train: list[TacticRow] = []
-    test: list[TacticRow] = []
-    for c in CLASSES:
-        group = groups[c][:]
-        rng.shuffle(group)
-        k = round(test_fraction * len(group))
-        test.extend(group[:k])
-        train.extend(group[k:])
-    rng.shuffle(train)
-    rng.shuffle(test)
-    _check_classes(train, "train")
-    _check_classes(test, "test")
-    return Split(tuple(train), tuple(test), seed, float(test_fraction),
-                 {"train": content_hash(train), "test": content_hash(test)})
-
-
-def save_split(parts: Split, path: str | Path) -> Path:
-    """Write a split as JSON (rows, seed, fraction, and the content hash of each part).
-
-    Example::
-
-        save_split(parts, "reports/tacgen/split.json")
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"format": SPLIT_FORMAT, "version": 1, "seed": parts.seed, "test_fraction": parts.test_fraction}
-    for name in ("train", "test"):
-        rows = list(getattr(parts, name))
-        doc[name] = {"hash": content_hash(rows), "rows": _jsonable(rows)}
-    path.write_text(json.dumps(doc, ensure_ascii=False, indent=1), encoding="utf-8")
-    return path
-
-
-def load_split(path: str | Path) -> Split:
-    """Read a split written by `save_split`, verifying each part's content hash.
-
-    Example::
-
-        parts = load_split("reports/tacgen/split.json")
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"split file `path` {str(path)!r} does not exist; write one with "
-                        "save_split(split(rows, seed=...), path)")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"split file {str(path)!r} is not JSON ({err}); rewrite it with save_split") from None
-    if not isinstance(doc, dict) or doc.get("format") != SPLIT_FORMAT:
-        raise DataError(f"`path` {str(path)!r} is not a split file written by save_split (no "
-                        f"'format': {SPLIT_FORMAT!r}); rewrite it with save_split")
-    parts: dict[str, list[TacticRow]] = {}
-    for name in ("train", "test"):
-        try:
-            rows = [TacticRow(**r) for r in doc[name]["rows"]]
-            recorded = doc[name]["hash"]
-        except (KeyError, TypeError) as err:
-            raise DataError(f"split file {str(path)!r} has a malformed {name!r} part ({err!r}); "
-                            "rewrite it with save_split") from None
-        actual = content_hash(rows)
-        if actual != recorded:
-            raise DataError(
-                f"split file {str(path)!r}: the {name!r} part hashes to {actual[:12]}… but the file "
-                f"records {str(recorded)[:12]}…; the rows were edited or corrupted. Rebuild the split "
-                "(split(...) then save_split) rather than editing it"
-            )
-        parts[name] = rows
-    return Split(tuple(parts["train"]), tuple(parts["test"]), int(doc["seed"]), float(doc["test_fraction"]),
-                 {n: content_hash(r) for n, r in parts.items()})
 
 
 # --------------------------------------------------------------------------- goal spans

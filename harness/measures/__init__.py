@@ -4,6 +4,7 @@
     directions    class-mean directions and their random, shuffled-label and within-class controls
     sweeps        alpha sweeps of an edit along a direction, Curve
     patching      activation patching maps (residual layer x position, layer x head)
+    replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
     generate      greedy decoding, exact match
     lens          the logit lens
     probes        linear probes with shuffled-label controls

@@ -48,15 +48,7 @@ optimistic.
 
 from __future__ import annotations
 
-from harness.stats._bootstrap import (
-    bootstrap_ci,
-    bootstrap_mean,
-    difference_of,
-    paired_difference,
-    paired_ratio,
-    ratio_of,
-    slope_near_zero,
-)
+from harness.stats._derived import difference_of, ratio_of
 from harness.stats._family import (
     Adjusted,
     benjamini_hochberg,
@@ -64,7 +56,10 @@ from harness.stats._family import (
     equivalent,
     holm,
 )
+from harness.stats._paired import paired_difference, paired_ratio
 from harness.stats._proportions import proportion, proportion_of
+from harness.stats._resampling import bootstrap_ci, bootstrap_mean
+from harness.stats._slopes import slope_near_zero
 
 __all__ = [
     "Adjusted",

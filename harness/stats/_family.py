@@ -11,7 +11,7 @@ import numpy as np
 
 from harness.errors import StatsError
 from harness.verdicts.estimate import Estimate
-from harness.stats._bootstrap import _warn
+from harness.stats._results import _warn
 from harness.stats._checks import (
     _as_array,
     _check_estimate,

@@ -1,0 +1,205 @@
+"""The command-line options of the plugin (group "claims") and the `ClaimsSettings` they make.
+
+`pytest_addoption` declares the options; the option parsers (``_int_option`` and friends) turn
+a bad value into a usage error that names the option; `settings_from_options` builds the run's
+frozen `ClaimsSettings` and raises `ClaimsOptionError` for options that do not fit together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.verdicts.families import CORRECTIONS
+
+DEFAULT_REPORT_DIR = "reports/latest"
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+class ClaimsOptionError(HarnessError, ValueError):
+    """Command-line options that parse one by one but do not fit together."""
+
+
+@dataclass(frozen=True)
+class ClaimsSettings:
+    """The run's settings, from the command line.
+
+    `models` maps a model name to the spec given with ``--claims-model NAME=SPEC``; `data`
+    maps a data set name to the path given with ``--claims-data NAME=PATH`` (both read-only).
+    """
+
+    seed: int = 0
+    resamples: int = 9999
+    models: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    data: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    report_dir: Path = Path(DEFAULT_REPORT_DIR)
+    thresholds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    correction: str = "bonferroni"
+
+    def model_spec(self, name: str, default: str | None = None) -> str | None:
+        """The spec given for model `name` with ``--claims-model``, else `default`.
+
+        Example: ``claims_settings.model_spec("tacgen", "fixture:tacgen")``.
+        """
+        return self.models.get(name, default)
+
+    def data_path(self, name: str, default: str | None = None) -> str | None:
+        """The path given for data set `name` with ``--claims-data`` (as typed), else `default`.
+
+        Example: ``claims_settings.data_path("mbpp", "fixture:mbpp")``.
+        """
+        return self.data.get(name, default)
+
+    def thresholds_row(self, study: str) -> str | None:
+        """The threshold row named for `study` with ``--claims-thresholds STUDY=ROW``, else None."""
+        return self.thresholds.get(study)
+
+
+def _int_option(option: str, *, minimum: int, example: int) -> Any:
+    def convert(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except (TypeError, ValueError):
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {minimum} such as {option}={example}, got {text!r}"
+            )
+        return value
+
+    convert.__name__ = "integer"
+    return convert
+
+
+def _positive_float_option(option: str, *, example: float) -> Any:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number > 0 such as {option}={example}, got {text!r}")
+        return value
+
+    convert.__name__ = "number"
+    return convert
+
+
+def _pair_option(option: str, rhs: str, example: str) -> Any:
+    def convert(text: str) -> tuple[str, str]:
+        name, sep, value = text.partition("=")
+        if not sep or not name or not value:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME={rhs} such as {option} {example}, got {text!r}"
+            )
+        if not _NAME_RE.fullmatch(name):
+            raise argparse.ArgumentTypeError(
+                f"NAME in NAME={rhs} must start with a letter or '_' and hold only letters, "
+                f"digits, '_', '-' or '.', got {name!r} in {text!r}; e.g. {option} {example}"
+            )
+        return name, value
+
+    convert.__name__ = f"NAME={rhs}"
+    return convert
+
+
+def settings_from_options(
+    *,
+    seed: int,
+    resamples: int,
+    models: Sequence[tuple[str, str]] | None,
+    data: Sequence[tuple[str, str]] | None,
+    report: str | None,
+    rootdir: Path,
+    invocation_dir: Path,
+    thresholds: Sequence[tuple[str, str]] | None = None,
+    correction: str = "bonferroni",
+) -> ClaimsSettings:
+    """`ClaimsSettings` from parsed options (pytest turns a `ClaimsOptionError` into a usage
+    error). The default report directory is relative to `rootdir`; a directory given on the
+    command line is relative to `invocation_dir`."""
+
+    def table(option: str, pairs: Sequence[tuple[str, str]] | None) -> Mapping[str, str]:
+        out: dict[str, str] = {}
+        for name, value in pairs or ():
+            if name in out and out[name] != value:
+                raise ClaimsOptionError(
+                    f"{option} gives {name!r} twice ({name}={out[name]} and {name}={value}); "
+                    f"give each name once"
+                )
+            out[name] = value
+        return MappingProxyType(out)
+
+    report_dir = rootdir / DEFAULT_REPORT_DIR if report is None else invocation_dir / report
+    return ClaimsSettings(
+        seed=seed,
+        resamples=resamples,
+        models=table("--claims-model", models),
+        data=table("--claims-data", data),
+        report_dir=report_dir,
+        thresholds=table("--claims-thresholds", thresholds),
+        correction=correction,
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("claims", "interpretability claims (harness.plugin)")
+    group.addoption(
+        "--claims-seed", type=_int_option("--claims-seed", minimum=0, example=1234), default=0,
+        metavar="SEED", help="base seed; each claim's seed is derived from it and its node id (default 0)",
+    )
+    group.addoption(
+        "--claims-resamples", type=_int_option("--claims-resamples", minimum=1, example=9999),
+        default=9999, metavar="N", help="bootstrap resamples for confidence intervals (default 9999)",
+    )
+    group.addoption(
+        "--claims-model", action="append", metavar="NAME=SPEC",
+        type=_pair_option("--claims-model", "SPEC", "tacgen=kaiyuy/leandojo-lean4-tacgen-byt5-small"),
+        help="run the claims on this model for NAME (hub id, local path or fixture:NAME); repeatable",
+    )
+    group.addoption(
+        "--claims-data", action="append", metavar="NAME=PATH",
+        type=_pair_option("--claims-data", "PATH", "mbpp=data/mbpp.jsonl"),
+        help="read data set NAME from PATH; repeatable",
+    )
+    group.addoption(
+        "--claims-thresholds", action="append", metavar="STUDY=ROW",
+        type=_pair_option("--claims-thresholds", "ROW", "tacgen=fixture:tacgen"),
+        help="judge STUDY's claims by the threshold row ROW of its settings (default: the row of the "
+             "model's spec, or of the model its config names); repeatable",
+    )
+    group.addoption(
+        "--claims-correction", choices=CORRECTIONS, default="bonferroni",
+        help="multiple-comparison correction of the effect claims in a family (default bonferroni; "
+             "see reports/README.md)",
+    )
+    group.addoption(
+        "--claims-threads", type=_int_option("--claims-threads", minimum=1, example=1), default=None,
+        metavar="N", help="torch intra-op threads for the run (default: torch's own choice); on a CPU "
+                          "shared with other jobs, 1 avoids OpenMP threads waiting on each other",
+    )
+    group.addoption(
+        "--claims-baseline", default=None, metavar="BASE.json",
+        help="compare this run with a baseline report at the end; a claim that held and now fails, or "
+             "an effect that moved beyond --claims-tolerance, fails the session",
+    )
+    group.addoption(
+        "--claims-tolerance", type=_positive_float_option("--claims-tolerance", example=3), default=None,
+        metavar="T", help="how far an effect may move, in half-widths of the baseline's CI (default 3)",
+    )
+    group.addoption(
+        "--claims-update-baseline", action="store_true", default=False,
+        help="write this run's report as the baseline (--claims-baseline, default reports/baseline.json)",
+    )
+    group.addoption(
+        "--claims-report", default=None, metavar="DIR",
+        help=f"directory for report.json (default {DEFAULT_REPORT_DIR} under the rootdir)",
+    )

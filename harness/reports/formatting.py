@@ -1,0 +1,143 @@
+"""A report as plain text: numbers, CIs, and the terminal table's rows and column widths.
+
+Contents:
+
+- `format_number(x)`, `format_ci(evidence)`: numbers as every view shows them (terminal, HTML, diff).
+- `table_rows(report)`: the rows of the terminal table, as `Row` values.
+- `column_widths(rows, total=...)`: the table's column widths within a terminal's width.
+
+No Rich here: the terminal renderer is `harness.reports.terminal`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from harness.verdicts.evidence import Evidence
+from harness.reports.schema import Report
+
+__all__ = [
+    "Row",
+    "format_number",
+    "format_ci",
+    "table_rows",
+    "column_widths",
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the terminal table. `claim` is empty on a claim's second and later rows;
+    `ok` is True (held / passed), False (not held / failed / error) or None (skipped)."""
+
+    claim: str
+    nodeid: str
+    params: str
+    statistic: str
+    value: str
+    ci: str
+    n: str
+    verdict: str
+    ok: bool | None
+
+
+def table_rows(report: Report) -> tuple[Row, ...]:
+    """One row per evidence record; a claim without evidence, or one that failed for a reason
+    its evidence does not show, also gets a row with its outcome and message. A record that
+    judges the same numbers as the row above it shows only its verdict."""
+    rows: list[Row] = []
+    for c in report.claims:
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+        if c.family_size > 1:
+            params = f"{params}\n" if params else ""
+            params += f"family of {c.family_size}: {c.correction}"
+        param_values = {str(v) for v in c.params.values()}
+        first = True
+
+        def add(**cells: Any) -> None:
+            nonlocal first
+            rows.append(Row(claim=c.text if first else "", nodeid=c.nodeid if first else "",
+                            params=params if first else "", **cells))
+            first = False
+
+        previous = None
+        for ev in c.evidence:
+            if ev.status != "ok":
+                verdict = f"NOT HELD: {ev.expectation} (degenerate: {ev.reason or 'no reason'})"
+            else:
+                verdict = f"{'held' if ev.held else 'NOT HELD'}: {ev.expectation}"
+            stat = _stat(ev, shown=param_values)
+            numbers = (stat, format_number(ev.value), format_ci(ev), str(ev.n))
+            if numbers == previous and rows[-1].ok == ev.held and ev.status == "ok":
+                # the same estimate judged again with the same verdict: one row lists both
+                rows[-1] = dataclasses.replace(rows[-1], verdict=f"{rows[-1].verdict}, {ev.expectation}")
+            elif numbers == previous:  # judged again, another verdict: show only the verdict
+                add(statistic="", value="", ci="", n="", verdict=verdict, ok=ev.held)
+            else:
+                add(statistic=stat, value=numbers[1], ci=numbers[2], n=numbers[3],
+                    verdict=verdict, ok=ev.held)
+            previous = numbers
+        shown_failure = any(not ev.held for ev in c.evidence)
+        if not c.evidence or (c.outcome != "passed" and not shown_failure):
+            verdict = c.outcome.upper() if c.outcome != "passed" else "passed (no evidence recorded)"
+            if c.message:
+                verdict += f": {_shorten(c.message, 160)}"
+            ok = None if c.outcome in ("skipped", "xfailed") else c.outcome == "passed"
+            add(statistic="", value="", ci="", n="", verdict=verdict, ok=ok)
+    return tuple(rows)
+
+
+def _stat(ev: Evidence, *, shown: set[str] = frozenset()) -> str:  # type: ignore[assignment]
+    """The statistic's name, with '@ site' unless a parameter already shows the site."""
+    name = ev.statistic or "estimate"
+    return f"{name} @ {ev.site}" if ev.site and ev.site not in shown else name
+
+
+def format_number(x: float | None) -> str:
+    """A number as the tables show it: 4 significant digits, ``-`` for None."""
+    if x is None:
+        return "-"
+    return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+
+def format_ci(ev: Evidence) -> str:
+    """``95% [low, high]`` of an evidence record."""
+    level = ev.level * 100 if ev.level <= 1 else ev.level
+    return f"{level:.4g}% [{format_number(ev.ci_low)}, {format_number(ev.ci_high)}]"
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+COLUMNS: tuple[str, ...] = ("claim", "parameters", "statistic", "value", "CI", "n", "verdict")
+
+
+def column_widths(rows: Iterable[Row], *, total: int) -> dict[str, int]:
+    """Widths of the table's columns within `total` characters.
+
+    value, CI and n are as wide as their content; parameters up to 28 and verdict up to 32;
+    claim and statistic share the rest, each as wide as its content when that fits, else in
+    proportion to their content (never below 16).
+    """
+    rows = tuple(rows)
+    cells = {
+        "claim": [r.claim for r in rows], "parameters": [r.params for r in rows],
+        "statistic": [r.statistic for r in rows], "value": [r.value for r in rows],
+        "CI": [r.ci for r in rows], "n": [r.n for r in rows], "verdict": [r.verdict for r in rows],
+    }
+    widths = {k: max([len(k), *(len(c) for c in v)]) for k, v in cells.items()}
+    widths["parameters"] = min(widths["parameters"], 28)
+    widths["verdict"] = min(widths["verdict"], 32)
+    shared = ("claim", "statistic")
+    space = total - 3 * (len(COLUMNS) - 1) - sum(widths[k] for k in COLUMNS if k not in shared)
+    wanted = sum(widths[k] for k in shared)
+    if wanted > space:
+        for k in shared:
+            widths[k] = min(widths[k], max(16, space * widths[k] // wanted))
+    return widths

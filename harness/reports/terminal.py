@@ -1,0 +1,84 @@
+"""The report in the terminal: the header lines and the one function that touches Rich.
+
+Contents:
+
+- `header_lines(report, path=None)`: seed, counts, models, data sets, versions, reproduce command.
+- `render_terminal(report, console)`: the header and the table (`harness.reports.formatting`)
+  printed to a Rich console (Rich is imported lazily).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from harness.reports.formatting import column_widths, table_rows
+from harness.reports.schema import Report
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+__all__ = [
+    "header_lines",
+    "render_terminal",
+]
+
+
+def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
+    """The lines above the table: seed, models, data sets, versions, reproduce command."""
+    run = report.run
+    counts = ", ".join(f"{n} {o}" for o, n in report.counts().items()) or "none"
+    lines = [f"claims: seed {run.seed}, resamples {run.resamples}; "
+             f"{len(report.claims)} claims ({counts}) in {run.duration_s:.1f}s"]
+    families = {c.family: c for c in report.claims if c.family_size > 1}
+    if families:
+        rules = sorted({c.correction for c in report.claims if c.family_size > 1})
+        lines.append(f"families: {len(families)} of 2 or more claims; rules used: {', '.join(rules)} "
+                     "(bonferroni: an effect claim of a family of m is judged at 1 - 0.05/m; bounds need none)")
+    for m in report.models:
+        lines.append(f"model {m.name}: {m.spec}  fingerprint {m.fingerprint[:12]}  ({m.device}, {m.dtype})")
+    for d in report.datasets:
+        algo, sep, digest = d.content_hash.rpartition(":")
+        lines.append(f"data {d.name}: {d.path}  hash {algo}{sep}{digest[:12]}")
+    versions = ", ".join(f"{k} {v}" for k, v in run.versions.items() if v)
+    git = ""
+    if run.git is not None:
+        git = f"git {run.git.commit[:10]}{' (dirty)' if run.git.dirty else ''}; "
+    if git or versions:
+        lines.append(f"{git}{versions}")
+    lines.append(f"reproduce: {run.command}")
+    if path is not None:
+        lines.append(f"report: {path}")
+    return tuple(lines)
+
+
+def render_terminal(
+    report: Report, console: "Console", *, path: str | os.PathLike[str] | None = None
+) -> None:
+    """Print the report's header and table to a Rich `console`.
+
+    Example::
+
+        render_terminal(read_report("reports/latest/report.json"), Console(width=160))
+    """
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    for line in header_lines(report, path=path):
+        style = "bold" if line.startswith(("claims:", "reproduce:")) else ""
+        console.print(Text(line, style=style), soft_wrap=True)
+    rows = table_rows(report)
+    widths = column_widths(rows, total=console.width)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    for name, width in widths.items():
+        numeric = name in ("value", "n")
+        table.add_column(name, width=width, justify="right" if numeric else "left",
+                         overflow="fold", no_wrap=name in ("value", "CI", "n"))
+    styles = {True: "green", False: "bold red", None: "yellow"}
+    for row in rows:
+        table.add_row(
+            Text(row.claim), Text(row.params), Text(row.statistic), Text(row.value),
+            Text(row.ci), Text(row.n), Text(row.verdict, style=styles[row.ok]),
+        )
+    console.print(table)
