@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shutil
 import sys
 from collections.abc import Sequence
 
+from harness import progress
 from harness.errors import HarnessError
 
 __all__ = ["main", "build_parser"]
@@ -120,6 +122,14 @@ def _diff(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def _stderr_status(line: str | None) -> None:
+    """The progress of a build as one line on the terminal's stderr, erased when it ends."""
+    width = max(20, shutil.get_terminal_size().columns - 1)
+    text = "" if line is None else line[:width]
+    sys.stderr.write("\r" + text.ljust(width) + ("\r" if line is None else ""))
+    sys.stderr.flush()
+
+
 def _fixtures_build(args: argparse.Namespace) -> int:
     try:
         fixtures = importlib.import_module("harness.models.fixtures")
@@ -130,7 +140,12 @@ def _fixtures_build(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    result = fixtures.build(args.name, seed=args.seed)
+    previous = progress.set_sink(_stderr_status) if sys.stderr.isatty() else None
+    try:
+        result = fixtures.build(args.name, seed=args.seed)
+    finally:
+        if sys.stderr.isatty():
+            progress.set_sink(previous)
     seed = "the recipe's seed" if args.seed is None else f"seed {args.seed}"
     where = f": {result}" if result is not None else ""
     print(f"built fixture {args.name!r} with {seed}{where}")

@@ -28,6 +28,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from harness import progress
 from harness.errors import DataError, ShapeError
 from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel, length_order, pad_rows
@@ -102,18 +103,20 @@ def pooled_states_at(model: LoadedModel, inputs: Sequence[str], sites: Sequence[
     tokens = model.tokenize(rows, max_length=max_length)
     order = length_order(tokens)
     out: dict[Site, list[torch.Tensor]] = {site: [] for site in sites}
-    for start in range(0, len(rows), batch_size):
-        ids, mask = pad_rows([tokens[i] for i in order[start:start + batch_size]],
-                             pad_id=model.pad_id, device=model.device)
-        with intervene(model, {site: Record() for site in sites}, masks={sites[0].stack: mask}) as run:
-            if model.is_encoder_decoder:
-                model.module.get_encoder()(input_ids=ids, attention_mask=mask)
-            else:
-                model.module(input_ids=ids, attention_mask=mask)
-        m = mask.to(torch.float32)[..., None]
-        for site in sites:
-            act = run.recorded[site].float()
-            out[site].append(((act * m).sum(1) / m.sum(1)).cpu())
+    with progress.task(f"pooled states at {', '.join(map(str, sites))}", total=len(rows), unit="examples") as bar:
+        for start in range(0, len(rows), batch_size):
+            ids, mask = pad_rows([tokens[i] for i in order[start:start + batch_size]],
+                                 pad_id=model.pad_id, device=model.device)
+            with intervene(model, {site: Record() for site in sites}, masks={sites[0].stack: mask}) as run:
+                if model.is_encoder_decoder:
+                    model.module.get_encoder()(input_ids=ids, attention_mask=mask)
+                else:
+                    model.module(input_ids=ids, attention_mask=mask)
+            m = mask.to(torch.float32)[..., None]
+            for site in sites:
+                act = run.recorded[site].float()
+                out[site].append(((act * m).sum(1) / m.sum(1)).cpu())
+            bar.advance(len(order[start:start + batch_size]))
     back = torch.as_tensor(order).argsort()  # batched longest first; returned in input order
     return {site: torch.cat(parts)[back] for site, parts in out.items()}
 

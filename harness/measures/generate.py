@@ -14,6 +14,7 @@ from typing import Sequence
 
 import torch
 
+from harness import progress
 from harness.errors import DataError
 from harness.interventions import intervene
 from harness.models.load import LoadedModel
@@ -46,31 +47,33 @@ def greedy(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens: int = 
         raise DataError("a prompt has no tokens; every prompt needs at least one")
     eos = getattr(model.tokenizer, "eos_token_id", None)
     out: list = [""] * len(rows)
-    for idx in _by_length(rows, batch_size):
-        ids = torch.as_tensor([rows[i] for i in idx], dtype=torch.long, device=model.device)
-        start = ids.shape[1]
-        done = torch.zeros(len(idx), dtype=torch.bool, device=model.device)
-        for _ in range(max_new_tokens):
-            mask = torch.ones_like(ids)
-            with intervene(model, dict(interventions or {}), masks={model.main_stack: mask}):
-                logits = model.module(input_ids=ids, attention_mask=mask).logits[:, -1]
-            nxt = logits.argmax(-1)
-            if eos is not None:
-                done |= nxt == eos
-            ids = torch.cat([ids, nxt[:, None]], dim=1)
-            if bool(done.all()):
-                break
-        for row, i in enumerate(idx):
-            new = ids[row, start:].tolist()
-            if _ids:  # exact_match reads the raw ids, end-of-sequence included
-                out[i] = new
-                continue
-            if eos is not None and eos in new:
-                new = new[: new.index(eos)]
-            text = model.tokenizer.decode(new, skip_special_tokens=True)
-            for s in stop:
-                text = text.split(s)[0]
-            out[i] = text
+    with progress.task("greedy decoding", total=len(rows), unit="prompts") as bar:
+        for idx in _by_length(rows, batch_size):
+            ids = torch.as_tensor([rows[i] for i in idx], dtype=torch.long, device=model.device)
+            start = ids.shape[1]
+            done = torch.zeros(len(idx), dtype=torch.bool, device=model.device)
+            for _ in range(max_new_tokens):
+                mask = torch.ones_like(ids)
+                with intervene(model, dict(interventions or {}), masks={model.main_stack: mask}):
+                    logits = model.module(input_ids=ids, attention_mask=mask).logits[:, -1]
+                nxt = logits.argmax(-1)
+                if eos is not None:
+                    done |= nxt == eos
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+                if bool(done.all()):
+                    break
+            for row, i in enumerate(idx):
+                new = ids[row, start:].tolist()
+                if _ids:  # exact_match reads the raw ids, end-of-sequence included
+                    out[i] = new
+                    continue
+                if eos is not None and eos in new:
+                    new = new[: new.index(eos)]
+                text = model.tokenizer.decode(new, skip_special_tokens=True)
+                for s in stop:
+                    text = text.split(s)[0]
+                out[i] = text
+            bar.advance(len(idx))
     return out
 
 

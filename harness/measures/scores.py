@@ -19,10 +19,11 @@ belongs to the caller, e.g. a sweep). Batched and padded runs equal one-example 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
+from harness import progress
 from harness.errors import DataError, InterventionError
 from harness.interventions import intervene
 from harness.models.load import LoadedModel, length_order, pad_rows
@@ -65,6 +66,12 @@ def _chunks(model: LoadedModel, rows: list[str], batch_size: int | None, interve
         )
     order = length_order(model.tokenize(rows, max_length=max_length))
     return [order[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def _tracked(chunks: list[list[int]], label: str) -> Iterable[list[int]]:
+    """`chunks`, shown as a progress task where there is more than one (a sweep scores one chunk
+    at a time under its own task)."""
+    return progress.track(chunks, label, unit="batches") if len(chunks) > 1 else chunks
 
 
 def _in_input_order(parts: list[torch.Tensor], chunks: list[list[int]]) -> torch.Tensor:
@@ -174,7 +181,7 @@ def logprob(model: LoadedModel, inputs: Sequence[str], continuation: str | Seque
     rows = _check_inputs(inputs)
     conts = _per_row(continuation, len(rows), "continuation")
     out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
-    for chunk in chunks:
+    for chunk in _tracked(chunks, "log-probabilities"):
         texts, targets = [rows[i] for i in chunk], [conts[i] for i in chunk]
         if model.is_encoder_decoder:
             enc, dec = _split_by_stack(interventions, model)
@@ -203,7 +210,7 @@ def logprob_diff(model: LoadedModel, inputs: Sequence[str], a: str | Sequence[st
                 - logprob(model, rows, conts_b, interventions=interventions, batch_size=batch_size, max_length=max_length))
     out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
     enc, dec = _split_by_stack(interventions, model)
-    for chunk in chunks:
+    for chunk in _tracked(chunks, "log-probability differences"):
         hidden, mask = _encode(model, [rows[i] for i in chunk], enc, max_length)
         out.append(_decode_logprob(model, hidden, mask, [conts_a[i] for i in chunk], dec)
                    - _decode_logprob(model, hidden, mask, [conts_b[i] for i in chunk], dec))

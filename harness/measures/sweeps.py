@@ -19,9 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from harness import progress
 from harness.errors import DataError, ShapeError
 from harness.verdicts.estimate import Estimate
-from harness.interventions.core import ALL, Add, Positions, RmsAdd
+from harness.interventions.edits import Add, RmsAdd
+from harness.interventions.positions import ALL, Positions
 from harness.models.load import LoadedModel, length_order
 from harness.models.sites import Site
 
@@ -168,11 +170,13 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     example_of_row = np.repeat(np.asarray(order), k)  # examples longest first: chunks pad less
     alpha_of_row = np.tile(np.arange(k), n)
     out = np.empty((n, k), dtype=np.float64)
-    for start in range(0, n * k, batch_size):
-        ex, cols = example_of_row[start:start + batch_size], alpha_of_row[start:start + batch_size]
-        alpha = torch.as_tensor(grid[cols], dtype=torch.float32)
-        edit = kind(direction, alpha=alpha, positions=_row_positions(positions, ex))
-        out[ex, cols] = score(model, [rows_in[i] for i in ex], interventions={site: edit}).double().numpy()
+    with progress.task(f"sweep {site}", total=n, unit="examples") as bar:
+        for start in range(0, n * k, batch_size):
+            ex, cols = example_of_row[start:start + batch_size], alpha_of_row[start:start + batch_size]
+            alpha = torch.as_tensor(grid[cols], dtype=torch.float32)
+            edit = kind(direction, alpha=alpha, positions=_row_positions(positions, ex))
+            out[ex, cols] = score(model, [rows_in[i] for i in ex], interventions={site: edit}).double().numpy()
+            bar.update((start + len(ex)) // k)
     return Curve(alphas=grid, scores=out, site=str(site), fingerprint=model.fingerprint,
                  score_name=score.name, kind="rms_add" if rms_scaled else "add")
 
@@ -210,28 +214,30 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
     out = np.empty((n, k), dtype=np.float64)
     tokens = model.tokenize(rows_in, max_length=max_length)
     order = np.asarray(length_order(tokens))  # examples longest first: each prefix chunk pads less
-    for e0 in range(0, n, _PREFIX_EXAMPLES):
-        examples = order[e0:e0 + _PREFIX_EXAMPLES]
-        ids, mask = pad_rows([tokens[i] for i in examples], pad_id=model.pad_id, device=model.device)
-        prefix = capture(model, "encoder", start=start, ids=ids, mask=mask,
-                         run=lambda: encoder(input_ids=ids, attention_mask=mask))
-        local = np.repeat(np.arange(examples.size), k)
-        alpha_idx = np.tile(np.arange(k), examples.size)
-        for r0 in range(0, local.size, batch_size):
-            rows, cols = local[r0:r0 + batch_size], alpha_idx[r0:r0 + batch_size]
-            ex = examples[rows]
-            row_index = torch.as_tensor(rows, device=mask.device)
-            edit = kind(direction, alpha=torch.as_tensor(grid[cols], dtype=torch.float32),
-                        positions=_row_positions(positions, ex))
-            row_mask = mask.index_select(0, row_index)
-            with intervene(model, {site: edit}, masks={"encoder": row_mask}):
-                hidden = prefix.replay(row_index)
-            a = [conts_a[i] for i in ex]
-            if conts_b is None:
-                from harness.measures.scores import _decode_logprob
+    with progress.task(f"sweep {site}", total=n, unit="examples") as bar:
+        for e0 in range(0, n, _PREFIX_EXAMPLES):
+            examples = order[e0:e0 + _PREFIX_EXAMPLES]
+            ids, mask = pad_rows([tokens[i] for i in examples], pad_id=model.pad_id, device=model.device)
+            prefix = capture(model, "encoder", start=start, ids=ids, mask=mask,
+                             run=lambda: encoder(input_ids=ids, attention_mask=mask))
+            local = np.repeat(np.arange(examples.size), k)
+            alpha_idx = np.tile(np.arange(k), examples.size)
+            for r0 in range(0, local.size, batch_size):
+                rows, cols = local[r0:r0 + batch_size], alpha_idx[r0:r0 + batch_size]
+                ex = examples[rows]
+                row_index = torch.as_tensor(rows, device=mask.device)
+                edit = kind(direction, alpha=torch.as_tensor(grid[cols], dtype=torch.float32),
+                            positions=_row_positions(positions, ex))
+                row_mask = mask.index_select(0, row_index)
+                with intervene(model, {site: edit}, masks={"encoder": row_mask}):
+                    hidden = prefix.replay(row_index)
+                a = [conts_a[i] for i in ex]
+                if conts_b is None:
+                    from harness.measures.scores import _decode_logprob
 
-                values = _decode_logprob(model, hidden, row_mask, a, {})
-            else:
-                values = logprob_diff_from_encoding(model, hidden, row_mask, a, [conts_b[i] for i in ex])
-            out[ex, cols] = values.double().cpu().numpy()
+                    values = _decode_logprob(model, hidden, row_mask, a, {})
+                else:
+                    values = logprob_diff_from_encoding(model, hidden, row_mask, a, [conts_b[i] for i in ex])
+                out[ex, cols] = values.double().cpu().numpy()
+            bar.update(e0 + examples.size)
     return out
