@@ -57,15 +57,24 @@ def correct(arith, splits) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def ablation(arith, splits, claims_settings):
-    """Ablation impacts ``[n, layers, heads]`` per (split, kind); the mean ablation's reference is
-    the selection split. At the end of the session the impact tables computed are written to
-    ``arith/ablation.json`` and plotted (``arith/ablation_<split>_<kind>.png``)."""
+    """Ablation impacts ``[n, layers, heads]`` per (split, kind): every head, or only ``head``
+    ("layer2-head2"; the other cells NaN) where a claim reads one head's column. Each head's mean
+    output (the mean ablation's reference, from the selection split) is computed once; a full map
+    serves every later request of its (split, kind). At the end of the session what was computed
+    is written to ``arith/ablation.json`` and the full maps plotted (``arith/ablation_<split>_<kind>.png``)."""
     cache: dict = {}
+    means: dict = {}
 
-    def get(split: str, kind: str) -> np.ndarray:
-        if (split, kind) not in cache:
-            cache[split, kind] = measure.ablation_impacts(arith, splits[split], kind, splits["selection"])
-        return cache[split, kind]
+    def get(split: str, kind: str, head: str | None = None) -> np.ndarray:
+        if (split, kind, None) in cache:
+            return cache[split, kind, None]
+        if (split, kind, head) not in cache:
+            if kind == "mean" and not means:
+                means.update(measure.head_means(arith, splits["selection"]))
+            cells = None if head is None else [measure.head_id(head)]
+            cache[split, kind, head] = measure.ablation_impacts(arith, splits[split], kind, means=means or None,
+                                                                heads=cells)
+        return cache[split, kind, head]
 
     yield get
     if cache:
@@ -76,8 +85,16 @@ def _write_ablation(cache: dict, splits, folder: Path) -> None:
     from harness.reports.plots import plot_heatmap
 
     tables = {}
-    for (split, kind), impacts in sorted(cache.items()):
+    for (split, kind, head), impacts in sorted(cache.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
         parens = np.array([r.has_parens for r in splits[split]])
+        if head is not None:
+            layer, h = measure.head_id(head)
+            column = impacts[:, layer - 1, h]
+            parens_mean, flat_mean = column[parens].mean(), column[~parens].mean()
+            tables[f"{split}/{kind}/{head}"] = {k: round(float(v), 5) for k, v in
+                                                {"parens": parens_mean, "flat": flat_mean,
+                                                 "gap": parens_mean - flat_mean}.items()}
+            continue
         table = {"parens": impacts[parens].mean(0), "flat": impacts[~parens].mean(0)}
         table["gap"] = table["parens"] - table["flat"]
         tables[f"{split}/{kind}"] = {k: v.round(5).tolist() for k, v in table.items()}

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from harness import progress
 from harness.errors import DataError
 from harness.interventions import Ablate, Patch, Positions, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
@@ -109,18 +110,24 @@ def head_means(model: LoadedModel, rows: Sequence[Row]) -> dict:
 
 
 @torch.no_grad()
-def ablation_impacts(model: LoadedModel, rows: Sequence[Row], kind: str, reference: Sequence[Row]) -> np.ndarray:
+def ablation_impacts(model: LoadedModel, rows: Sequence[Row], kind: str, *, means: dict | None = None,
+                     heads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
     """``[n, layers, heads]``: drop of log P(first answer token) when one head is ablated
-    (``zero``, or ``mean`` over the `reference` rows' real tokens) at every position."""
-    layers, heads = model.module.config.n_layer, model.module.config.n_head
+    (``zero``, or ``mean``: the head's mean output `means`, from `head_means`) at every position.
+
+    `heads` lists the (layer, head) cells to compute (layers counted from 1); the others are NaN.
+    ``None`` computes every head. Raises `DataError` when ``kind="mean"`` comes without `means`.
+    """
+    layers, n_heads = model.module.config.n_layer, model.module.config.n_head
+    if kind == "mean" and means is None:
+        raise DataError("ablation_impacts: kind='mean' needs means=head_means(model, reference_rows)")
+    cells = [(layer, h) for layer in range(1, layers + 1) for h in range(n_heads)] if heads is None else list(heads)
     plain = answer_logprobs(model, rows)
-    means = head_means(model, reference) if kind == "mean" else {}
-    out = np.empty((len(rows), layers, heads))
-    for layer in range(1, layers + 1):
-        for head in range(heads):
-            site = model.site(f"blocks.{layer}.attn.head{head}")
-            edit = Ablate.zero() if kind == "zero" else Ablate.mean(means[site][None, None, :])
-            out[:, layer - 1, head] = plain - answer_logprobs(model, rows, {site: edit})
+    out = np.full((len(rows), layers, n_heads), np.nan)
+    for layer, head in progress.track(cells, f"{kind} ablation of {len(rows)} rows", unit="heads"):
+        site = model.site(f"blocks.{layer}.attn.head{head}")
+        edit = Ablate.zero() if kind == "zero" else Ablate.mean(means[site][None, None, :])
+        out[:, layer - 1, head] = plain - answer_logprobs(model, rows, {site: edit})
     return out
 
 

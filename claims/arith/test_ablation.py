@@ -40,7 +40,7 @@ def test_ablation_on_the_selection_split_picks_the_stated_head(selected_head, ab
 def test_ablating_the_head_hurts_parenthesised_more_than_flat(ablation, splits, thresholds, claim_seed,
                                                               claims_settings, head, kind):
     layer, h = head_id(head)
-    impacts = ablation("test", kind)[:, layer - 1, h]
+    impacts = ablation("test", kind, head)[:, layer - 1, h]
     parens = np.array([r.has_parens for r in splits["test"]])
     gap = impact_gap(impacts, parens, seed=claim_seed, n_resamples=claims_settings.resamples).with_context(
         statistic=f"{kind} ablation: impact(parens) - impact(flat) (nats)", site=f"blocks.{layer}.attn.head{h}")
