@@ -1,24 +1,29 @@
 """interp-claims: mechanistic-interpretability findings as pytest tests.
 
 The public names are re-exported here and imported lazily, so ``import harness`` (and the
-pytest plugin) stays free of torch until a claim actually touches a model.
+pytest plugin) stays free of torch until a claim actually touches a model. The subpackages
+follow a claim's data flow:
 
-    models        load_model, load_study_model, LoadedModel
-    sites         Site
+    data          one reader per data set (LeanDojo), seeded splits and class balancing
+    models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models
     interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, noise_draw,
                   check_acted
-    scores        logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
-    directions    Direction, pooled_states, class_mean_direction, random_direction,
-                  shuffled_label_direction, within_class_direction, save_directions, load_directions
-    sweeps        sweep, symmetric, scorer, Curve
-    patching      patch_resid_map, patch_head_map, PatchMap, answer_logit_diff, answer_logprob
-    generate      greedy, exact_match
-    lens          logit_lens, residuals_at, layer_sites, Lens
-    probes        fit_probe, fit_control, control_labels, balance, Probe
-    attention     attention_weights, eager_attention, ratio_to_uniform
+    measures      scores: logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
+                  directions: Direction, pooled_states, pooled_states_at, class_mean_direction,
+                      random_direction,
+                      shuffled_label_direction, within_class_direction, save_directions,
+                      load_directions
+                  sweeps: sweep, symmetric, scorer, Curve
+                  patching: patch_resid_map, patch_head_map, PatchMap, answer_logit_diff,
+                      answer_logprob
+                  generate: greedy, exact_match; lens: logit_lens, residuals_at, layer_sites, Lens
+                  probes: fit_probe, fit_control, control_labels, balance, Probe
+                  attention: attention_weights, eager_attention, ratio_to_uniform
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
-    estimate      Estimate
-    expect        expect
+    verdicts      Estimate, expect; the ``evidence`` module (what a claim records)
+    reports       report.json, the terminal table, HTML, plots, the baseline diff
+    plugin, cli   the pytest plugin and the ``claims`` command
+    progress      the module that long work reports its progress to (shown live by the plugin)
     errors        HarnessError and its subclasses
 """
 
@@ -33,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "harness.models.load",
     "load_study_model": "harness.models.load",
     "LoadedModel": "harness.models.load",
+    "pad_rows": "harness.models.load",
     "Site": "harness.models.sites",
     "intervene": "harness.interventions",
     "Positions": "harness.interventions",
@@ -51,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "next_token_logits": "harness.measures.scores",
     "Direction": "harness.measures.directions",
     "pooled_states": "harness.measures.directions",
+    "pooled_states_at": "harness.measures.directions",
     "class_mean_direction": "harness.measures.directions",
     "random_direction": "harness.measures.directions",
     "shuffled_label_direction": "harness.measures.directions",
@@ -91,12 +98,19 @@ _EXPORTS: dict[str, str] = {
     "DataError": "harness.errors",
 }
 
-__all__ = sorted(_EXPORTS) + ["stats"]
+# Modules that are public as modules: ``from harness import stats, evidence, progress``.
+_MODULES: dict[str, str] = {
+    "stats": "harness.stats",
+    "evidence": "harness.verdicts.evidence",
+    "progress": "harness.progress",
+}
+
+__all__ = sorted(_EXPORTS) + sorted(_MODULES)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "stats":
-        return importlib.import_module("harness.stats")
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     if name in _EXPORTS:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
         globals()[name] = value

@@ -3,6 +3,8 @@ changes a number a measure returns."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -98,3 +100,75 @@ def test_a_sweep_returns_the_same_numbers_with_and_without_the_live_line(lines, 
     progress.set_sink(None)
     quiet = sweep(model, inputs, **args).scores
     np.testing.assert_array_equal(shown, quiet)
+
+
+# --- the live line in pytest's terminal -----------------------------------------------------
+
+LONG_CLAIM = '''
+import pytest
+
+from harness import progress
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.expect import expect
+
+
+@pytest.mark.claim("A long claim shows its progress and measures the same")
+def test_long_claim(claim_seed):
+    total = 0
+    with progress.task("sweep encoder.12.resid_post", total=5, unit="examples") as bar:
+        for i in range(5):
+            total += i
+            bar.advance()
+    expect(Estimate(value=float(total), ci_low=total - 1.0, ci_high=total + 1.0, level=0.95, n=5,
+                    method="bootstrap BCa", seed=claim_seed, statistic="sum")).positive()
+'''
+
+SHOWN = "long: sweep encoder.12.resid_post"
+
+
+@pytest.fixture
+def long_study(pytester):
+    pytester.mkpydir("long")
+    pytester.path.joinpath("long", "test_long.py").write_text(LONG_CLAIM)
+    return pytester
+
+
+def _claims(pytester, directory):
+    report = json.loads((pytester.path / directory / "report.json").read_text())
+    return [{k: c[k] for k in ("nodeid", "outcome", "evidence")} for c in report["claims"]]
+
+
+def test_forced_on_the_line_names_the_study_and_the_task_and_is_erased(long_study):
+    result = long_study.runpytest("-p", "no:cacheprovider", "--claims-progress", "on", "--claims-report", "on")
+    result.assert_outcomes(passed=1)
+    lines = result.outlines  # split at "\r" too: each rewrite of the line is one entry
+    assert any(line.startswith(f"{SHOWN} 0/5 examples") for line in lines)
+    # the line is erased and pytest's own line (the file and its dot) written back
+    assert any(line.startswith("long/test_long.py .") for line in lines)
+
+
+@pytest.mark.parametrize("args", [(), ("-q",), ("--claims-progress", "off"), ("-n", "1", "--claims-progress", "on")],
+                         ids=["not-a-terminal", "quiet", "off", "xdist-worker"])
+def test_quiet_where_nobody_watches(long_study, args):
+    result = long_study.runpytest("-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    assert SHOWN not in result.stdout.str()
+
+
+def test_the_live_line_changes_no_number_in_the_report(long_study):
+    long_study.runpytest("-p", "no:cacheprovider", "--claims-progress", "on", "--claims-report", "on")
+    long_study.runpytest("-p", "no:cacheprovider", "--claims-progress", "off", "--claims-report", "off")
+    assert _claims(long_study, "on") == _claims(long_study, "off")
+
+
+def test_a_bad_mode_is_a_usage_error_naming_the_choices(long_study):
+    result = long_study.runpytest("-p", "no:cacheprovider", "--claims-progress", "sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--claims-progress*invalid choice*'sometimes'*auto*on*off*"])
+
+
+def test_study_of_is_the_test_files_folder():
+    from harness.plugin.live import study_of
+
+    assert study_of("claims/tacgen/test_steering.py") == "tacgen"
+    assert study_of("test_root.py") == ""

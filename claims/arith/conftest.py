@@ -15,12 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.verdicts import evidence
+from harness import evidence, exact_match, load_study_model
 from harness.atomic import write_text_atomic
 from harness.data import content_hash
 from harness.models.fixtures import fixtures_dir
-from harness.measures.generate import exact_match
-from harness.models.load import load_study_model
 
 from claims.arith import measure
 from claims.arith.restoration import Restoration
@@ -165,7 +163,7 @@ def head_patch_map(arith, patch_pairs, claims_settings):
     """Every head patched at all positions from clean into corrupt (`harness.measures.patching`), first
     answer token's logit difference (clean answer - corrupt answer); plotted as the recovered
     share per head (``arith/patching_heads.png``)."""
-    from harness.measures.patching import answer_logit_diff, patch_head_map
+    from harness import answer_logit_diff, patch_head_map
     from harness.reports.plots import plot_heatmap
 
     pairs = patch_pairs["clean"]

@@ -15,10 +15,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import progress
-from harness.errors import DataError
-from harness.interventions import Ablate, Patch, Positions, Record, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness import Ablate, DataError, intervene, LoadedModel, pad_rows, Patch, Positions, progress, Record
 
 from claims.arith.rebracket import inside_parentheses, rebracket, value
 

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from claims.arith import measure
-from harness import stats
-from harness.errors import DataError
-from harness.verdicts.estimate import Estimate
-from harness.models.load import LoadedModel
+from harness import DataError, Estimate, LoadedModel, stats
 from harness.plugin import derive_seed
 
 POSITIONS = ("all", "inside", "outside")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from claims.arith.measure import head_id
-from harness import stats
-from harness.verdicts.expect import expect
+from harness import expect, stats
 
 KINDS = ["zero", "mean"]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.verdicts.expect import expect
+from harness import expect, stats
 
 
 @pytest.mark.claim("The model's greedy answer is exactly right on held-out expressions",

@@ -39,10 +39,7 @@ import pytest
 import torch
 
 from claims.arith.measure import head_name
-from harness import stats
-from harness.measures.attention import attention_weights, ratio_to_uniform
-from harness.errors import DataError
-from harness.verdicts.expect import expect
+from harness import attention_weights, DataError, expect, ratio_to_uniform, stats
 
 OPERATORS = ("+", "-", "*")
 CALIBRATION_TOLERANCE = 0.2   # the control's CI must lie within 1 +- this

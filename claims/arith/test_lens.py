@@ -15,9 +15,7 @@ import pytest
 
 from claims.arith.measure import first_answer_token
 from claims.arith.settings import thresholds_at_collection
-from harness import stats
-from harness.verdicts.expect import expect
-from harness.measures.lens import logit_lens
+from harness import expect, logit_lens, stats
 
 
 def pytest_generate_tests(metafunc):

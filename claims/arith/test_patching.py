@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from claims.arith import measure
-from harness.verdicts.expect import expect
+from harness import expect
 
 HEAD_CONTROLS = ["other-head-same-layer", "random-head"]
 CONTROLS = [*HEAD_CONTROLS, "wrong-to-wrong"]   # the last has other pairs, so no shared logit-difference scale

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from claims.arith.settings import PAIR_SEED
-from harness.verdicts.expect import expect
+from harness import expect
 
 
 @pytest.fixture

@@ -28,10 +28,7 @@ import numpy as np
 import pytest
 
 from claims.arith.settings import thresholds_at_collection
-from harness import stats
-from harness.verdicts.expect import expect
-from harness.measures.lens import layer_sites, residuals_at
-from harness.measures.probes import balance, fit_control, fit_probe
+from harness import balance, expect, fit_control, fit_probe, layer_sites, residuals_at, stats
 
 TARGETS = ("parens", "operator")
 BALANCE_SEED = 0    # which rows balancing keeps

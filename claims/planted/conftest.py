@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.verdicts import evidence
-from harness.measures.directions import load_directions
+from harness import evidence, load_directions, load_study_model
 from harness.models.fixtures import resolve
-from harness.models.load import load_study_model
 
 from claims.planted.settings import DEFAULT_MODEL, THRESHOLDS, Thresholds  # noqa: F401 (THRESHOLDS: re-exported)
 from claims.thresholds import threshold_row
@@ -61,8 +59,7 @@ def prompts(claims_settings) -> list[str]:
 @pytest.fixture(scope="session")
 def curves(planted, planted_directions, prompts):
     """Sweeps shared by the claims of one session, keyed by (site, direction name)."""
-    from harness.measures.scores import logit_diff
-    from harness.measures.sweeps import scorer, sweep, symmetric
+    from harness import logit_diff, scorer, sweep, symmetric
 
     cache: dict = {}
 

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.measures.directions import random_direction
-from harness.verdicts.expect import expect
+from harness import expect, random_direction
 
 LAYERS = pytest.mark.parametrize("site", ["blocks.3.resid_post", "blocks.4.block_out"],
                                  ids=["layer3", "layer4"])

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.verdicts import evidence
+from harness import class_mean_direction, evidence, load_study_model, pooled_states_at, save_directions
 from harness.data import content_hash, goal_spans, intro_apply_rows, read_leandojo, save_split, split
 from harness.data import balanced as balanced_rows
-from harness.measures.directions import class_mean_direction, pooled_states_at, save_directions
 from harness.models.fixtures import fixtures_dir
-from harness.models.load import load_study_model
 
 from claims.thresholds import threshold_row
 from claims.tacgen.settings import DEFAULT_MODEL, LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, Thresholds
@@ -97,8 +95,7 @@ def held_out_pooled(tacgen, tacgen_split):
 def sweeps(tacgen, claims_settings):
     """Sweeps shared by the claims of a session, keyed by what they measure; at the end of the
     session the ones computed are plotted into the report directory (``tacgen/*.png``)."""
-    from harness.measures.scores import logprob_diff
-    from harness.measures.sweeps import scorer, sweep
+    from harness import logprob_diff, scorer, sweep
 
     cache: dict = {}
     score = scorer(logprob_diff, "intro", "apply", max_length=MAX_LENGTH)
@@ -152,8 +149,7 @@ def strongest_random(sweeps, directions):
     control's [-0.137, -0.041] at any resampling seed, and does exceed the same control on the
     same 500 rows ([-0.100, -0.050]).
     """
-    from harness.measures.directions import random_direction
-    from harness.measures.sweeps import symmetric
+    from harness import random_direction, symmetric
 
     from claims.tacgen.settings import NEAR
 
@@ -173,7 +169,7 @@ def strongest_random(sweeps, directions):
 @pytest.fixture(scope="session")
 def spans_of():
     """`Positions` of one span (``goal``, ``context``, ``goal_head``) for each row's input."""
-    from harness.interventions import Positions
+    from harness import Positions
 
     def get(rows, name: str) -> Positions:
         out = []

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from claims.tacgen.settings import LAYERS, MAX_LENGTH
-from harness import stats
-from harness.verdicts.expect import expect
-from harness.measures.scores import logprob_diff
+from harness import expect, logprob_diff, stats
 
 
 @pytest.mark.claim("The teacher-forced score logP(intro) - logP(apply) classifies test500",

@@ -7,8 +7,7 @@ import pytest
 
 from claims.tacgen.settings import NEAR
 from claims.tacgen.test_steering import DENSE
-from harness import stats
-from harness.verdicts.expect import expect
+from harness import expect, stats
 
 SPANS = ["goal", "context", "goal_head"]
 SITE = "encoder.12.resid_post"

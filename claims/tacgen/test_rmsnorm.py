@@ -9,10 +9,7 @@ import torch
 
 from claims.tacgen.settings import MAX_LENGTH, NEAR
 from claims.tacgen.test_steering import LOCAL
-from harness import stats
-from harness.verdicts.expect import expect
-from harness.interventions import Add, Record, intervene
-from harness.models.load import pad_rows
+from harness import Add, expect, intervene, pad_rows, Record, stats
 
 INSIDE, AFTER = "encoder.12.block_out", "encoder.12.resid_post"
 

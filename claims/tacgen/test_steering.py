@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from claims.tacgen.settings import LAYERS, NEAR
-from harness.measures.directions import random_direction, shuffled_label_direction, within_class_direction
-from harness.verdicts.expect import expect
-from harness.measures.sweeps import symmetric
+from harness import expect, random_direction, shuffled_label_direction, symmetric, within_class_direction
 
 LOCAL = symmetric(NEAR, steps=5)   # -0.25, -0.125, 0, 0.125, 0.25: every slope is fitted on these
 DENSE = np.union1d(symmetric(1.0, steps=9), LOCAL)  # alpha in [-1, 1] for the plots, LOCAL included

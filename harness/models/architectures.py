@@ -98,7 +98,7 @@ def layout_for(model: torch.nn.Module) -> Layout:
     if model_type not in LAYOUTS:
         raise SiteError(
             f"architecture `model_type` {model_type!r} has no site table; supported are "
-            f"{sorted(LAYOUTS)} (add a Layout to harness/architectures.py)"
+            f"{sorted(LAYOUTS)} (add a Layout to harness/models/architectures.py)"
         )
     return LAYOUTS[model_type]
 

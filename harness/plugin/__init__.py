@@ -20,6 +20,7 @@ this module, so it imports every hook and fixture from the modules that define t
   (evidence recorded) to teardown (the `ClaimResult`);
 - `transport` -- the claim carried on its teardown report (in-process, from pytest-xdist
   workers, into JUnit XML) and collected into the session's state;
+- `live` -- the live status line of long work (`harness.progress`) in the terminal, ``--claims-progress``;
 - `session` -- configure, session start and, at session end, ``report.json`` (atomic) in the
   report directory, the baseline comparison and a Rich table in the terminal summary.
 

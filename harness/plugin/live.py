@@ -22,10 +22,9 @@ import pytest
 
 from harness import progress
 
-__all__ = ["PROGRESS_MODES", "LiveStatus", "install", "uninstall", "enabled"]
+__all__ = ["PROGRESS_MODES", "LiveStatus", "LiveHooks", "enabled", "study_of"]
 
 PROGRESS_MODES = ("auto", "on", "off")
-LIVE_KEY = pytest.StashKey["LiveStatus"]()
 
 
 def enabled(config: pytest.Config) -> bool:
@@ -85,35 +84,40 @@ class LiveStatus:
             self._tw._current_line = text
 
 
-def install(config: pytest.Config) -> None:
-    """Install the live line as the progress sink where `enabled` says so."""
-    if not enabled(config):
-        return
-    live = LiveStatus(config, config.pluginmanager.get_plugin("terminalreporter"))
-    config.stash[LIVE_KEY] = live
-    progress.set_sink(live)
+class LiveHooks:
+    """The hooks of the live line, registered by the plugin's ``pytest_configure`` as
+    ``claims-live``: install after the terminal reporter exists, name each test's study, erase
+    at each test's end and at the session's end."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.live: LiveStatus | None = None
+        self.previous: progress.Sink | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if enabled(self.config):
+            self.live = LiveStatus(self.config, self.config.pluginmanager.get_plugin("terminalreporter"))
+            self.previous = progress.set_sink(self.live)
+
+    def pytest_runtest_logstart(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self.live is not None:
+            self.live.study = study_of(location[0])
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: tuple[str, int | None, str]) -> None:
+        if self.live is not None:
+            self.live.clear()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.live is not None:
+            self.live.clear()
+            progress.set_sink(self.previous)
+            self.live = None
 
 
-def uninstall(config: pytest.Config) -> None:
-    """Erase the line and remove the sink (at the end of the session)."""
-    live = config.stash.get(LIVE_KEY, None)
-    if live is None:
-        return
-    live.clear()
-    if progress.set_sink(None) is not live:  # someone else's sink was installed after ours: keep it
-        progress.set_sink(progress.set_sink(None))
-    del config.stash[LIVE_KEY]
-
-
-def start_item(item: pytest.Item) -> None:
-    """Name the study of the test about to run (the folder of its file) in the status."""
-    live = item.config.stash.get(LIVE_KEY, None)
-    if live is not None:
-        live.study = item.path.parent.name
-
-
-def finish_item(item: pytest.Item) -> None:
-    """Erase a status left by a test that ended with a task open."""
-    live = item.config.stash.get(LIVE_KEY, None)
-    if live is not None:
-        live.clear()
+def study_of(path: str) -> str:
+    """The study a test file belongs to: the name of its folder (``claims/tacgen/test_x.py`` ->
+    ``tacgen``), or nothing for a file at the root."""
+    parts = path.replace("\\", "/").split("/")
+    return parts[-2] if len(parts) > 1 else ""

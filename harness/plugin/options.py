@@ -20,6 +20,8 @@ import pytest
 from harness.errors import HarnessError
 from harness.verdicts.families import CORRECTIONS
 
+from .live import PROGRESS_MODES
+
 DEFAULT_REPORT_DIR = "reports/latest"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
@@ -198,6 +200,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--claims-update-baseline", action="store_true", default=False,
         help="write this run's report as the baseline (--claims-baseline, default reports/baseline.json)",
+    )
+    group.addoption(
+        "--claims-progress", choices=PROGRESS_MODES, default="auto",
+        help="a live status line for long work (sweeps, patching maps, fixture builds): auto (default) "
+             "shows it on a terminal, not under -q and not on xdist workers; on forces it; off silences it",
     )
     group.addoption(
         "--claims-report", default=None, metavar="DIR",

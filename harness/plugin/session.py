@@ -25,6 +25,7 @@ from harness.reports import build_report, collect_versions, git_state, write_rep
 from .marker import MARKER_HELP
 from .options import settings_from_options
 from .state import SESSION_KEY, SETTINGS_KEY, _SessionState
+from .live import LiveHooks
 from .transport import _ClaimCollector
 
 TERMINAL_WIDTH = 160
@@ -62,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(_ClaimCollector(config), "claims-collector")
+    config.pluginmanager.register(LiveHooks(config), "claims-live")
     baseline = config.getoption("claims_baseline")
     if baseline is not None and not config.getoption("claims_update_baseline"):
         path = Path(config.invocation_params.dir) / baseline
