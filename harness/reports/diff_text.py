@@ -12,7 +12,7 @@ from collections.abc import Callable
 from harness.verdicts.evidence import Evidence
 from harness.reports.diff import ClaimDiff, DiffError, ReportDiff, _short
 from harness.reports.diff_evidence import EvidenceDiff, _numbers
-from harness.reports.formatting import format_ci, format_number
+from harness.reports.formatting import _shorten, format_ci, format_number
 
 __all__ = [
     "render_diff",
@@ -60,11 +60,6 @@ def _evidence_lines(c: ClaimDiff, *, only: Callable[[EvidenceDiff], bool] | None
         else:
             lines.append(f"{stat}: {_est(e.base)} -> {_est(e.new)}  {_shift_text(e)}  ({verdicts})")
     return lines
-
-
-def _shorten(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _verdict(e: EvidenceDiff) -> str:
