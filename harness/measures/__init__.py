@@ -5,7 +5,8 @@
     sweeps        alpha sweeps of an edit along a direction, Curve
     patching      activation patching maps (residual layer x position, layer x head)
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
-    generate      greedy decoding, exact match
+    generate      greedy decoding (under interventions, per-row coefficients, stop rules), exact match
+    decoding      generate's loop: left-padded batches, the key/value cache, per-row edits, stop rules
     lens          the logit lens
     probes        linear probes with shuffled-label controls
     attention     attention weights read under eager attention
