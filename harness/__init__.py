@@ -4,7 +4,10 @@ The public names are re-exported here and imported lazily, so ``import harness``
 pytest plugin) stays free of torch until a claim actually touches a model. The subpackages
 follow a claim's data flow:
 
-    data          one reader per data set (LeanDojo), seeded splits and class balancing
+    data          one reader per data set (LeanDojo, MBPP), seeded splits, balancing, strata
+    execution     run_tests / run_many: generated code run against its tests in a contained child
+    saes          sparse autoencoders through sae-lens: load, hook name <-> site, feature directions,
+                  encoding, training
     models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models
     interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, noise_draw,
                   check_acted
@@ -16,7 +19,8 @@ follow a claim's data flow:
                   sweeps: sweep, symmetric, scorer, Curve
                   patching: patch_resid_map, patch_head_map, PatchMap, answer_logit_diff,
                       answer_logprob
-                  generate: greedy, exact_match; lens: logit_lens, residuals_at, layer_sites, Lens
+                  generate: generate (steered, batched, KV-cached), Generation, END_OF_FUNCTION,
+                      greedy, exact_match; lens: logit_lens, residuals_at, layer_sites, Lens
                   probes: fit_probe, fit_control, control_labels, balance, Probe
                   attention: attention_weights, eager_attention, ratio_to_uniform
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
@@ -74,6 +78,9 @@ _EXPORTS: dict[str, str] = {
     "answer_logit_diff": "harness.measures.patching",
     "answer_logprob": "harness.measures.patching",
     "greedy": "harness.measures.generate",
+    "generate": "harness.measures.generate",
+    "Generation": "harness.measures.generate",
+    "END_OF_FUNCTION": "harness.measures.generate",
     "exact_match": "harness.measures.generate",
     "logit_lens": "harness.measures.lens",
     "residuals_at": "harness.measures.lens",

@@ -7,8 +7,13 @@ import json
 
 import numpy as np
 import pytest
+import rich.box  # noqa: F401
+import rich.console  # noqa: F401
+import rich.table  # noqa: F401
 import torch
 
+# The in-process pytester runs below render the report with Rich: imported once here, so pytester's
+# sys.modules snapshot keeps one copy of it (a second copy breaks Rich's style objects).
 from harness import progress
 
 

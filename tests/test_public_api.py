@@ -47,7 +47,7 @@ PUBLIC = {
     "shuffled_label_direction", "within_class_direction", "save_directions", "load_directions",
     "sweep", "symmetric", "scorer", "Curve",
     "patch_resid_map", "patch_head_map", "PatchMap", "answer_logit_diff", "answer_logprob",
-    "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
+    "generate", "Generation", "END_OF_FUNCTION", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",
     "attention_weights", "eager_attention", "ratio_to_uniform",
     # verdicts
@@ -59,10 +59,10 @@ PUBLIC = {
 }
 
 # Besides `harness` itself, the one documented module a study may import each kind of thing from
-# (README, "The library"): data readers, fixture models, plots, the plugin's settings and seeds,
-# atomic writes.
-STUDY_MODULES = {"harness", "harness.data", "harness.models.fixtures", "harness.reports.plots", "harness.plugin",
-                 "harness.atomic"}
+# (README, "The library"): data readers, code execution, SAEs, fixture models, plots, the plugin's
+# settings and seeds, atomic writes.
+STUDY_MODULES = {"harness", "harness.data", "harness.execution", "harness.saes", "harness.models.fixtures",
+                 "harness.reports.plots", "harness.plugin", "harness.atomic"}
 
 ROOT = Path(__file__).resolve().parents[1]
 
