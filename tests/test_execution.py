@@ -5,33 +5,23 @@ Every test checks afterwards that the pytest process has no descendant left.
 """
 
 import dataclasses
-import os
 import resource
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from harness.errors import DataError
 from harness.execution import STATUSES, ExecutionResult, Program, run_many, run_tests
 from harness.execution.limits import clamp
-from harness.execution.procs import descendants
 from harness.execution.result import classify
+from tests.leftovers import no_leftovers  # noqa: F401 (autouse: no process outlives a test)
 
 INF = resource.RLIM_INFINITY
 ADD = "def add(a, b):\n    return a + b\n"
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    """After each test, no process started by it may remain (1 s of grace for the kernel)."""
-    yield
-    end = time.monotonic() + 1.0
-    while descendants(os.getpid()) and time.monotonic() < end:
-        time.sleep(0.02)
-    assert descendants(os.getpid()) == []
 
 
 def test_passing_program_passes_with_its_output():

@@ -19,18 +19,12 @@ import pytest
 from harness.execution import run_tests
 from harness.execution.procs import alive, descendants
 from harness.execution.run import _SUPERVISOR, _supervise
+from tests.leftovers import no_leftovers  # noqa: F401 (autouse: no process outlives a test)
 
 JOB = dict(setup="", cpu_s=4.0, memory_mb=512, output_limit=1024, file_size_mb=1, open_files=64,
            processes=32)
 
 
-@pytest.fixture(autouse=True)
-def no_leftovers():
-    yield
-    end = time.monotonic() + 1.0
-    while descendants(os.getpid()) and time.monotonic() < end:
-        time.sleep(0.02)
-    assert descendants(os.getpid()) == []
 
 
 def gone(pids, grace_s=1.0, zombies_ok=False):
