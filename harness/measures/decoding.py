@@ -34,6 +34,7 @@ END_OF_FUNCTION = re.compile(r"\n(?=\S)")
 """Stop rule for code: a line that starts with a non-space character, after the body. The
 generated text is cut before that newline (``"    return x\\nprint"`` -> ``"    return x"``)."""
 
+
 def stop_index(text: str, stops: Sequence[Any]) -> int | None:
     """Where the earliest of `stops` (strings, or compiled patterns) starts in `text`; None if none."""
     found = []
