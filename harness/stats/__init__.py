@@ -14,6 +14,13 @@ Contents, with the resampling unit each one uses:
 ``paired_difference(x, y)``                 mean(x - y). Resamples examples, pairs kept together.
 ``paired_ratio(x, y)``                      mean(x) / mean(y). Resamples examples, pairs kept
                                             together.
+``auroc(scores, labels)``                   Area under the ROC curve (Mann-Whitney U / n1 n0).
+                                            Resamples examples within each class (positives
+                                            and negatives separately), score and label kept
+                                            together.
+``auroc_difference(scores, controls, y)``   AUROC of scores minus the mean AUROC of k controls
+                                            on the same examples. Resamples examples within
+                                            each class, an example's scores kept together.
 ``ratio_of(numerator, denominator)``        Ratio of two bootstrap estimates, resample by
                                             resample. Uses whatever unit the two inputs used.
 ``difference_of(first, second)``            Difference of two bootstrap estimates, resample by
@@ -31,12 +38,14 @@ Contents, with the resampling unit each one uses:
 Every bootstrap goes through `scipy.stats.bootstrap` (vectorized, in batches that bound the
 memory, with ``rng=np.random.default_rng(seed)``). Equal seeds over the same number of
 examples draw the same resample indices, so two estimates built that way are paired resample
-by resample; `ratio_of` relies on that.
+by resample; `ratio_of` relies on that. (`auroc` and `auroc_difference` resample positives and
+negatives separately: they pair with each other over the same labels, not with the others.)
 
 Degenerate input (fewer than 2 examples, constant data, NaN or inf, fewer than 2 distinct
-alphas in range, a denominator whose interval includes 0) does not raise: it returns an
-`Estimate` with ``status="degenerate"``, a `reason` a person can read, CI bounds equal to the
-value (NaN only where the value itself is undefined), and a ``RuntimeWarning``. Bad arguments
+alphas in range, fewer than 2 examples of a class for an AUROC, a denominator whose interval
+includes 0) does not raise: it returns an `Estimate` with ``status="degenerate"``, a `reason` a
+person can read, CI bounds equal to the value (NaN only where the value itself is undefined),
+and a ``RuntimeWarning``. Bad arguments
 (a level outside (0, 1), an unknown method, mismatched shapes) raise `StatsError`.
 
 Calibration (tests/test_stats_calibration.py): the 95% BCa slope CI over 100 examples x 21
@@ -48,6 +57,7 @@ optimistic.
 
 from __future__ import annotations
 
+from harness.stats._auroc import auroc, auroc_difference
 from harness.stats._derived import difference_of, ratio_of
 from harness.stats._family import (
     Adjusted,
@@ -63,6 +73,8 @@ from harness.stats._slopes import slope_near_zero
 
 __all__ = [
     "Adjusted",
+    "auroc",
+    "auroc_difference",
     "benjamini_hochberg",
     "bootstrap_ci",
     "bootstrap_mean",
