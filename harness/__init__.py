@@ -20,7 +20,8 @@ follow a claim's data flow:
                   patching: patch_resid_map, patch_head_map, PatchMap, answer_logit_diff,
                       answer_logprob
                   generate: generate (steered, batched, KV-cached), Generation, END_OF_FUNCTION,
-                      greedy, exact_match; lens: logit_lens, residuals_at, layer_sites, Lens
+                      greedy, exact_match; divergence: divergence, Divergence (steered vs
+                      baseline generations); lens: logit_lens, residuals_at, layer_sites, Lens
                   probes: fit_probe, fit_control, control_labels, balance, Probe
                   attention: attention_weights, eager_attention, ratio_to_uniform
     stats         the statistics module itself (``harness.stats.slope_near_zero`` ...)
@@ -82,6 +83,8 @@ _EXPORTS: dict[str, str] = {
     "Generation": "harness.measures.generate",
     "END_OF_FUNCTION": "harness.measures.generate",
     "exact_match": "harness.measures.generate",
+    "divergence": "harness.measures.divergence",
+    "Divergence": "harness.measures.divergence",
     "logit_lens": "harness.measures.lens",
     "residuals_at": "harness.measures.lens",
     "layer_sites": "harness.measures.lens",

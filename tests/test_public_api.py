@@ -47,7 +47,7 @@ PUBLIC = {
     "shuffled_label_direction", "within_class_direction", "save_directions", "load_directions",
     "sweep", "symmetric", "scorer", "Curve",
     "patch_resid_map", "patch_head_map", "PatchMap", "answer_logit_diff", "answer_logprob",
-    "generate", "Generation", "END_OF_FUNCTION", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
+    "generate", "Generation", "END_OF_FUNCTION", "divergence", "Divergence", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",
     "attention_weights", "eager_attention", "ratio_to_uniform",
     # verdicts

@@ -6,6 +6,7 @@
     patching      activation patching maps (residual layer x position, layer x head)
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
     generate      greedy decoding (under interventions, per-row coefficients, stop rules), exact match
+    divergence    how far a steered generation moves from the baseline: similarity ratios, length ratio
     decoding      generate's loop: left-padded batches, the key/value cache, per-row edits, stop rules
     lens          the logit lens
     probes        linear probes with shuffled-label controls
