@@ -620,6 +620,16 @@ def test_the_same_name_given_twice_with_the_same_value_is_accepted():
     assert dict(s.models) == {"a": "x"}
 
 
+def test_claims_sae_is_read_per_study_and_a_conflict_is_a_usage_error():
+    common = dict(seed=0, resamples=9, models=None, data=None, report=None, rootdir=Path("/r"),
+                  invocation_dir=Path("/r"))
+    s = settings_from_options(saes=[("codegen", "/saes/l12"), ("codegen", "/saes/l12")], **common)
+    assert s.sae_spec("codegen") == "/saes/l12"
+    assert s.sae_spec("tracer", "fallback") == "fallback"
+    with pytest.raises(ClaimsOptionError, match=r"--claims-sae gives 'codegen' twice"):
+        settings_from_options(saes=[("codegen", "a"), ("codegen", "b")], **common)
+
+
 def test_reproduce_command_replaces_any_seed_option_with_the_run_seed():
     assert reproduce_command(["claims/", "-k", "layer 12", "--claims-seed", "3", "--claims-seed=4"], 5) == (
         "pytest claims/ -k 'layer 12' --claims-seed=5")

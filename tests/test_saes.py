@@ -316,6 +316,20 @@ def test_an_unknown_release_or_sae_id_is_a_model_load_error(empty_hub_cache):
         load_sae("someone/saes", "blocks.3.hook_resid_post")
 
 
+def test_one_string_release_slash_id_is_the_release_and_id_form(empty_hub_cache, tmp_path):
+    with pytest.raises(ModelLoadError, match="hf download google/gemma-scope-2b-pt-res"):
+        load_sae("gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical")
+    with pytest.raises(ModelLoadError, match="not in sae-lens' directory"):
+        load_sae("gemma-scope-2b-pt-res-canonicall/layer_12/width_16k/canonical")
+    # an existing folder (even one whose path has a '/') is a folder, and a missing path that
+    # starts with '/' or '.' stays a missing folder
+    sae = random_sae(8, 4, "blocks.0.hook_resid_post")
+    sae.save_model(tmp_path / "sae")
+    assert torch.equal(load_sae(str(tmp_path / "sae")).W_dec, sae.W_dec)
+    with pytest.raises(ModelLoadError, match="SAE folder .* does not exist"):
+        load_sae(str(tmp_path / "nothing" / "here"))
+
+
 def test_a_hub_sae_in_the_local_cache_loads_offline(empty_hub_cache):
     sae = random_sae(32, 16, "blocks.12.hook_resid_post")
     commit = "0" * 40

@@ -22,7 +22,8 @@ from harness.data.splits import (  # noqa: F401
     balanced, Split, split, save_split, load_split, first_balanced, content_hash
 )
 from harness.data.mbpp import (  # noqa: F401
-    MbppProblem, read_mbpp, mbpp_split_of, mbpp_split, MBPP_SPLITS, mbpp_prompt, mbpp_fewshot, FEWSHOT_IDS
+    MbppProblem, read_mbpp, mbpp_split_of, mbpp_split, MBPP_SPLITS, mbpp_prompt, mbpp_fewshot, FEWSHOT_IDS,
+    PROMPT_TEMPLATE, BEGIN, DONE
 )
 from harness.data.programs import (  # noqa: F401
     extract_code, complexity, by_complexity, COMPLEXITY_EDGES
@@ -34,5 +35,6 @@ __all__ = [
     'intro_apply_rows', 'balanced', 'Split', 'split', 'save_split', 'load_split',
     'first_balanced', 'Spans', 'goal_spans', 'content_hash', 'GOAL_MARK', 'BYT5_OFFSET',
     'MbppProblem', 'read_mbpp', 'mbpp_split_of', 'mbpp_split', 'MBPP_SPLITS', 'mbpp_prompt', 'mbpp_fewshot',
-    'FEWSHOT_IDS', 'extract_code', 'complexity', 'stratified_sample', 'by_complexity', 'COMPLEXITY_EDGES',
+    'FEWSHOT_IDS', 'PROMPT_TEMPLATE', 'BEGIN', 'DONE', 'extract_code', 'complexity', 'stratified_sample',
+    'by_complexity', 'COMPLEXITY_EDGES',
 ]

@@ -35,7 +35,8 @@ class ClaimsSettings:
     """The run's settings, from the command line.
 
     `models` maps a model name to the spec given with ``--claims-model NAME=SPEC``; `data`
-    maps a data set name to the path given with ``--claims-data NAME=PATH`` (both read-only).
+    maps a data set name to the path given with ``--claims-data NAME=PATH``; `saes` maps a study
+    name to the SAE given with ``--claims-sae NAME=SPEC`` (all read-only).
     """
 
     seed: int = 0
@@ -45,6 +46,7 @@ class ClaimsSettings:
     report_dir: Path = Path(DEFAULT_REPORT_DIR)
     thresholds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     correction: str = "bonferroni"
+    saes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def model_spec(self, name: str, default: str | None = None) -> str | None:
         """The spec given for model `name` with ``--claims-model``, else `default`.
@@ -59,6 +61,14 @@ class ClaimsSettings:
         Example: ``claims_settings.data_path("mbpp", "fixture:mbpp")``.
         """
         return self.data.get(name, default)
+
+    def sae_spec(self, name: str, default: str | None = None) -> str | None:
+        """The SAE given for `name` with ``--claims-sae`` (a folder in sae-lens' format, or
+        ``RELEASE/SAE_ID`` from the local sae-lens cache), else `default`.
+
+        Example: ``claims_settings.sae_spec("codegen", str(fixture_dir / "sae"))``.
+        """
+        return self.saes.get(name, default)
 
     def thresholds_row(self, study: str) -> str | None:
         """The threshold row named for `study` with ``--claims-thresholds STUDY=ROW``, else None."""
@@ -124,6 +134,7 @@ def settings_from_options(
     invocation_dir: Path,
     thresholds: Sequence[tuple[str, str]] | None = None,
     correction: str = "bonferroni",
+    saes: Sequence[tuple[str, str]] | None = None,
 ) -> ClaimsSettings:
     """`ClaimsSettings` from parsed options (pytest turns a `ClaimsOptionError` into a usage
     error). The default report directory is relative to `rootdir`; a directory given on the
@@ -149,6 +160,7 @@ def settings_from_options(
         report_dir=report_dir,
         thresholds=table("--claims-thresholds", thresholds),
         correction=correction,
+        saes=table("--claims-sae", saes),
     )
 
 
@@ -171,6 +183,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--claims-data", action="append", metavar="NAME=PATH",
         type=_pair_option("--claims-data", "PATH", "mbpp=data/mbpp.jsonl"),
         help="read data set NAME from PATH; repeatable",
+    )
+    group.addoption(
+        "--claims-sae", action="append", metavar="NAME=SPEC",
+        type=_pair_option("--claims-sae", "SPEC",
+                          "codegen=gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical"),
+        help="the SAE study NAME reads: a folder in sae-lens' format, or RELEASE/SAE_ID from the local "
+             "sae-lens cache; repeatable",
     )
     group.addoption(
         "--claims-thresholds", action="append", metavar="STUDY=ROW",

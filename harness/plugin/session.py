@@ -58,6 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
             invocation_dir=Path(config.invocation_params.dir),
             thresholds=config.getoption("claims_thresholds"),
             correction=config.getoption("claims_correction"),
+            saes=config.getoption("claims_sae"),
         )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from exc

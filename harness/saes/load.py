@@ -34,6 +34,11 @@ def load_sae(spec: str | os.PathLike, sae_id: str | None = None, *, device: str 
 
         sae = load_sae("/models/saes/gemma-l12")                                  # SAE.save_model output
         sae = load_sae("gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical")
+        sae = load_sae("gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical")   # the same, one string
+
+    One string that is not an existing folder, does not start with ``.``, ``/`` or ``~`` and
+    holds a ``/`` is ``RELEASE/SAE_ID`` (release names have no ``/``): the form
+    ``--claims-sae`` takes.
 
     `dtype` is a sae-lens dtype string ("float32", "bfloat16"); None keeps the folder's
     (``float32`` for releases). The SAE's ``W_dec`` is ``[d_sae, d_in]``, ``W_enc``
@@ -43,13 +48,26 @@ def load_sae(spec: str | os.PathLike, sae_id: str | None = None, *, device: str 
     there or which folder to pass instead).
     """
     if sae_id is None:
-        return _load_folder(spec, device=device, dtype=dtype)
+        release, sae_id = _release_form(spec)
+        if sae_id is None:
+            return _load_folder(spec, device=device, dtype=dtype)
+        return _load_release(release, sae_id, device=device, dtype=dtype)
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"`spec` must be a release name or Hub repo id when `sae_id` is given, got {spec!r}")
     if not isinstance(sae_id, str) or not sae_id.strip():
         raise ModelLoadError("`sae_id` must be a non-empty string such as 'layer_12/width_16k/canonical', "
                              f"got {sae_id!r}")
     return _load_release(spec.strip(), sae_id.strip(), device=device, dtype=dtype)
+
+
+def _release_form(spec: str | os.PathLike) -> tuple[str, str | None]:
+    """``(release, sae_id)`` when `spec` reads as ``RELEASE/SAE_ID``, else ``(spec, None)``."""
+    text = os.fspath(spec)
+    if (not isinstance(spec, str) or os.path.exists(os.path.expanduser(text)) or text.startswith((".", "/", "~"))
+            or "/" not in text.strip("/")):
+        return text, None
+    release, _, sae_id = text.strip().partition("/")
+    return release, sae_id
 
 
 def _load_folder(spec: str | os.PathLike, *, device: str, dtype: str | None) -> Any:
