@@ -6,6 +6,8 @@
                                            accuracy and its control's), its CI as a band
     plot_heatmap(matrix, path, title=...)  a matrix (e.g. layer x head) as annotated cells
                                            with a colorbar
+    plot_panels(panels, xs, path, ...)     panels side by side, each with curves of one Estimate
+                                           per x and CI bands (e.g. rates against a coefficient)
 
 The shift of a curve is each example's score minus its score at alpha = 0, so curves of
 different directions and spans share an origin. Bands are percentile bootstrap intervals of
@@ -28,7 +30,7 @@ from harness.errors import DataError
 from harness.verdicts.estimate import Estimate
 from harness.measures.sweeps import Curve
 
-__all__ = ["plot_heatmap", "plot_layers", "plot_sweeps"]
+__all__ = ["plot_heatmap", "plot_layers", "plot_panels", "plot_sweeps"]
 
 
 def _shift_band(curve: Curve, *, seed: int, n_resamples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +110,54 @@ def plot_layers(curves: Mapping[str, Sequence[Estimate]], path: str | Path, *, t
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8)
     return Path(path)
+
+
+def plot_panels(panels: Mapping[str, Mapping[str, Sequence[Estimate]]], xs: Sequence[float], path: str | Path, *,
+                title: str, xlabel: str, log_x: bool = False) -> Path:
+    """Several panels side by side, each a set of curves of one `Estimate` per x with its CI as a
+    band (e.g. pass rate, flip rates and similarity against the steering coefficient, one curve
+    per direction); returns the PNG's path.
+
+    Example::
+
+        plot_panels({"pass rate": {"correct": [...], "random-direction": [...]}, "similarity": {...}},
+                    [1, 3, 10, 30], "reports/latest/codegen/grid.png", title="steering", xlabel="coefficient",
+                    log_x=True)
+
+    Raises `DataError` for no panels, an empty panel, or a curve without one Estimate per x.
+    """
+    if not panels or any(not curves for curves in panels.values()):
+        raise DataError("`panels` must name at least one panel, each with at least one curve")
+    xs = [float(x) for x in xs]
+    for name, curves in panels.items():
+        for label, estimates in curves.items():
+            if len(estimates) != len(xs):
+                raise DataError(f"panel {name!r}, curve {label!r} has {len(estimates)} Estimates for {len(xs)} x "
+                                "values; give one Estimate per x")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), dpi=110, squeeze=False)
+    try:
+        for ax, (name, curves) in zip(axes[0], panels.items()):
+            for label, estimates in curves.items():
+                ax.plot(xs, [e.value for e in estimates], marker="o", markersize=3, label=label)
+                ax.fill_between(xs, [e.ci_low for e in estimates], [e.ci_high for e in estimates], alpha=0.2)
+            if log_x:
+                ax.set_xscale("log")
+            ax.set_xlabel(xlabel)
+            ax.set_title(name, fontsize=9)
+        axes[0][0].legend(fontsize=7)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return path
 
 
 @contextlib.contextmanager
