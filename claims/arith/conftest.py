@@ -22,7 +22,7 @@ from harness.models.fixtures import fixtures_dir
 
 from claims.arith import measure
 from claims.arith.restoration import Restoration
-from claims.thresholds import threshold_row
+from claims.thresholds import mark_refuted, threshold_row
 from claims.arith.settings import DEFAULT_MODEL, N_PAIRS, PAIR_SEED, Thresholds, thresholds_at_collection
 
 
@@ -189,13 +189,4 @@ def pytest_generate_tests(metafunc):
 
 def pytest_collection_modifyitems(config, items):
     """The claims the model's THRESHOLDS row lists as refuted run as xfail(strict=True)."""
-    row = thresholds_at_collection(config)
-    if row is None or not row.refuted:
-        return
-    for item in items:
-        if "claims/arith/" not in item.nodeid.replace("\\", "/"):
-            continue
-        reason = row.refuted.get(item.name) or row.refuted.get(getattr(item, "originalname", item.name))
-        if reason:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=f"measured not to hold on this model: {reason}"))
-
+    mark_refuted(items, "arith", thresholds_at_collection(config))
