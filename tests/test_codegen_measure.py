@@ -76,6 +76,18 @@ def test_a_dead_features_decoder_row_cannot_steer():
     assert float(measure.unit(torch.full((4,), 3.0)).norm()) == pytest.approx(1.0)
 
 
+def test_a_feature_index_out_of_range_is_a_clear_error():
+    from test_saes import random_sae
+
+    from harness.saes import feature_direction
+
+    model = tiny_model("gemma-2-2b")
+    sae = random_sae(32, 16, "blocks.12.hook_resid_post")
+    with pytest.raises(DataError, match="feature 16 is out of range: the SAE has d_sae=16"):
+        feature_direction(model, sae, 16)
+    assert feature_direction(model, sae, 15).vector.shape == (32,)
+
+
 def test_a_direction_of_another_width_is_refused_at_the_site():
     model = tiny_model("gemma-2-2b")
     with pytest.raises((ShapeError, DataError, SiteError), match="32|width|shape"):

@@ -104,4 +104,4 @@ def test_the_real_setting_runs_from_local_folders(tmp_path):
                                                    "--claims-data", f"codegen={tmp_path / 'mbpp.jsonl'}"])
     _check_no_feature_selected(claims)
     # judged by the google/gemma-2-2b row (its pass-rate band), found from the folder's config
-    assert "within(0.05, 0.95)" in claims["test_baseline_pass_rate_per_complexity_stratum[all]"]["message"]
+    assert "within [0.05, 0.95]" in claims["test_baseline_pass_rate_per_complexity_stratum[all]"]["message"]

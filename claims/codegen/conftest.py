@@ -31,7 +31,7 @@ from harness.atomic import write_text_atomic
 from harness.data import (COMPLEXITY_EDGES, by_complexity, complexity, content_hash, mbpp_fewshot, mbpp_split,
                           read_mbpp)
 from harness.models.fixtures import fixtures_dir, resolve
-from harness.saes import load_sae, sae_site
+from harness.saes import feature_direction, load_sae, sae_site
 
 from claims.codegen import measure
 from claims.codegen.measure import Condition
@@ -165,13 +165,13 @@ def features(feature_means, baseline) -> dict:
 
 
 @pytest.fixture(scope="session")
-def directions(sae, features) -> dict:
+def directions(codegen, sae, features) -> dict:
     """Unit steering directions ``[d_model]``: the chosen features' decoder rows, a random direction
     (the norm-matched control) and a random SAE feature's decoder row (the first random feature)."""
-    w = sae.W_dec.detach().float().cpu()
-    out = {name: measure.unit(w[f]) for name, f in features["chosen"].items()}
-    out["random-direction"] = measure.random_unit(w.shape[1], SEED)
-    out["random-feature"] = measure.unit(w[features["random"][0]])
+    row = lambda f: measure.unit(feature_direction(codegen, sae, f).vector)   # noqa: E731 (checks the index)
+    out = {name: row(f) for name, f in features["chosen"].items()}
+    out["random-direction"] = measure.random_unit(int(sae.cfg.d_in), SEED)
+    out["random-feature"] = row(features["random"][0])
     return out
 
 

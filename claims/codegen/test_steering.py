@@ -19,7 +19,7 @@ EFFECT = {"correct": ("fixed", "fails -> passes", "failing"), "incorrect": ("bro
                    "incorrect: pass -> fail) more often than a control at the same coefficient",
                    source="001 / arXiv 2510.02917: constant steering fixed ~4% of failing problems and broke ~15% "
                           "of passing ones; here with controls and CIs")
-def test_steering_flips_more_than_the_control(held_out, baseline, claim_seed, claims_settings, site, features,
+def test_steering_flips_more_than_the_control(held_out, baseline, claim_seed, claims_settings, site, features, scale,
                                              steered):
     feature, coefficient, control = steered
     kind, words, pool = EFFECT[feature]
@@ -30,7 +30,14 @@ def test_steering_flips_more_than_the_control(held_out, baseline, claim_seed, cl
     est = stats.paired_difference(ours[kind][eligible].astype(float), theirs[kind][eligible].astype(float),
                                   seed=claim_seed, n_resamples=claims_settings.resamples).with_context(
         statistic=(f"share of {pool} problems that {words}: feature {features['chosen'][feature]} minus {control} "
-                   f"at coefficient {coefficient} (other direction: feature {int(ours['fixed' if kind == 'broken' else 'broken'].sum())}, "
+                   f"at coefficient {coefficient}{_unit(scale, coefficient)} (other direction: feature {int(ours['fixed' if kind == 'broken' else 'broken'].sum())}, "
                    f"{control} {int(theirs['fixed' if kind == 'broken' else 'broken'].sum())} problems)"),
         site=site)
     expect(est).positive()
+
+
+def _unit(scale: dict, coefficient: float) -> str:
+    """What the coefficient means on this model, for the report."""
+    if scale["reference_norm"] is None:
+        return " x the unit decoder row"
+    return f" = {coefficient * scale['factor']:.3g} ({coefficient / scale['reference_norm']:.0%} of the residual norm)"
