@@ -56,7 +56,8 @@ def source_loop(model, problems, prompts, site, directions, scale):
                 g = generate(model, [text], interventions=plan, max_new_tokens=MAX_NEW, stop=[DONE], batch_size=1)[0]
                 code = extract_code(g.text)
                 codes[name, c, p.task_id] = code
-                statuses[name, c, p.task_id] = run_tests(*p.program(code), **measure.EXECUTION_LIMITS).status
+                program, tests, setup = p.program(code)
+                statuses[name, c, p.task_id] = run_tests(program, tests, setup=setup, **measure.EXECUTION_LIMITS).status
     return codes, statuses
 
 

@@ -80,7 +80,8 @@ class MbppProblem:
         Example::
 
             run_many([p.program() for p in problems], workers=2)      # harness.execution
-            run_tests(*p.program(extract_code(completion)))
+            program, tests, setup = p.program(extract_code(completion))
+            run_tests(program, tests, setup=setup)
 
         ``setup`` (run first) is the test imports; the program is the code followed by
         ``test_setup_code``, because that code builds objects from classes the solution defines
