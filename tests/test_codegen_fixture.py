@@ -1,6 +1,6 @@
 """The codegen fixture: the shipped Gemma-2 (its layout, tokenizer and save/reload identity), its
 held-out pass rate recorded per stratum, the SAE shipped beside it in sae-lens' format, the
-untrained null twin, and (slow) the recipe's first steps, which replay the shipped run."""
+the recipe's first steps, which replay the shipped run (the null twin: tests/test_codegen_study.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 
 from recipes import FIXTURES, load_recipe
 
-from harness.models.fixtures import resolve
-from harness.models.load import fingerprint, load_model
+from harness.models.load import load_model
 from harness.saes import load_sae, sae_site
 
 FAMILY = FIXTURES / "codegen"
@@ -68,17 +67,7 @@ def test_the_sae_is_shipped_in_sae_lens_format_at_its_site(codegen, shipped_log)
     assert shipped_log["sae"]["explained_variance"] > 0.9 and shipped_log["sae"]["mean_l0"] < 64
 
 
-def test_the_null_twin_has_the_same_topology_untrained(cache, codegen):
-    null = load_model("fixture:codegen-null")
-    assert null.fingerprint != codegen.fingerprint
-    assert null.module.config.to_dict() | {"_name_or_path": ""} == codegen.module.config.to_dict() | {"_name_or_path": ""}
-    assert fingerprint(recipe.new_model(recipe.SEED)) == null.fingerprint   # the seeded init, untrained
-    assert null.tokenize(["def f(x):"]) == codegen.tokenize(["def f(x):"])
-    log = json.loads((resolve("codegen-null") / "train_log.json").read_text())
-    assert log["trained"] is False and log["heldout"]["passed"] == 0     # solves nothing
-
-
-REPLAY_STEPS = recipe.WARMUP    # in the warm-up the learning rate does not depend on the total number of steps
+REPLAY_STEPS = 50    # one window of the loss curve, inside the warm-up (whose rate does not depend on the step count)
 
 
 @pytest.mark.slow

@@ -21,7 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipes import by_kind, run_study_on
+from recipes import by_kind, load_recipe, run_study_on
+
+from harness.models.fixtures import resolve
+from harness.models.load import fingerprint, load_model
 
 BASELINE = ("test_baseline_pass_rate_per_complexity_stratum",)
 DEPENDENT = ("test_the_chosen_feature_separates_held_out_problems", "test_the_chosen_feature_beats_random_features",
@@ -49,6 +52,14 @@ def _check_no_feature_selected(claims: dict) -> None:
 def test_effect_claims_fail_on_the_untrained_twin(tmp_path):
     claims = run_study_on("codegen", "fixture:codegen-null", BASELINE + DEPENDENT, tmp_path, returncodes=(1,))
     _check_no_feature_selected(claims)
+    # the twin the child built (same cache): the trained fixture's topology, its seeded initialisation, untrained
+    null, trained = load_model("fixture:codegen-null"), load_model("fixture:codegen")
+    assert null.fingerprint != trained.fingerprint
+    assert null.module.config.to_dict() | {"_name_or_path": ""} == trained.module.config.to_dict() | {"_name_or_path": ""}
+    assert fingerprint(load_recipe("codegen").new_model(0)) == null.fingerprint
+    assert null.tokenize(["def f(x):"]) == trained.tokenize(["def f(x):"])
+    log = json.loads((resolve("codegen-null") / "train_log.json").read_text())
+    assert log["trained"] is False and log["heldout"]["passed"] == 0     # solves nothing
 
 
 def _random_gemma(folder: Path) -> None:
@@ -87,10 +98,10 @@ def _sae(folder: Path) -> None:
 
 
 def _mbpp_subset(path: Path) -> None:
-    """The three shots (tasks 2-4) and 12 problems of each standard split (train, validation, test)."""
+    """The three shots (tasks 2-4) and 10 problems of each standard split (train, validation, test)."""
     rows = [json.loads(line) for line in MBPP.read_text().splitlines() if line.strip()]
     by_id = {r["task_id"]: r for r in rows}
-    keep = [2, 3, 4, *range(11, 23), *range(511, 523), *range(601, 613)]
+    keep = [2, 3, 4, *range(11, 21), *range(511, 521), *range(601, 611)]
     path.write_text("".join(json.dumps(by_id[i]) + "\n" for i in keep))
 
 
