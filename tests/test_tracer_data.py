@@ -2,7 +2,7 @@
 their word-level tokens, counterfactual pairs and JSONL splits (fixtures/tracer/data.py).
 
 Determinism (same seed, same rows; the CLI in a child with another hash seed writes the same
-bytes), every value in 0..99, `run` agreeing with Python evaluating each step (the oracle, used
+bytes), every value in 0..19, `run` agreeing with Python evaluating each step (the oracle, used
 only here), the token round trip with one token per number, the pair invariants (equal token
 lengths, the divergence index the first differing token, different answers, `check_pair`
 passing) over many seeds, every error of `check_pair`, the `correct` predicate and the error
@@ -104,7 +104,7 @@ def test_rows_are_in_range_and_agree_with_the_oracle(rows):
         assert " " not in row["program"]
     # the answers are spread over the range, not crowded on a few values
     counts = Counter(r["answer"] for r in rows)
-    assert len(counts) > 60 and max(counts.values()) < 0.1 * len(rows)
+    assert len(counts) == data.MAX_VALUE + 1 and max(counts.values()) < 0.1 * len(rows)
     assert {s.op for r in rows for s in data.parse(r["program"])} == {None, *data.OPS}
 
 
@@ -122,12 +122,12 @@ def test_run_agrees_with_the_oracle_and_tokens_round_trip(seed, n_steps):
 
 def test_the_token_scheme():
     assert data.TOKENS[:4] == ("<pad>", "<eos>", "<bos>", "<unk>")
-    assert len(set(data.TOKENS)) == len(data.TOKENS) == 4 + 4 + 100 + 6
-    assert all(str(v) in data.TOKENS for v in range(100))
-    for v in range(100):  # every number one token
+    assert len(set(data.TOKENS)) == len(data.TOKENS) == 4 + 4 + 20 + 6
+    assert all(str(v) in data.TOKENS for v in range(20))
+    for v in range(20):  # every number one token
         assert data.tokens(f"a={v};a?") == ["a", "=", str(v), ";", "a", "?"]
-    assert data.tokens("d=99*a;d?")[2] == "99"
-    for bad, what in [("a = 3;a?", "' '"), ("a=100;a?", "'100'"), ("a=05;a?", "'05'"), ("e=1;e?", "'e'")]:
+    assert data.tokens("d=19*a;d?")[2] == "19"
+    for bad, what in [("a = 3;a?", "' '"), ("a=20;a?", "'20'"), ("a=05;a?", "'05'"), ("e=1;e?", "'e'")]:
         with pytest.raises(ValueError, match=what):
             data.tokens(bad)
     with pytest.raises(ValueError, match="strip special tokens"):
@@ -149,9 +149,9 @@ def test_parse_rejects_malformed_programs(program, match):
 
 
 def test_make_row_rejects_values_out_of_range():
-    assert data.run("a=9*20;b=a-99;b?") == 81      # run itself is not range-checked
-    with pytest.raises(ValueError, match=r"outside 0..99"):
-        data.make_row("a=9*20;b=a-99;b?")
+    assert data.run("a=9*3;b=a-19;b?") == 8      # run itself is not range-checked
+    with pytest.raises(ValueError, match=r"outside 0..19"):
+        data.make_row("a=9*3;b=a-19;b?")
     with pytest.raises(ValueError, match="n_steps=11"):
         data.program(random.Random(0), 11)
 
@@ -168,7 +168,7 @@ def _assert_pair(pair, length=None):
     i = pair["divergence_index"]
     assert (ta[i] in data.OPS) == (tb[i] in data.OPS) == (pair["kind"] == "operator")
     assert pair["ground_truth_a"] == oracle(a)[1] != pair["ground_truth_b"] == oracle(b)[1]
-    assert all(0 <= v <= 99 for v in oracle(a)[0] + oracle(b)[0])
+    assert all(0 <= v <= 19 for v in oracle(a)[0] + oracle(b)[0])
     sa, sb = data.parse(a), data.parse(b)
     k = pair["step"]
     assert sa[:k] == sb[:k] and sa[k + 1:] == sb[k + 1:] and sa[k] != sb[k]
@@ -217,8 +217,8 @@ def test_make_pair_edge_cases():
     assert pair["ground_truth_a"] == 6 and pair["ground_truth_b"] in (0, 9)
     with pytest.raises(ValueError, match="k=2 is not a step"):
         data.make_pair("a=3;b=4;b?", 2, rng)
-    with pytest.raises(ValueError, match="outside 0..99"):
-        data.make_pair("a=50;a=a+a;a?", 0, rng)
+    with pytest.raises(ValueError, match="outside 0..19"):
+        data.make_pair("a=15;a=a+a;a?", 0, rng)
 
 
 def test_correct_predicate_is_asked_of_both_programs(rows):
@@ -239,8 +239,8 @@ def test_correct_predicate_is_asked_of_both_programs(rows):
 def test_too_few_pairs_is_an_error_that_counts(rows):
     with pytest.raises(ValueError, match=r"formed 0 of the 10 pairs .*`correct` accepted 0 of the \d+ programs"):
         data.pairs(rows, 10, 0, correct=lambda p: False)
-    with pytest.raises(ValueError, match=r"formed 11 of the 50 pairs .*no `correct` predicate"):
-        data.pairs(["a=1;b=a*a;b?"], 50, 0)   # 11 pairs exist
+    with pytest.raises(ValueError, match=r"formed 6 of the 50 pairs .*no `correct` predicate"):
+        data.pairs(["a=1;b=a*a;b?"], 50, 0)   # 6 pairs exist: 1 -> 0, 2, 3, 4 and * -> +, -
     some = rows[:40]
     accept = {r["program"] for r in some[:20]}
     with pytest.raises(ValueError, match=r"accepted ([1-9]|1\d|20) of the \d+ programs"):
@@ -279,8 +279,8 @@ def test_check_pair_more_defects():
                    "ground_truth_b": 4}
     with pytest.raises(ValueError, match="both programs answer 4"):
         data.check_pair(same_answer)
-    out_of_range = {**base, "program_a": "a=3;a=a*9;a?", "program_b": "a=30;a=a*9;a?", "ground_truth_a": 27,
-                    "ground_truth_b": 270}
+    out_of_range = {**base, "program_a": "a=3;a=a*5;a?", "program_b": "a=13;a=a*5;a?", "ground_truth_a": 15,
+                    "ground_truth_b": 65}
     with pytest.raises(ValueError, match="program_b has values .* outside"):
         data.check_pair(out_of_range)
     two_steps = {"step": 0, "kind": "operand", "divergence_index": 2, "program_a": "a=3;b=a+4;b?",
@@ -336,7 +336,7 @@ def test_write_read_round_trip_and_the_cli(tmp_path, all_splits):
     ('[1, 2]', "expected an object with the fields"),
     ('{"program": "a=3;a?", "answer": "3", "n_steps": 1, "query": "a", "reads": [[]]}', "'answer' should be int"),
     ('{"program": "a=3;a?", "answer": 4, "n_steps": 1, "query": "a", "reads": [[]]}', "'answer' is 4 but the program"),
-    ('{"program": "a=3;a=a*90;a?", "answer": 270, "n_steps": 2, "query": "a", "reads": [[], ["a"]]}', "outside"),
+    ('{"program": "a=3;a=a*9;a?", "answer": 27, "n_steps": 2, "query": "a", "reads": [[], ["a"]]}', "outside"),
     ('{"program": "a=3;', "not a JSON object"),
 ])
 def test_read_rows_rejects_bad_rows(tmp_path, line, match):
