@@ -21,6 +21,9 @@ Contents, with the resampling unit each one uses:
 ``auroc_difference(scores, controls, y)``   AUROC of scores minus the mean AUROC of k controls
                                             on the same examples. Resamples examples within
                                             each class, an example's scores kept together.
+``bootstrap_statistic(data, statistic)``    CI of any statistic of the whole sample (a rank
+                                            correlation of mean maps, a crossing layer).
+                                            Resamples examples (the first axis of `data`).
 ``ratio_of(numerator, denominator)``        Ratio of two bootstrap estimates, resample by
                                             resample. Uses whatever unit the two inputs used.
 ``difference_of(first, second)``            Difference of two bootstrap estimates, resample by
@@ -70,6 +73,7 @@ from harness.stats._paired import paired_difference, paired_ratio
 from harness.stats._proportions import proportion, proportion_of
 from harness.stats._resampling import bootstrap_ci, bootstrap_mean
 from harness.stats._slopes import slope_near_zero
+from harness.stats._statistic import bootstrap_statistic
 
 __all__ = [
     "Adjusted",
@@ -79,6 +83,7 @@ __all__ = [
     "bootstrap_ci",
     "bootstrap_mean",
     "bootstrap_pvalue",
+    "bootstrap_statistic",
     "difference_of",
     "equivalent",
     "holm",

@@ -23,6 +23,7 @@ _WARN_SKIPS = frozenset({
     "harness.stats._slopes",
     "harness.stats._paired",
     "harness.stats._derived",
+    "harness.stats._statistic",
 })
 
 
