@@ -6,7 +6,9 @@ format depends on ``config._attn_implementation`` (``eager`` adds a float mask t
 ``sdpa`` takes a boolean one). Each replay is checked here, cell by cell, against full forwards
 for GPT-2, the Llama layout (grouped-query attention, rotary) and T5, under each
 implementation the model class offers; those that cannot run on this machine are skipped with
-the reason. A replay under another implementation than the capture's raises.
+the reason. A replay under another implementation than the capture's raises. Patching takes the
+suffix path (replaying positions from the first changed one) for GPT-2 and the Llama layout
+(Llama, Qwen2), and the full path for a Qwen2 with sliding-window layers; both are exact.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ def _module(arch: str, attn: str):
         cfg = tf.LlamaConfig(vocab_size=384, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, **common)
         return tf.LlamaForCausalLM(cfg)
+    if arch in ("qwen2", "qwen2-sliding"):  # GQA (4 query heads on 2 key/value heads), rotary, qkv biases
+        window = dict(use_sliding_window=True, sliding_window=4, max_window_layers=1) if arch == "qwen2-sliding" else {}
+        cfg = tf.Qwen2Config(vocab_size=384, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                             **window, **common)
+        return tf.Qwen2ForCausalLM(cfg)
     if arch == "gemma2":  # sliding-window layers (window 4 < the prompts), softcapping
         cfg = tf.Gemma2Config(vocab_size=384, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
                               num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
@@ -63,7 +71,8 @@ def _module(arch: str, attn: str):
 
 
 _CLASSES = {"gpt2-issue": "GPT2LMHeadModel", "gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM",
-            "gemma2": "Gemma2ForCausalLM", "t5": "T5ForConditionalGeneration"}
+            "qwen2": "Qwen2ForCausalLM", "qwen2-sliding": "Qwen2ForCausalLM", "gemma2": "Gemma2ForCausalLM",
+            "t5": "T5ForConditionalGeneration"}
 
 
 def skip_reason(arch: str, attn: str) -> str | None:
@@ -150,7 +159,8 @@ def test_the_issue_input_patched_at_its_only_difference_is_the_clean_run(attn):
 
 @pytest.mark.parametrize("kind", ["resid", "head"])
 @pytest.mark.parametrize("attn", IMPLEMENTATIONS)
-@pytest.mark.parametrize("arch,pairs", [("gpt2-issue", "issue"), ("gpt2-issue", "padded"), ("llama", "padded")])
+@pytest.mark.parametrize("arch,pairs", [("gpt2-issue", "issue"), ("gpt2-issue", "padded"), ("llama", "padded"),
+                                        ("qwen2", "issue"), ("qwen2", "padded"), ("qwen2-sliding", "padded")])
 def test_patch_maps_equal_a_per_cell_loop_of_full_forwards(arch, pairs, attn, kind):
     m = model(arch, attn)
     clean, corrupt, metric = ISSUE if pairs == "issue" else PADDED
@@ -161,6 +171,40 @@ def test_patch_maps_equal_a_per_cell_loop_of_full_forwards(arch, pairs, attn, ki
     worst = max(abs(got[key] - want[key]) for key in want)
     assert worst < 1e-4, f"{arch} {attn} {kind}: off by {worst}"
     assert np.ptp(list(want.values())) > 0.1  # the cells differ, so equality is not trivial
+
+
+def replayed_widths(m, fn, clean, corrupt, metric) -> tuple[list[int], int]:
+    """The positions each replay of the last block ran (the plain forwards included), and the
+    padded width of the batch."""
+    widths: list[int] = []
+    blocks = m.module.get_submodule(m.layout.stack("blocks").blocks)
+
+    def hook(module, args, kwargs):
+        widths.append((args[0] if args else kwargs["hidden_states"]).shape[1])
+
+    handle = blocks[-1].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        fn(m, clean, corrupt, metric, batch_size=5)
+    finally:
+        handle.remove()
+    return widths, max(len(t) for t in m.tokenize(list(clean)))
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("arch,suffix", [("gpt2-issue", True), ("llama", True), ("qwen2", True),
+                                         ("qwen2-sliding", False), ("gemma2", False)])
+def test_the_suffix_path_replays_only_positions_from_the_first_changed_one(arch, suffix, attn):
+    from harness.measures.replay import _suffix_ok
+
+    m = model(arch, attn)
+    assert _suffix_ok(m) is suffix
+    for fn in (patch_resid_map, patch_head_map):
+        widths, width = replayed_widths(m, fn, *PADDED)
+        assert max(widths) == width
+        if suffix:  # the chunks of cells at positions 3.. replay 3 positions fewer, or more
+            assert min(widths) <= width - 3, (fn.__name__, widths)
+        else:
+            assert set(widths) == {width}, (fn.__name__, widths)
 
 
 def test_maps_inside_eager_attention_equal_the_sdpa_maps():

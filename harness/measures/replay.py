@@ -15,9 +15,14 @@
 This is the engine behind `harness.measures.patching`'s maps (its module docstring states the
 metric protocol and what the maps compute). A cell at block L replays only blocks L.. (and the
 final norm) of the corrupt run, taking the captured block calls from the plain forward
-(`harness.interventions.prefix`); on the suffix path (GPT-2 layout, ``eager`` or ``sdpa``) a chunk
-of cells replays only the positions from the first one a cell of the chunk changes, the keys and
-values of earlier positions coming from the corrupt run.
+(`harness.interventions.prefix`); on the suffix path (GPT-2 and Llama/Qwen2 layouts, ``eager`` or
+``sdpa``) a chunk of cells replays only the positions from the first one a cell of the chunk
+changes, the keys and values of earlier positions coming from the corrupt run (as its cache
+stores them: a rotary model's keys already rotated). A rotary block gets its position arguments
+cut to the replayed positions (``position_ids``, ``cache_position``, the rotary ``(cos, sin)``
+rows). Sliding-window attention (Qwen2's ``use_sliding_window``, sliding ``layer_types``),
+Gemma-2 and every other architecture replay all positions, as does a rotary block called with an
+argument the replay does not know how to cut.
 
 The replayed blocks get the attention mask in the format of the implementation the model runs
 with (``eager`` adds it to the scores, ``sdpa`` takes a boolean one): the suffix replay's mask
@@ -29,6 +34,7 @@ replay all positions (no suffix path); ``flex_attention`` cannot replay rows and
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -90,11 +96,20 @@ _SUFFIX_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 def _suffix_ok(model: LoadedModel) -> bool:
-    """Whether replays may skip the positions before the first changed one (a causal model whose
-    blocks take their keys/values from a cache argument and no position arguments we must shift,
-    running an attention implementation whose mask we can cut to the replayed queries)."""
-    return (model.layout.architecture == "gpt2" and not getattr(model.module.config, "add_cross_attention", False)
-            and attention_implementation(model, model.main_stack) in _SUFFIX_IMPLEMENTATIONS)
+    """Whether replays may skip the positions before the first changed one: a causal model whose
+    blocks take their keys/values from a cache argument (GPT-2 without cross-attention; the Llama
+    layout without any sliding-window layer, whose position arguments `_cut` cuts), running
+    an attention implementation whose mask we can cut to the replayed queries."""
+    if attention_implementation(model, model.main_stack) not in _SUFFIX_IMPLEMENTATIONS:
+        return False
+    if model.layout.architecture == "gpt2":
+        return not getattr(model.module.config, "add_cross_attention", False)
+    if model.layout.architecture == "llama":  # sliding windows cut keys by position: replay all (conservative)
+        configs = (model.module.config, _stack_config(model, model.main_stack))
+        return not any(getattr(c, "use_sliding_window", False) or
+                       any(t != "full_attention" for t in (getattr(c, "layer_types", None) or ()))
+                       for c in configs)
+    return False
 
 
 def _stack_config(model: LoadedModel, stack: str) -> Any:
@@ -168,7 +183,7 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
             if kv and into is seen:  # hand the block a recorder as its cache
                 if len(args) >= 2:
                     return (args[0], _KeyValues(store)) + tuple(args[2:]), kwargs
-                return args, {**kwargs, "past_key_values": _KeyValues(store)}
+                return args, {**kwargs, _cache_key(module, kwargs): _KeyValues(store)}
             return None
         return hook
 
@@ -197,6 +212,8 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
     last = mask.sum(1) - 1
     rows = torch.arange(n, device=ids.device)
     value = _score(model, metric, out["normed"][rows, last], rows)
+    if kv and not all(_cuttable(call) for call in prefix.calls):  # an argument we cannot cut: replay all
+        store, kv = {}, False
     if kv and len(store) != len(blocks):
         raise InterventionError(f"recorded keys/values of {len(store)} of {len(blocks)} blocks; "
                                 "this architecture does not take its cache as expected")
@@ -208,7 +225,7 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
 
 def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor, start: int) -> torch.Tensor:
     """Blocks ``block``.. and the final norm for positions ``start``.. of the corrupt rows, the
-    keys and values of earlier positions taken from the corrupt run (GPT-2 layout).
+    keys and values of earlier positions taken from the corrupt run (GPT-2 or Llama layout).
 
     ``rows``: ``[r]`` pair indices. Returns ``[r, pos - start, d]``.
     Each block gets the rows' attention mask of the full forward (``run.attend``, in the
@@ -224,19 +241,76 @@ def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor
         raise InterventionError("the suffix replay needs the attention mask of the captured run "
                                 "(_plain(..., kv=True))")
     attend = run.attend.index_select(0, rows)[:, :, start:]                       # [rows, 1, q, k]
+    n = run.inputs[block].shape[0]
     for j in range(block, len(blocks)):
         args, kwargs = run.prefix.calls[j]
-        kwargs = dict(kwargs)
-        if isinstance(kwargs.get("position_ids"), torch.Tensor):
-            kwargs["position_ids"] = kwargs["position_ids"][..., start:]
         cache = _KeyValues(run.kv, rows, start)
-        if len(args) >= 3:
+        if len(args) >= 3:  # GPT-2: (hidden, cache, mask, encoder states, ...)
+            kwargs = dict(kwargs)
+            if isinstance(kwargs.get("position_ids"), torch.Tensor):
+                kwargs["position_ids"] = kwargs["position_ids"][..., start:]
             rest = tuple(None if isinstance(a, torch.Tensor) else a for a in args[3:])
             out = blocks[j](h, cache, attend, *rest, **kwargs)
-        else:
-            out = blocks[j](h, past_key_values=cache, attention_mask=attend, **kwargs)
+        else:  # keyword arguments (the Llama layout): positions cut, mask and cache replaced
+            kwargs = {k: _cut(k, v, rows, start, n) for k, v in kwargs.items() if k != "hidden_states"}
+            kwargs.update({"attention_mask": attend, _cache_key(blocks[j], kwargs): cache})
+            out = blocks[j](h, **kwargs)
         h = out[0] if isinstance(out, tuple) else out
     return model.module.get_submodule(layout.final_norm)(h)
+
+
+# Keyword arguments of a block call that a suffix replay replaces (`_cut` cuts position_ids,
+# cache_position and position_embeddings); a tensor under any other name makes `_plain` take the
+# full replay.
+_REPLACED = ("attention_mask", "cache", "past_key_values", "hidden_states")
+
+
+def _cache_key(block: torch.nn.Module, kwargs: dict) -> str:
+    """The keyword a block takes its key/value cache by: the one the model passed (both named:
+    transformers uses ``cache``), else ``cache`` if the block's forward has it (transformers 5
+    renamed ``past_key_values``), else ``past_key_values``."""
+    for key in ("cache", "past_key_values"):
+        if key in kwargs:
+            return key
+    return "cache" if "cache" in inspect.signature(block.forward).parameters else "past_key_values"
+
+
+def _cuttable(call: tuple[tuple, dict]) -> bool:
+    """Whether a suffix replay can cut a captured block call to the replayed rows and positions:
+    GPT-2's positional call, or a keyword call (hidden states first or by name) whose tensors are
+    all `_REPLACED`, or positions of the shapes `_cut` expects."""
+    args, kwargs = call
+    if len(args) >= 3:
+        return True
+    if len(args) > 1:
+        return False
+    dims = {"position_ids": 2, "cache_position": 1, "position_embeddings": 3}
+    for key, value in kwargs.items():
+        tensors = [value] if isinstance(value, torch.Tensor) else \
+            [v for v in value if isinstance(v, torch.Tensor)] if isinstance(value, (tuple, list)) else []
+        if not tensors or key in _REPLACED:
+            continue
+        if key not in dims or any(t.dim() != dims[key] for t in tensors) or \
+                (key == "position_embeddings" and not (isinstance(value, tuple) and len(tensors) == len(value))):
+            return False
+    return True
+
+
+def _cut(key: str, value: Any, rows: torch.Tensor, start: int, n: int) -> Any:
+    """A keyword argument of a block call for the replayed ``rows`` and positions ``start..``:
+    ``position_ids`` ``[1 or n, pos]`` and rotary ``(cos, sin)`` ``[1 or n, pos, d]`` lose
+    positions ``< start`` (rows selected where they have one per row), ``cache_position``
+    ``[pos]`` too; anything else is passed on as captured."""
+    def rows_of(t: torch.Tensor) -> torch.Tensor:
+        return t.index_select(0, rows.to(t.device)) if n > 1 and t.dim() > 1 and t.shape[0] == n else t
+
+    if key == "position_ids" and isinstance(value, torch.Tensor):
+        return rows_of(value)[..., start:]
+    if key == "cache_position" and isinstance(value, torch.Tensor):
+        return value[start:]
+    if key == "position_embeddings" and isinstance(value, tuple):
+        return tuple(rows_of(t)[:, start:] for t in value)
+    return value
 
 
 def _replay_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, *, block: int,
