@@ -346,3 +346,17 @@ def test_read_rows_rejects_bad_rows(tmp_path, line, match):
         data.read_rows(path)
     with pytest.raises(FileNotFoundError, match="--write DIR"):
         data.read_rows(tmp_path / "missing.jsonl")
+
+
+def test_control_pairs_whose_answers_agree(rows):
+    """`agree=True` gives pairs that change a step without changing the answer (the control)."""
+    got = data.pairs(rows, 40, 5, agree=True)
+    assert len(got) == 40
+    for pair in got:
+        data.check_pair(pair, agree=True)
+        assert pair["ground_truth_a"] == pair["ground_truth_b"] and pair["program_a"] != pair["program_b"]
+        with pytest.raises(ValueError, match="both programs answer"):
+            data.check_pair(pair)
+    differ = data.pairs(rows, 5, 5)[0]
+    with pytest.raises(ValueError, match="should agree"):
+        data.check_pair(differ, agree=True)
