@@ -17,8 +17,9 @@ follow a claim's data flow:
                       shuffled_label_direction, within_class_direction, save_directions,
                       load_directions
                   sweeps: sweep, symmetric, scorer, Curve
-                  patching: patch_resid_map, patch_head_map, PatchMap, answer_logit_diff,
-                      answer_logprob
+                  patching: patch_resid_map, patch_head_map, patch_layer_map, PatchMap,
+                      answer_logit_diff, answer_logprob, answer_prob
+                  tracing: trace_resid_map, TraceMap (ROME's causal tracing)
                   generate: generate (steered, batched, KV-cached), Generation, END_OF_FUNCTION,
                       greedy, exact_match; divergence: divergence, Divergence (steered vs
                       baseline generations); lens: logit_lens, residuals_at, layer_sites, Lens
@@ -78,6 +79,10 @@ _EXPORTS: dict[str, str] = {
     "PatchMap": "harness.measures.patching",
     "answer_logit_diff": "harness.measures.patching",
     "answer_logprob": "harness.measures.patching",
+    "answer_prob": "harness.measures.patching",
+    "patch_layer_map": "harness.measures.patching",
+    "trace_resid_map": "harness.measures.tracing",
+    "TraceMap": "harness.measures.tracing",
     "greedy": "harness.measures.generate",
     "generate": "harness.measures.generate",
     "Generation": "harness.measures.generate",

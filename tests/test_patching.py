@@ -9,7 +9,8 @@ import torch
 from harness.errors import DataError, ShapeError, SiteError
 from harness.interventions import Patch, Positions, Record, intervene
 from harness.models.load import from_module, pad_rows
-from harness.measures.patching import answer_logit_diff, answer_logprob, patch_head_map, patch_resid_map
+from harness.measures.patching import (answer_logit_diff, answer_logprob, answer_prob, patch_head_map,
+                                       patch_layer_map, patch_resid_map)
 from tiny import tiny_model
 
 CLEAN = ["hello world, this is long", "hi", "abcdef"]
@@ -39,15 +40,28 @@ def loop_resid(m, metric, layers):
     return out
 
 
-def loop_heads(m, metric, layers):
+def loop_heads(m, metric, layers, at=Positions.all()):
     out = {}
     for i, (c, x) in enumerate(zip(CLEAN, CORRUPT)):
         for L in layers:
             for h in range(m.sites.stack("blocks").n_heads):
                 site = m.site(f"blocks.{L}.attn.head{h}")
                 src = last_logits(m, [c], {site: Record()})[0].recorded[site]
-                _, lg = last_logits(m, [x], {site: Patch(src)})
+                _, lg = last_logits(m, [x], {site: Patch(src, at)})
                 out[i, L, h] = float(metric(lg, torch.tensor([i]))[0])
+    return out
+
+
+def loop_layer_outputs(m, metric, layers, at):
+    """One full forward per (pair, layer, point) with `Patch` at blocks.L.attn_out / mlp_out."""
+    out = {}
+    for i, (c, x) in enumerate(zip(CLEAN, CORRUPT)):
+        for L in layers:
+            for k, point in enumerate(("attn_out", "mlp_out")):
+                site = m.site(f"blocks.{L}.{point}")
+                src = last_logits(m, [c], {site: Record()})[0].recorded[site]
+                _, lg = last_logits(m, [x], {site: Patch(src, at)})
+                out[i, L, k] = float(metric(lg, torch.tensor([i]))[0])
     return out
 
 
@@ -76,6 +90,57 @@ def test_head_map_equals_a_per_cell_loop(arch):
     assert pm.values.shape == (3, n_layers, n_heads) and pm.kind == "head"
     for (i, L, h), want in loop_heads(m, METRIC, layers).items():
         assert abs(float(pm.values[i, L - 1, h]) - want) < 1e-4, (i, L, h)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2.5-0.5b"])
+def test_head_map_at_the_last_token_equals_a_per_cell_loop(arch):
+    m = tiny_model(arch)
+    n_layers, n_heads = m.sites.stack("blocks").n_layers, m.sites.stack("blocks").n_heads
+    layers = [1, n_layers // 2, n_layers]
+    pm = patch_head_map(m, CLEAN, CORRUPT, METRIC, at="last", batch_size=5)
+    assert pm.values.shape == (3, n_layers, n_heads) and pm.kind == "head_last"
+    for (i, L, h), want in loop_heads(m, METRIC, layers, Positions.last()).items():
+        assert abs(float(pm.values[i, L - 1, h]) - want) < 1e-4, (i, L, h)
+    # patching the last token only is not patching every position
+    assert not torch.allclose(pm.values, patch_head_map(m, CLEAN, CORRUPT, METRIC).values)
+
+
+@pytest.mark.parametrize("at", ["last", "all"])
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2.5-0.5b"])
+def test_layer_map_equals_a_per_cell_loop(arch, at):
+    m = tiny_model(arch)
+    n_layers = m.sites.stack("blocks").n_layers
+    layers = [1, 2, n_layers // 2, n_layers]
+    pm = patch_layer_map(m, CLEAN, CORRUPT, METRIC, at=at, batch_size=5)
+    assert pm.values.shape == (3, n_layers, 2) and pm.kind == "layer"
+    where = Positions.last() if at == "last" else Positions.all()
+    for (i, L, k), want in loop_layer_outputs(m, METRIC, layers, where).items():
+        assert abs(float(pm.values[i, L - 1, k]) - want) < 1e-4, (i, L, k)
+    mlp = patch_layer_map(m, CLEAN, CORRUPT, METRIC, points=("mlp_out",), at=at)
+    assert mlp.values.shape == (3, n_layers, 1) and torch.allclose(mlp.values[..., 0], pm.values[..., 1], atol=1e-5)
+
+
+def test_layer_map_of_the_corrupt_run_with_itself_changes_nothing():
+    m = tiny_model("gpt2")
+    for at in ("last", "all"):
+        pm = patch_layer_map(m, CORRUPT, CORRUPT, METRIC, at=at)
+        assert torch.equal(pm.values, pm.corrupt[:, None, None].expand_as(pm.values))
+
+
+def test_bad_at_and_points_are_clear_errors():
+    m = tiny_model("gpt2")
+    with pytest.raises(DataError, match=r"`at` must be 'all' .* or 'last' .*got 'first'"):
+        patch_head_map(m, CLEAN, CORRUPT, METRIC, at="first")
+    with pytest.raises(DataError, match=r"`at` must be 'all'"):
+        patch_layer_map(m, CLEAN, CORRUPT, METRIC, at=None)
+    with pytest.raises(DataError, match=r"`points` must be distinct names among \['attn_out', 'mlp_out'\].*\['resid_pre'\]"):
+        patch_layer_map(m, CLEAN, CORRUPT, METRIC, points=("resid_pre",))
+    with pytest.raises(DataError, match=r"`points` must be distinct"):
+        patch_layer_map(m, CLEAN, CORRUPT, METRIC, points=("mlp_out", "mlp_out"))
+    with pytest.raises(DataError, match=r"`points` must be distinct"):
+        patch_layer_map(m, CLEAN, CORRUPT, METRIC, points=())
+    with pytest.raises(DataError, match=r"single string 'attn_out'; write points=\('attn_out',\)"):
+        patch_layer_map(m, CLEAN, CORRUPT, METRIC, points="attn_out")
 
 
 def test_baselines_are_the_clean_and_corrupt_runs():
@@ -128,6 +193,9 @@ def test_per_pair_targets_and_logprob_metric():
     want = torch.log_softmax(lg, -1)[torch.arange(3), torch.tensor([104, 105, 106])]
     assert torch.allclose(pm.corrupt, want, atol=1e-4)
     assert (pm.values <= 0).all()
+    prob = patch_head_map(m, CLEAN, CORRUPT, answer_prob([104, 105, 106]))
+    assert torch.allclose(prob.values.log(), pm.values, atol=1e-5)
+    assert torch.allclose(prob.corrupt, want.exp(), atol=1e-6)
 
 
 def test_token_id_inputs_equal_string_inputs():
@@ -244,6 +312,7 @@ def test_no_hooks_stay_attached_also_after_an_error():
     before = hook_count(m)
     patch_resid_map(m, CLEAN, CORRUPT, METRIC)
     patch_head_map(m, CLEAN, CORRUPT, METRIC)
+    patch_layer_map(m, CLEAN, CORRUPT, METRIC)
     assert hook_count(m) == before
     calls = {"n": 0}
 
@@ -253,7 +322,7 @@ def test_no_hooks_stay_attached_also_after_an_error():
             raise RuntimeError("boom")
         return logits[:, 0]
 
-    for fn in (patch_resid_map, patch_head_map):
+    for fn in (patch_resid_map, patch_head_map, patch_layer_map):
         calls["n"] = 0
         with pytest.raises(RuntimeError, match="boom"):
             fn(m, CLEAN, CORRUPT, exploding)
@@ -266,7 +335,7 @@ def test_no_hooks_stay_attached_also_after_an_error():
 
     handle = m.module.transformer.ln_f.register_forward_hook(explode_in_replay)
     try:
-        for fn in (patch_resid_map, patch_head_map):
+        for fn in (patch_resid_map, patch_head_map, patch_layer_map):
             calls["n"] = 0
             with pytest.raises(RuntimeError, match="boom in forward"):
                 fn(m, CLEAN, CORRUPT, METRIC)

@@ -3,7 +3,9 @@
     scores        log-probabilities and logit differences of continuations
     directions    class-mean directions and their random, shuffled-label and within-class controls
     sweeps        alpha sweeps of an edit along a direction, Curve
-    patching      activation patching maps (residual layer x position, layer x head)
+    patching      activation patching maps (residual layer x position, layer x head), metrics
+    patching_outputs  patching what each block's attention and MLP add (layer x attn_out/mlp_out)
+    tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
     generate      greedy decoding (under interventions, per-row coefficients, stop rules), exact match
     divergence    how far a steered generation moves from the baseline: similarity ratios, length ratio

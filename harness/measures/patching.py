@@ -3,14 +3,20 @@
     patch_resid_map(model, clean, corrupt, metric)   resid_pre of every block x every position
                                                      (TransformerLens ``get_act_patch_resid_pre``)
     patch_head_map(model, clean, corrupt, metric)    every head's output at all positions
-                                                     (``get_act_patch_attn_head_out_all_pos``)
+                                                     (``get_act_patch_attn_head_out_all_pos``), or
+                                                     with ``at="last"`` at the last token only
+    patch_layer_map(model, clean, corrupt, metric)   what each block's attention and MLP add to the
+                                                     residual, at the last token (or all positions);
+                                                     defined in `harness.measures.patching_outputs`
     PatchMap                                         per-pair values ``[n, layers, cols]`` with the
                                                      clean and corrupt baselines
-    answer_logit_diff, answer_logprob                ready-made metrics
+    answer_logit_diff, answer_logprob, answer_prob   ready-made metrics (answer_prob: ROME's
+                                                     probability of the correct answer)
 
 A *cell* is one patch: the corrupt run of a pair with one activation replaced by the clean
 run's value (``blocks.L.resid_pre`` at one position; or ``blocks.L.attn.head{h}`` at every
-position). The metric is evaluated on the patched logits at the last token of the pair.
+position, or at the last token with ``at="last"``; or ``blocks.L.attn_out`` / ``blocks.L.mlp_out``).
+The metric is evaluated on the patched logits at the last token of the pair.
 
 Metric protocol::
 
@@ -30,8 +36,9 @@ projection, i.e. TransformerLens' ``hook_z[:, :, h]``; patching it "at all posit
 What a patch cannot change is not recomputed: one plain forward per run (clean and corrupt)
 supplies every block's input and the arguments every block was called with
 (`harness.interventions.prefix`); a cell at block L replays only blocks L.. (and the final norm and the
-output head at the last token) for the corrupt input, on the suffix path only from the first
-position a cell of its chunk changes (`harness.measures.replay`); cells go in the batch dimension (rows =
+output head at the last token) for the corrupt input, on the suffix path (GPT-2 and Llama/Qwen2
+layouts without sliding windows, ``eager`` or ``sdpa``) only from the first position a cell of
+its chunk changes (`harness.measures.replay`); cells go in the batch dimension (rows =
 pairs x cells, in chunks of ``batch_size``); and a resid cell whose clean value is bit-for-bit
 the corrupt value (a position before the first token where the pair differs: the model is
 causal) is exactly the corrupt run, so its value is the corrupt metric without any forward.
@@ -53,7 +60,8 @@ from harness.interventions import Patch, Positions
 from harness.models.load import LoadedModel, pad_rows
 from harness.measures.replay import _plain, _replay_cells, _suffix_ok
 
-__all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff", "answer_logprob"]
+__all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "patch_layer_map", "answer_logit_diff",
+           "answer_logprob", "answer_prob"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -115,6 +123,18 @@ def answer_logprob(target: Any, *, model: LoadedModel | None = None) -> Metric:
     return metric
 
 
+def answer_prob(target: Any, *, model: LoadedModel | None = None) -> Metric:
+    """``softmax(logits)[target]`` at the last token, the metric of ROME's causal tracing (Meng et
+    al. 2022: the probability of the correct answer); one token id or one per pair."""
+    t = _ids(model, target, "target")
+
+    def metric(logits: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        r = torch.arange(logits.shape[0], device=logits.device)
+        return torch.softmax(logits.float(), -1)[r, _per_pair(t, pairs, "target")]
+
+    return metric
+
+
 # --------------------------------------------------------------------------- result
 
 
@@ -124,15 +144,15 @@ class PatchMap:
 
     ``values[i, j, c]`` is the metric of pair i with cell (block ``j + 1``, column c) patched
     from clean into corrupt; columns are positions (`patch_resid_map`, NaN past a pair's
-    length) or heads (`patch_head_map`). ``clean[i]`` / ``corrupt[i]`` are the metric on the
-    unpatched runs.
+    length), heads (`patch_head_map`) or points (`patch_layer_map`: ``attn_out``, ``mlp_out``).
+    ``clean[i]`` / ``corrupt[i]`` are the metric on the unpatched runs.
     """
 
     values: torch.Tensor     # [n, layers, cols] float32
     clean: torch.Tensor      # [n]
     corrupt: torch.Tensor    # [n]
     lengths: torch.Tensor    # [n] tokens per pair
-    kind: str                # "resid_pre" or "head"
+    kind: str                # "resid_pre", "head" (all positions), "head_last" or "layer"
     fingerprint: str
 
     @property
@@ -191,6 +211,15 @@ def _pairs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any]) -> 
         if not x:
             raise DataError(f"pair {i} has no tokens; each prompt needs at least one token")
     return a, b
+
+
+def _where_at(at: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``mask [n, pos] -> bool [n, pos]``: the positions a patch ``at`` "all" or "last" touches."""
+    if at == "all":
+        return lambda mask: mask.bool()
+    if at == "last":
+        return lambda mask: Positions.last().resolve(mask)
+    raise DataError(f"`at` must be 'all' (every position) or 'last' (the last real token of each pair), got {at!r}")
 
 
 def _setup(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], metric: Metric,
@@ -258,22 +287,27 @@ def patch_resid_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[
 
 @torch.no_grad()
 def patch_head_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], metric: Metric, *,
-                   batch_size: int = 256) -> PatchMap:
-    """Patch each head's output (``blocks.L.attn.head{h}``) at all positions from clean into corrupt.
+                   at: str = "all", batch_size: int = 256) -> PatchMap:
+    """Patch each head's output (``blocks.L.attn.head{h}``) from clean into corrupt, at every
+    position (``at="all"``) or only at each pair's last real token (``at="last"``: which heads'
+    output at the final position recovers most).
 
     Example::
 
         pm = patch_head_map(m, clean_prompts, corrupt_prompts, answer_logit_diff(io, s))
         pm.values      # [n_pairs, n_layers, n_heads]
         pm.mean()      # TransformerLens get_act_patch_attn_head_out_all_pos's [n_layers, n_heads]
+
+    Raises `DataError` for an `at` other than "all" or "last".
     """
+    real_at = _where_at(at)
     mask, clean_run, corrupt_run = _setup(model, clean, corrupt, metric, batch_size, heads=True)
     n = mask.shape[0]
     stack = corrupt_run.prefix.stack
     shape = model.sites.stack(stack)
     n_layers, n_heads, d_head = len(corrupt_run.inputs), shape.n_heads, shape.d_head
     values = torch.empty(n, n_layers, n_heads)
-    real = mask.bool()
+    real = real_at(mask)
     width = mask.shape[1]
     for j in range(n_layers):
         source = clean_run.heads[j]
@@ -304,4 +338,14 @@ def patch_head_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[A
                             plan=plan, metric=metric, batch_size=batch_size)
         values[pairs.cpu(), j, head_of.cpu()] = got
     return PatchMap(values=values, clean=clean_run.metric, corrupt=corrupt_run.metric,
-                    lengths=mask.sum(1).cpu(), kind="head", fingerprint=model.fingerprint)
+                    lengths=mask.sum(1).cpu(), kind="head" if at == "all" else "head_last",
+                    fingerprint=model.fingerprint)
+
+
+def __getattr__(name: str) -> Any:
+    # patch_layer_map lives in harness.measures.patching_outputs (this module's 400-line cap); it is
+    # re-exported here lazily, since that module imports this one
+    if name == "patch_layer_map":
+        from harness.measures.patching_outputs import patch_layer_map
+        return patch_layer_map
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,267 @@
+"""Causal tracing (ROME): noise the subject's embeddings, restore one clean state, read the metric.
+
+    trace_resid_map(model, prompts, spans, metric, std=)   restore clean ``blocks.L.resid_pre`` at
+                                                         every (layer, position) into each noise
+                                                         sample's corrupted run
+    TraceMap                                             values ``[n, samples, layers, pos]``, the
+                                                         clean and corrupted baselines, indirect
+                                                         and total effects
+    noise_seed(seed, sample)                             the `Noise` seed of one sample
+
+The method of Meng et al. 2022, "Locating and Editing Factual Associations in GPT" (ROME),
+Sec. 2.1: run the clean prompt; run it again with Gaussian noise ``std * N(0, 1)`` added to the
+embeddings of a span of positions (the subject), the *corrupted run*; then, for each state
+(layer, position), run the corrupted run with that one hidden state restored to its clean value
+and read the metric (ROME: the probability of the correct answer, `answer_prob`). The *indirect
+effect* of a state is ``metric(restored) - metric(corrupted)``, averaged over noise samples;
+the *total effect* of the corruption is ``metric(clean) - metric(corrupted)``.
+
+Where the noise goes: ``blocks.1.resid_pre``, the input of the first block (the embedding
+output as the blocks see it: GPT-2's token plus position embeddings, which is ROME's noise on
+the token embeddings since addition commutes; Llama/Qwen2's token embeddings; Gemma's scaled
+ones), at the span's positions, drawn by `harness.interventions.Noise` with the seed
+``noise_seed(seed, sample)``: a function of (seed, sample, the prompt's real tokens, position)
+only, so a prompt gets the same noise in any batch, at any batch size, next to any other
+prompts, and the samples are independent draws. A restored state is ``blocks.L.resid_pre``
+(the input of block L, TransformerLens' ``blocks.{L-1}.hook_resid_pre``) at one position.
+
+How it runs: one plain forward of the clean prompts, one plain forward of the corrupted runs of
+every (prompt, sample) in one batch (inside ``intervene`` with the noise), each capturing every
+block's input and call arguments (`harness.measures.replay`); a cell restoring a state at block
+L replays only blocks L.. of its corrupted run (on the suffix path only from the restored
+position), cells of all prompts and samples in the batch dimension (rows = prompts x samples x
+cells, chunks of ``batch_size``). A state before the span's start is the same in the clean and
+the corrupted run (the model is causal and the noise starts at the span), and so is a state of
+block 1 outside the span (an embedding); restoring it is the corrupted run itself: its value is
+the corrupted metric, with no forward. Values equal a per-cell loop of full forwards (each with
+the same `Noise` and a `Patch` of the clean state) within 1e-4 (tests/test_tracing.py). Every
+hook is removed when a call returns or raises.
+
+The metric protocol is `harness.measures.patching`'s: ``metric(logits [rows, vocab], pairs
+[rows]) -> [rows]``, logits at the last real token; here ``pairs`` holds the *prompt* index
+of each row (whatever its sample), so per-prompt targets are ``targets[pairs]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from harness.errors import DataError, InterventionError
+from harness.interventions import Noise, Patch, Positions, intervene
+from harness.interventions.noise import _check_seed
+from harness.models.load import LoadedModel, pad_rows
+from harness.measures.patching import Metric, _token_rows
+from harness.measures.replay import _plain, _replay_cells, _suffix_ok
+
+__all__ = ["TraceMap", "trace_resid_map", "noise_seed"]
+
+
+def noise_seed(seed: int, sample: int) -> int:
+    """The `Noise` seed of noise sample `sample` of a trace with seed `seed`: 63 bits of
+    blake2b over both, so different (seed, sample) give independent streams (not ``seed +
+    sample``, under which sample 1 of seed 0 would be sample 0 of seed 1)."""
+    h = hashlib.blake2b(f"{int(seed)}|{int(sample)}".encode(), digest_size=8, person=b"harness.trace")
+    return int.from_bytes(h.digest(), "little") >> 1
+
+
+@dataclass(frozen=True)
+class TraceMap:
+    """Causal-tracing results.
+
+    ``values[i, s, j, p]`` is the metric of prompt i's corrupted run under noise sample s with
+    ``blocks.{j+1}.resid_pre`` at position p restored to its clean value (NaN past the prompt's
+    length). ``clean[i]`` is the clean run's metric, ``corrupted[i, s]`` the corrupted run's
+    (no state restored). ``spans[i]`` is the noised ``(start, end)`` of prompt i.
+    """
+
+    values: torch.Tensor      # [n, samples, layers, pos] float32
+    clean: torch.Tensor       # [n]
+    corrupted: torch.Tensor   # [n, samples]
+    lengths: torch.Tensor     # [n] tokens per prompt
+    spans: tuple[tuple[int, int], ...]
+    std: float
+    seed: int
+    fingerprint: str
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def samples(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def layers(self) -> list[int]:
+        """The harness layer of each row of a map (``blocks.{L}.resid_pre``), 1..n_layers."""
+        return list(range(1, self.values.shape[2] + 1))
+
+    def restored(self) -> torch.Tensor:
+        """The restored metric averaged over noise samples, ``[n, layers, pos]``."""
+        return self.values.mean(1)
+
+    def indirect_effect(self) -> torch.Tensor:
+        """ROME's indirect effect per prompt, ``[n, layers, pos]``: the mean over samples of
+        ``values - corrupted`` (NaN past a prompt's length)."""
+        return (self.values - self.corrupted[:, :, None, None]).mean(1)
+
+    def total_effect(self) -> torch.Tensor:
+        """ROME's total effect of the corruption per prompt, ``[n]``: ``clean - mean corrupted``."""
+        return self.clean - self.corrupted.mean(1)
+
+    def mean(self) -> torch.Tensor:
+        """The restored metric averaged over samples and prompts, ``[layers, pos]`` (positions past
+        a prompt's length are skipped)."""
+        return self.restored().nanmean(0)
+
+    def mean_indirect_effect(self) -> torch.Tensor:
+        """The indirect effect averaged over prompts, ``[layers, pos]`` (ROME's heat maps)."""
+        return self.indirect_effect().nanmean(0)
+
+
+def _std(std: Any) -> float:
+    if isinstance(std, torch.Tensor) and std.numel() == 1:
+        std = std.item()
+    if isinstance(std, bool) or not isinstance(std, numbers.Real) or not math.isfinite(float(std)) \
+            or float(std) <= 0:
+        raise InterventionError(
+            f"`std` must be a finite number > 0 (the noise's standard deviation, in the units of the "
+            f"embeddings), got {std!r}; ROME uses 3 x the standard deviation of the embeddings over a "
+            "corpus, e.g. std = 3 * float(embeddings.std())")
+    return float(std)
+
+
+def _spans(spans: Any, rows: list[list[int]]) -> tuple[tuple[int, int], ...]:
+    if isinstance(spans, torch.Tensor):
+        spans = spans.tolist()
+    if isinstance(spans, (str, bytes)) or not isinstance(spans, Sequence):
+        raise DataError(f"`spans` must be one (start, end) per prompt, got {type(spans).__name__}")
+    if len(spans) != len(rows):
+        raise DataError(f"`spans` has {len(spans)} spans but `prompts` has {len(rows)} prompts; give one "
+                        "(start, end) token span per prompt")
+    out = []
+    for i, (span, row) in enumerate(zip(spans, rows)):
+        try:
+            a, b = span
+            if isinstance(a, bool) or isinstance(b, bool) or not isinstance(a, numbers.Integral) \
+                    or not isinstance(b, numbers.Integral):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise DataError(f"`spans[{i}]` must be a pair of token positions (start, end), got {span!r}") from None
+        a, b = int(a), int(b)
+        if not 0 <= a < b <= len(row):
+            raise DataError(f"`spans[{i}]` is ({a}, {b}) but prompt {i} has {len(row)} tokens; a span is "
+                            f"[start, end) with 0 <= start < end <= {len(row)} (token positions, not characters)")
+        out.append((a, b))
+    return tuple(out)
+
+
+@torch.no_grad()
+def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[tuple[int, int]],
+                    metric: Metric, *, std: float, samples: int = 10, seed: int = 0,
+                    batch_size: int = 256) -> TraceMap:
+    """ROME's causal trace of ``blocks.L.resid_pre`` at every layer L and position.
+
+    Example::
+
+        tm = trace_resid_map(m, ["The Eiffel Tower is in"], [(0, 4)], answer_prob(paris_id),
+                             std=3 * float(m.module.get_input_embeddings().weight.std()))
+        tm.values               # [n, samples, n_layers, max_len]; NaN past a prompt's length
+        tm.indirect_effect()    # [n, n_layers, max_len]: mean over samples of values - corrupted
+        tm.mean_indirect_effect()  # [n_layers, max_len], averaged over prompts
+
+    `prompts`: a list of strings (tokenized with ``model.tokenize``) or of token-id lists, of any
+    lengths (right padding). `spans`: one ``(start, end)`` per prompt, the token positions
+    ``[start, end)`` whose embeddings get noise. `std`: the noise's standard deviation in the
+    units of the embeddings (a finite number > 0). `samples`: noise samples per prompt, sample
+    s drawn with seed ``noise_seed(seed, s)``. `metric`: see the module docstring.
+
+    All samples' corrupted runs go in one plain forward of ``n * samples`` rows and their cells
+    are batched together (no loop over samples).
+
+    Raises `InterventionError` for an encoder-decoder model, a bad `std` or `seed`, or noise too
+    small to change the embeddings; `DataError` for empty prompts, a span outside its prompt or
+    a count of spans other than the prompts', a bad `samples` / `batch_size` / `metric`;
+    `ShapeError` for a metric that does not return one value per row.
+    """
+    std = _std(std)
+    seed = _check_seed(seed, "trace_resid_map")
+    for name, value in (("samples", samples), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise DataError(f"`{name}` must be a positive integer, got {value!r}")
+    if not callable(metric):
+        raise DataError(f"`metric` must be a callable metric(logits, pairs) -> [rows], got {metric!r}")
+    if model.is_encoder_decoder:
+        raise InterventionError(f"causal tracing needs a decoder-only model; {model.name} is an encoder-decoder")
+    rows = _token_rows(model, prompts, "prompts")
+    if not rows:
+        raise DataError("`prompts` is empty; give at least one prompt")
+    for i, row in enumerate(rows):
+        if not row:
+            raise DataError(f"prompt {i} has no tokens; each prompt needs at least one token")
+    spans_ = _spans(spans, rows)
+    S = int(samples)
+    ids, mask = pad_rows(rows, pad_id=model.pad_id, device=model.device)
+    n, width = mask.shape
+    stack = model.main_stack
+
+    # the corrupted runs: row r = prompt r // S, sample r % S
+    ids_x, mask_x = ids.repeat_interleave(S, 0), mask.repeat_interleave(S, 0)
+    prompt_of = torch.arange(n * S, device=mask.device) // S
+    starts = torch.tensor([a for a, _ in spans_], device=mask.device)
+    ends = torch.tensor([b for _, b in spans_], device=mask.device)
+    pos = torch.arange(width, device=mask.device)
+    in_span = (pos[None] >= starts[:, None]) & (pos[None] < ends[:, None])          # [n, pos]
+    in_span_x = in_span.repeat_interleave(S, 0)
+    sample_of = torch.arange(n * S, device=mask.device) % S
+    noise = [Noise(std, noise_seed(seed, s), Positions.of_mask(in_span_x & (sample_of == s)[:, None]))
+             for s in range(S)]
+
+    def by_prompt(logits: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        return metric(logits, pairs // S)
+
+    clean_run = _plain(model, ids, mask, metric, heads=False, kv=False)
+    with intervene(model, {model.site(stack, 1, "resid_pre"): noise}, masks={stack: mask_x}):
+        noised = _plain(model, ids_x, mask_x, by_prompt, heads=False, kv=_suffix_ok(model))
+    n_layers = len(noised.inputs)
+    d = noised.inputs[0].shape[-1]
+    changed = (noised.inputs[0].reshape(n, S, width, d) != clean_run.inputs[0][:, None]).any(-1)  # [n, S, pos]
+    if not bool(changed.any()):
+        raise InterventionError(
+            f"the noise (std={std}) did not change the embeddings at blocks.1.resid_pre of any span in "
+            f"{noised.inputs[0].dtype}; pass a larger `std` (ROME: 3 x the embeddings' standard deviation)")
+
+    lengths = mask.sum(1).cpu()
+    corrupted = noised.metric.view(n, S)
+    values = torch.full((n, S, n_layers, width), float("nan"))
+    real = mask.bool()
+    for i in range(n):
+        values[i, :, :, : int(lengths[i])] = corrupted[i][:, None, None]
+    todo_at = real & (pos[None] >= starts[:, None])                                    # [n, pos]
+    for j in range(n_layers):
+        source = clean_run.inputs[j]
+        same = (noised.inputs[j].reshape(n, S, width, d) == source[:, None]).all(-1)      # [n, S, pos]
+        todo = (todo_at[:, None] & ~same).reshape(n * S, width).nonzero()                 # (row, pos)
+        if todo.numel() == 0:
+            continue
+        cell_rows, cell_pos = todo[:, 0], todo[:, 1]
+        site = model.site(stack, j + 1, "resid_pre")
+
+        def plan(rows_: torch.Tensor, cells: torch.Tensor, start: int, site=site, source=source,
+                 cell_pos=cell_pos) -> dict:
+            where = torch.zeros(rows_.shape[0], width - start, dtype=torch.bool, device=rows_.device)
+            where[torch.arange(rows_.shape[0], device=rows_.device), cell_pos[cells] - start] = True
+            return {site: Patch(source.index_select(0, prompt_of[rows_])[:, start:], Positions.of_mask(where))}
+
+        got = _replay_cells(model, noised, mask_x, block=j, pairs=cell_rows, firsts=cell_pos, plan=plan,
+                            metric=by_prompt, batch_size=int(batch_size))
+        r, p = cell_rows.cpu(), cell_pos.cpu()
+        values[r // S, r % S, j, p] = got
+    return TraceMap(values=values, clean=clean_run.metric, corrupted=corrupted, lengths=lengths, spans=spans_,
+                    std=std, seed=seed, fingerprint=model.fingerprint)
