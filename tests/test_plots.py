@@ -51,3 +51,20 @@ def test_plot_heatmap_writes_a_png_with_nan_cells_and_names_mismatched_labels(tm
     assert [p.name for p in out.parent.iterdir()] == ["map.png"]
     with pytest.raises(DataError, match=r"`col_labels` must hold 3 labels, one per column of the \(2, 3\) matrix"):
         plot_heatmap(matrix, tmp_path / "x.png", title="t", row_labels=["a", "b"], col_labels=["h0", "h1"])
+
+
+def test_plot_heatmaps_puts_panels_side_by_side_and_refuses_mismatched_shapes(tmp_path):
+    from harness.reports.plots import plot_heatmaps
+
+    a, b = np.array([[1.0, np.nan], [0.5, 0.2]]), np.array([[0.1, 0.3], [0.0, 0.9]])
+    out = plot_heatmaps({"patching": a, "tracing": b}, tmp_path / "maps.png", title="where the value lives",
+                        row_labels=["layer1", "layer2"], col_labels=["div", "final"],
+                        colorbar_labels={"patching": "recovery", "tracing": "indirect effect"})
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [p.name for p in tmp_path.iterdir()] == ["maps.png"]
+    with pytest.raises(DataError, match="one shape"):
+        plot_heatmaps({"a": a, "b": np.ones((3, 2))}, tmp_path / "x.png", title="t", row_labels=["r", "s"],
+                      col_labels=["c", "d"])
+    with pytest.raises(DataError, match="`panels` is empty"):
+        plot_heatmaps({}, tmp_path / "x.png", title="t", row_labels=[], col_labels=[])
+    with pytest.raises(DataError, match="`row_labels` must hold 2 labels"):
+        plot_heatmaps({"a": a}, tmp_path / "x.png", title="t", row_labels=["r"], col_labels=["c", "d"])

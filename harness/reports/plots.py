@@ -6,6 +6,8 @@
                                            accuracy and its control's), its CI as a band
     plot_heatmap(matrix, path, title=...)  a matrix (e.g. layer x head) as annotated cells
                                            with a colorbar
+    plot_heatmaps(panels, path, title=...) several such matrices side by side (e.g. a tracing
+                                           map beside a patching map)
     plot_panels(panels, xs, path, ...)     panels side by side, each with curves of one Estimate
                                            per x and CI bands (e.g. rates against a coefficient)
 
@@ -30,7 +32,7 @@ from harness.errors import DataError
 from harness.verdicts.estimate import Estimate
 from harness.measures.sweeps import Curve
 
-__all__ = ["plot_heatmap", "plot_layers", "plot_panels", "plot_sweeps"]
+__all__ = ["plot_heatmap", "plot_heatmaps", "plot_layers", "plot_panels", "plot_sweeps"]
 
 
 def _shift_band(curve: Curve, *, seed: int, n_resamples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -215,17 +217,68 @@ def plot_heatmap(matrix, path: str | Path, *, title: str, row_labels: Sequence[s
                             f"the {values.shape} matrix; got {labels!r:.80}")
     rows, cols = values.shape
     with _figure(path, figsize=(min(2.0 + 0.7 * cols, 16.0), min(1.6 + 0.5 * rows, 16.0))) as (fig, ax):
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-        bar = fig.colorbar(image, ax=ax)
-        bar.set_label(colorbar_label)
-        if annotate:
-            _annotate_cells(ax, image, values, fmt)
-        ax.set_xticks(range(cols), [str(c) for c in col_labels], rotation=90 if cols > 12 else 0)
-        ax.set_yticks(range(rows), [str(r) for r in row_labels])
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title, fontsize=10)
+        _heatmap_on(fig, ax, values, title=title, row_labels=row_labels, col_labels=col_labels, xlabel=xlabel,
+                    ylabel=ylabel, colorbar_label=colorbar_label, fmt=fmt, cmap=cmap, vmin=vmin, vmax=vmax,
+                    annotate=annotate)
     return Path(path)
+
+
+def plot_heatmaps(panels: Mapping[str, object], path: str | Path, *, title: str, row_labels: Sequence[str],
+                  col_labels: Sequence[str], xlabel: str = "", ylabel: str = "",
+                  colorbar_labels: Mapping[str, str] | None = None, fmt: str = "{:.2f}", cmap: str = "viridis",
+                  annotate: bool = True) -> Path:
+    """Plot several matrices of one shape as heatmaps side by side (e.g. a causal-tracing map
+    beside a patching map, as ROME's figures compare them), each with its own colour scale and
+    colorbar (``colorbar_labels[panel]``); returns the PNG's path. Raises `DataError` for no
+    panels, or matrices that are not 2-D of one shape matching the labels."""
+    if not panels:
+        raise DataError("`panels` is empty; give at least one titled matrix")
+    mats = {name: np.asarray(m, dtype=float) for name, m in panels.items()}
+    shapes = {name: m.shape for name, m in mats.items()}
+    first = next(iter(mats.values()))
+    if len(set(shapes.values())) != 1 or first.ndim != 2 or first.size == 0:
+        raise DataError(f"every panel must be a non-empty 2-D matrix of one shape; got {shapes}")
+    for name, labels, axis in (("row_labels", row_labels, 0), ("col_labels", col_labels, 1)):
+        if isinstance(labels, str) or len(labels) != first.shape[axis]:
+            raise DataError(f"`{name}` must hold {first.shape[axis]} labels, one per {('row', 'column')[axis]} of "
+                            f"the {first.shape} matrices; got {labels!r:.80}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = first.shape
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(mats), dpi=110, squeeze=False,
+                             figsize=(min(len(mats) * (2.0 + 0.7 * cols), 24.0), min(2.0 + 0.5 * rows, 16.0)))
+    try:
+        for ax, (name, values) in zip(axes[0], mats.items()):
+            _heatmap_on(fig, ax, values, title=name, row_labels=row_labels, col_labels=col_labels, xlabel=xlabel,
+                        ylabel=ylabel, colorbar_label=(colorbar_labels or {}).get(name, ""), fmt=fmt, cmap=cmap,
+                        vmin=None, vmax=None, annotate=annotate)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        _save_png(fig, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _heatmap_on(fig, ax, values: np.ndarray, *, title: str, row_labels: Sequence[str], col_labels: Sequence[str],
+                xlabel: str, ylabel: str, colorbar_label: str, fmt: str, cmap: str, vmin: float | None,
+                vmax: float | None, annotate: bool) -> None:
+    rows, cols = values.shape
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    bar = fig.colorbar(image, ax=ax)
+    bar.set_label(colorbar_label)
+    if annotate:
+        _annotate_cells(ax, image, values, fmt)
+    ax.set_xticks(range(cols), [str(c) for c in col_labels], rotation=90 if cols > 12 else 0)
+    ax.set_yticks(range(rows), [str(r) for r in row_labels])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
 
 
 def _annotate_cells(ax, image, values: np.ndarray, fmt: str) -> None:
