@@ -9,8 +9,8 @@ follow a claim's data flow:
     saes          sparse autoencoders through sae-lens: load, hook name <-> site, feature directions,
                   encoding, training
     models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models
-    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Ablate, Noise, noise_draw,
-                  check_acted
+    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise,
+                  noise_draw, check_acted
     measures      scores: logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
                   directions: Direction, pooled_states, pooled_states_at, class_mean_direction,
                       random_direction,
@@ -20,6 +20,8 @@ follow a claim's data flow:
                   patching: patch_resid_map, patch_head_map, patch_layer_map, PatchMap,
                       answer_logit_diff, answer_logprob, answer_prob
                   tracing: trace_resid_map, TraceMap (ROME's causal tracing)
+                  das: das, Subspace, interchange_logits, random_basis (distributed alignment
+                      search: a learned subspace whose interchange gives a causal model's answer)
                   generate: generate (steered, batched, KV-cached), Generation, END_OF_FUNCTION,
                       greedy, exact_match; divergence: divergence, Divergence (steered vs
                       baseline generations); lens: logit_lens, residuals_at, layer_sites, Lens
@@ -52,6 +54,7 @@ _EXPORTS: dict[str, str] = {
     "Add": "harness.interventions",
     "RmsAdd": "harness.interventions",
     "Patch": "harness.interventions",
+    "Interchange": "harness.interventions",
     "Ablate": "harness.interventions",
     "Noise": "harness.interventions",
     "noise_draw": "harness.interventions",
@@ -83,6 +86,10 @@ _EXPORTS: dict[str, str] = {
     "patch_layer_map": "harness.measures.patching",
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
+    "das": "harness.measures.das",
+    "Subspace": "harness.measures.das",
+    "interchange_logits": "harness.measures.das",
+    "random_basis": "harness.measures.das",
     "greedy": "harness.measures.generate",
     "generate": "harness.measures.generate",
     "Generation": "harness.measures.generate",

@@ -359,7 +359,7 @@ def test_an_unknown_ablation_kind_is_an_error(m):
 def test_something_that_is_not_an_intervention_is_an_error(m):
     with pytest.raises(InterventionError, match=re.escape(
             "intervention at blocks.3.resid_post must be one of "
-            "['Record', 'Add', 'RmsAdd', 'Patch', 'Ablate', 'Noise'], got Tensor")):
+            "['Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'Noise'], got Tensor")):
         forward(m, {SITE: torch.ones(48)})
 
 

@@ -40,7 +40,7 @@ PUBLIC = {
     # models and sites
     "load_model", "load_study_model", "LoadedModel", "pad_rows", "Site",
     # interventions
-    "intervene", "Positions", "Record", "Add", "RmsAdd", "Patch", "Ablate", "Noise", "noise_draw", "check_acted",
+    "intervene", "Positions", "Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate", "Noise", "noise_draw", "check_acted",
     # measures
     "logprob", "logprob_diff", "logit_diff", "last_token_accuracy", "next_token_logits",
     "Direction", "pooled_states", "pooled_states_at", "class_mean_direction", "random_direction",
@@ -48,6 +48,7 @@ PUBLIC = {
     "sweep", "symmetric", "scorer", "Curve",
     "patch_resid_map", "patch_head_map", "patch_layer_map", "PatchMap", "answer_logit_diff", "answer_logprob",
     "answer_prob", "trace_resid_map", "TraceMap",
+    "das", "Subspace", "interchange_logits", "random_basis",
     "generate", "Generation", "END_OF_FUNCTION", "divergence", "Divergence", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",
     "attention_weights", "eager_attention", "ratio_to_uniform",

@@ -1,7 +1,7 @@
 """Interventions: hooks that read or edit a site while the model runs, removed when it ends.
 
     positions     Positions (all, spans, last real token, mask) and ALL: where an intervention acts
-    edits         Record, Add, RmsAdd, Patch, Ablate: the deterministic edits at a site
+    edits         Record, Add, RmsAdd, Patch, Interchange, Ablate: the deterministic edits at a site
     noise         Noise, noise_draw: Gaussian noise keyed by (seed, the row's real tokens, position)
     hooks         intervene(...), Run, Intervention: install hooks for a block, remove them in finally
     acted         check_acted, ActedReport: prove an intervention changed its site where intended
@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 from harness.interventions.positions import Positions  # noqa: F401
-from harness.interventions.edits import Record, Add, RmsAdd, Patch, Ablate  # noqa: F401
+from harness.interventions.edits import Record, Add, RmsAdd, Patch, Interchange, Ablate  # noqa: F401
 from harness.interventions.noise import Noise, noise_draw  # noqa: F401
 from harness.interventions.hooks import Intervention, Run, intervene  # noqa: F401
 from harness.interventions.acted import check_acted, ActedReport  # noqa: F401
 
 __all__ = [
-    'Positions', 'Record', 'Add', 'RmsAdd', 'Patch', 'Ablate', 'Noise', 'noise_draw',
+    'Positions', 'Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'Noise', 'noise_draw',
     'Intervention', 'Run', 'intervene', 'check_acted', 'ActedReport',
 ]

@@ -1,6 +1,6 @@
 """Installing interventions: the one context manager that adds hooks and always removes them.
 
-    Intervention    any one of Record, Add, RmsAdd, Patch, Ablate, Noise
+    Intervention    any one of Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise
     Run             what one `intervene` block observed: recordings, hook call counts
     intervene       ``with intervene(model, {site: Add(...)}, masks=...) as run:``
 
@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Union
 import torch
 
 from harness.errors import InterventionError, ShapeError
-from harness.interventions.edits import Ablate, Add, Patch, Record, RmsAdd
+from harness.interventions.edits import Ablate, Add, Interchange, Patch, Record, RmsAdd
 from harness.interventions.noise import Noise
 from harness.interventions.positions import ALL
 from harness.models.load import LoadedModel
@@ -27,8 +27,8 @@ from harness.models.sites import Site
 __all__ = ["Intervention", "Run", "intervene"]
 
 
-Intervention = Union[Record, Add, RmsAdd, Patch, Ablate, Noise]
-_KINDS = (Record, Add, RmsAdd, Patch, Ablate, Noise)
+Intervention = Union[Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise]
+_KINDS = (Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise)
 
 
 @dataclass

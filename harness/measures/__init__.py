@@ -6,6 +6,7 @@
     patching      activation patching maps (residual layer x position, layer x head), metrics
     patching_outputs  patching what each block's attention and MLP add (layer x attn_out/mlp_out)
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
+    das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
     generate      greedy decoding (under interventions, per-row coefficients, stop rules), exact match
     divergence    how far a steered generation moves from the baseline: similarity ratios, length ratio
