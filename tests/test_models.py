@@ -283,3 +283,25 @@ def test_length_order_puts_the_longest_rows_first_and_keeps_ties_in_input_order(
     rows = [[1], [1, 2, 3], [4], [1, 2], [5, 6, 7]]
     assert length_order(rows) == [1, 4, 3, 0, 2]
     assert length_order([]) == []
+
+
+def test_a_qwen2_checkpoint_keeps_the_tokenizer_it_saved(tmp_path):
+    """transformers 5 builds Qwen2's own tokenizer class for a qwen2 checkpoint, with Qwen2's
+    pre-tokenizer (numbers split into digits), whatever tokenizer.json holds; load_model gives
+    back the saved word-level tokenizer (``10`` one token), as the model was trained with."""
+    import transformers as tf
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "<eos>", "<unk>", "a", "=", ";", "?", *map(str, range(20))])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("[0-9]+|."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    config = tf.Qwen2Config(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                            num_attention_heads=2, num_key_value_heads=1, head_dim=8)
+    tf.Qwen2ForCausalLM(config).save_pretrained(tmp_path)
+    fast.save_pretrained(tmp_path)
+    assert tf.AutoTokenizer.from_pretrained(tmp_path)("a=10;")["input_ids"] != fast("a=10;")["input_ids"]
+    model = load_model(str(tmp_path))
+    assert model.tokenize(["a=10;a?"]) == [fast("a=10;a?")["input_ids"]] == [[3, 4, 17, 5, 3, 6]]
+    assert model.tokenizer.decode(model.tokenize(["a=19;"])[0]) == "a=19;"

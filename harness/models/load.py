@@ -202,6 +202,7 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
             declared = getattr(transformers, _declared_tokenizer_class(path) or "", None)
             if declared is not None and not isinstance(tokenizer, declared):
                 tokenizer = declared.from_pretrained(path, **local)
+        tokenizer = _saved_tokenizer(path, tokenizer, local)
     except (OSError, ValueError) as err:  # ValueError: e.g. a directory whose config.json lacks model_type
         raise ModelLoadError(_missing_message(spec, kind, err)) from None
     if _tokenizes_nothing(tokenizer):
@@ -211,6 +212,33 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         )
     module.to(device)
     return from_module(module, tokenizer, name=name or spec, spec=spec)
+
+
+_GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _saved_tokenizer(path: str, tokenizer: Any, local: dict) -> Any:
+    """The tokenizer a checkpoint saved, where transformers built another one.
+
+    transformers 5 builds its own tokenizer class for some model types (qwen2, ...) whatever
+    tokenizer_config.json declares, with that class's pre-tokenizer: a checkpoint saved with a
+    generic tokenizer (``tokenizer_class`` ``TokenizersBackend``, e.g. a word-level vocabulary
+    with whole numbers as tokens) would silently be tokenized another way (Qwen2's splits
+    numbers into digits). When the directory declares a generic class and holds a
+    ``tokenizer.json`` whose pipeline differs from the one built, the declared class is loaded
+    from that file instead."""
+    declared_name = _declared_tokenizer_class(path)
+    saved = Path(path) / "tokenizer.json"
+    if declared_name not in _GENERIC_TOKENIZERS or not saved.is_file() or type(tokenizer).__name__ == declared_name:
+        return tokenizer
+    import transformers
+    from tokenizers import Tokenizer
+
+    built = getattr(tokenizer, "backend_tokenizer", None)
+    if built is not None and built.to_str() == Tokenizer.from_file(str(saved)).to_str():
+        return tokenizer
+    declared = getattr(transformers, declared_name, None)
+    return tokenizer if declared is None else declared.from_pretrained(path, **local)
 
 
 def _tokenizes_nothing(tokenizer: Any) -> bool:
