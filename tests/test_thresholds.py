@@ -109,10 +109,10 @@ def session_config(**settings) -> SimpleNamespace:
 
 
 def test_the_studies_resolve_from_the_command_line_with_their_default_models(tmp_path):
-    assert studies() == ["arith", "codegen", "planted", "tacgen"]
+    assert studies() == ["arith", "codegen", "planted", "tacgen", "tracer"]
     config = session_config()
     assert [thresholds_for(config, s).name for s in studies()] == ["fixture:arith", "fixture:codegen", "fixture:planted",
-                                                                   "fixture:tacgen"]
+                                                                   "fixture:tacgen", "fixture:tracer"]
     local = checkpoint(tmp_path / "byt5-tacgen", _name_or_path=HUB_ID)
     config = session_config(models={"tacgen": local, "arith": "fixture:arith@seed=1"},
                             thresholds={"planted": "fixture:planted-null"})
@@ -169,7 +169,8 @@ def test_the_header_says_which_row_and_why_for_the_studies_on_the_command_line(t
     assert [line for line in shared.pytest_report_header(config) if not line.startswith(" ")] == [
         "arith thresholds: no row for this model", "codegen thresholds: row 'fixture:codegen' (the model's spec)",
         "planted thresholds: row 'fixture:planted' (the model's spec)",
-        f"tacgen thresholds: row '{HUB_ID}' (named by {spec}/config.json _name_or_path)"]
+        f"tacgen thresholds: row '{HUB_ID}' (named by {spec}/config.json _name_or_path)",
+        "tracer thresholds: row 'fixture:tracer' (the model's spec)"]
 
 
 def test_an_unknown_study_or_row_in_claims_thresholds_is_a_usage_error():

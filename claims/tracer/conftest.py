@@ -1,0 +1,225 @@
+"""Fixtures of the variable-tracing study: model, programs, pairs, and the patching and tracing maps.
+
+Defaults: `fixture:tracer` (a 4-block Qwen2 trained by `fixtures/tracer/recipe.py`) on the shipped
+splits in `fixtures/tracer/data/` (``selection`` and ``test``, never trained on). The real setting::
+
+    --claims-model tracer=Qwen/Qwen2.5-0.5B-Instruct      (or a local folder)
+
+runs the same claims with the model's own tokenizer: pairs are drawn and checked in its tokens
+(`claims.tracer.programs`). ``--claims-data tracer=DIR`` reads ``DIR/selection.jsonl`` and
+``DIR/test.jsonl`` in the generator's row format instead.
+
+Pairs (`programs.draw_pairs`) are drawn at the threshold row's program length, half from each
+split: heads are chosen on the selection half and measured on the test half; the maps use all
+of them. Everything is computed once per session and written beside the report under
+``tracer/`` (`claims.tracer.artifacts`): ``pairs.jsonl``, ``maps.json``, the heat maps and the
+per-role traces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness import (DataError, answer_logit_diff, answer_logprob, answer_prob, evidence, load_study_model,
+                     patch_head_map, patch_layer_map, patch_resid_map, trace_resid_map)
+from harness.models.fixtures import fixtures_dir
+
+from claims.thresholds import mark_refuted, threshold_row
+from claims.tracer import artifacts, programs
+from claims.tracer.settings import (DEFAULT_MODEL, N_CONTROL_PAIRS, N_PAIRS, N_TRACE_PAIRS, NOISE_FACTOR,
+                                    NOISE_SAMPLES, SEED, Thresholds)
+
+SPLITS = ("selection", "test")
+
+
+@pytest.fixture(scope="session")
+def tracer(claims_settings):
+    return load_study_model("tracer", claims_settings.model_spec("tracer", DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="session")
+def thresholds(pytestconfig) -> Thresholds:
+    """The run's THRESHOLDS row (claims/tracer/settings.py), from the model's spec."""
+    return threshold_row(pytestconfig, "tracer")
+
+
+@pytest.fixture(scope="session")
+def splits(claims_settings) -> dict:
+    """``{"selection", "test", "pool": [row]}``: the generator's rows (program, answer, n_steps, ...);
+    ``pool`` (optional, ``pool.jsonl``) holds more held-out programs of one length for the pairs."""
+    folder = Path(claims_settings.data_path("tracer", str(fixtures_dir() / "tracer" / "data"))).expanduser()
+    missing = [name for name in SPLITS if not (folder / f"{name}.jsonl").is_file()]
+    if missing:
+        raise DataError(f"{folder} lacks {', '.join(f'{m}.jsonl' for m in missing)}; pass a folder with both splits "
+                        "(python fixtures/tracer/data.py --write DIR)")
+    out = {name: programs.generator().read_rows(folder / f"{name}.jsonl") for name in SPLITS}
+    pool = folder / "pool.jsonl"
+    out["pool"] = programs.generator().read_rows(pool) if pool.is_file() else []
+    digest = hashlib.sha256(json.dumps({k: [r["program"] for r in v] for k, v in out.items()}).encode()).hexdigest()
+    evidence.register_dataset("tracer", path=str(folder), content_hash=f"sha256:{digest}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def answered(tracer, splits) -> programs.Answered:
+    """Whether the model answers each test program right (teacher-forced greedy)."""
+    rows = splits["test"]
+    return programs.answered(tracer, [r["program"] for r in rows], [r["answer"] for r in rows])
+
+
+def _folder(claims_settings) -> Path:
+    return Path(claims_settings.report_dir) / "tracer"
+
+
+@pytest.fixture(scope="session")
+def pairs(tracer, splits, thresholds, claims_settings) -> dict:
+    """``{"selection", "test": [pair]}``: `N_PAIRS` / 2 counterfactual pairs from each split (and
+    half of the pool each) at the row's program length, both programs answered right, checked in
+    the model's tokens; written to ``tracer/pairs.jsonl``."""
+    half = N_PAIRS // 2
+    cut = len(splits["pool"]) // 2
+    pools = {"selection": splits["selection"] + splits["pool"][:cut], "test": splits["test"] + splits["pool"][cut:]}
+    out = {name: programs.draw_pairs(tracer, pools[name], half, steps=thresholds.length, seed=SEED + i,
+                                     split=f"{name} (with half of the pool)" if cut else name)
+           for i, name in enumerate(SPLITS)}
+    artifacts.write_pairs(_folder(claims_settings), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def every_pair(pairs) -> list[dict]:
+    """The selection half, then the test half."""
+    return pairs["selection"] + pairs["test"]
+
+
+@pytest.fixture(scope="session")
+def halves(pairs) -> dict:
+    """Row indices of each half in `every_pair`."""
+    n = len(pairs["selection"])
+    return {"selection": np.arange(n), "test": np.arange(n, n + len(pairs["test"]))}
+
+
+@pytest.fixture(scope="session")
+def positions(tracer, every_pair) -> list[dict]:
+    """Each pair's positions by role (`settings.ROLES`), in the model's tokens."""
+    return [programs.roles(tracer, p) for p in every_pair]
+
+
+def _first(model, values) -> list[int]:
+    return [programs.answer_ids(model, v)[0] for v in values]
+
+
+@pytest.fixture(scope="session")
+def resid_map(tracer, every_pair):
+    """`patch_resid_map` a -> b over every pair; metric: logit(a's answer) - logit(b's answer)."""
+    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
+                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
+    return patch_resid_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric)
+
+
+@pytest.fixture(scope="session")
+def recovery(tracer, resid_map, positions, every_pair, claims_settings) -> np.ndarray:
+    """Normalised recovery ``(patched - corrupt) / (clean - corrupt)`` by role, ``[n, layers, roles]``."""
+    out = programs.by_role(resid_map.normalized(), positions)
+    artifacts.write_residual(_folder(claims_settings), tracer, out, resid_map, positions, every_pair)
+    return out
+
+
+@pytest.fixture(scope="session")
+def head_map(tracer, every_pair):
+    """Each head's output patched at the final position only, normalised, ``[n, layers, heads]``."""
+    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
+                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
+    pm = patch_head_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric,
+                        at="last")
+    return pm.normalized().numpy()
+
+
+@pytest.fixture(scope="session")
+def layer_map(tracer, every_pair):
+    """Each block's attention and MLP output patched at the final position, normalised, ``[n, layers, 2]``."""
+    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
+                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
+    pm = patch_layer_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric,
+                         points=("attn_out", "mlp_out"), at="last")
+    return pm.normalized().numpy()
+
+
+@pytest.fixture(scope="session")
+def components(head_map, layer_map, halves, claims_settings) -> None:
+    """Writes the heads' and the outputs' recoveries (``tracer/heads.png``, ``maps.json``)."""
+    artifacts.write_components(_folder(claims_settings), head_map, layer_map, halves["test"])
+
+
+@pytest.fixture(scope="session")
+def control_pairs(tracer, splits, thresholds) -> list[dict]:
+    """`N_CONTROL_PAIRS` pairs from the test split whose answers agree (the change does not reach it)."""
+    rows = splits["test"] + splits["pool"][len(splits["pool"]) // 2:]
+    return programs.draw_pairs(tracer, rows, N_CONTROL_PAIRS, steps=thresholds.length, seed=SEED + 7, agree=True)
+
+
+@pytest.fixture(scope="session")
+def control_map(tracer, control_pairs):
+    """`patch_resid_map` a -> b over the agreeing pairs; metric: log P(the shared answer)."""
+    metric = answer_logprob(_first(tracer, [p["ground_truth_a"] for p in control_pairs]))
+    return patch_resid_map(tracer, [p["program_a"] for p in control_pairs], [p["program_b"] for p in control_pairs],
+                           metric)
+
+
+@pytest.fixture(scope="session")
+def noise_std(tracer, every_pair) -> float:
+    """ROME's noise level: `NOISE_FACTOR` x the std of the token embeddings of the pairs' programs."""
+    ids = sorted({t for p in every_pair for t in tracer.tokenize([p["program_a"]])[0]})
+    emb = tracer.module.get_input_embeddings().weight.detach()[torch.tensor(ids)]
+    return NOISE_FACTOR * float(emb.float().std())
+
+
+@pytest.fixture(scope="session")
+def traced(tracer, every_pair, positions, noise_std, recovery, claims_settings) -> dict:
+    """Causal tracing (ROME) of program a of the first `N_TRACE_PAIRS` test-half pairs: noise on the
+    tokens of the changed step, `NOISE_SAMPLES` draws, every clean resid_pre state restored in turn;
+    metric: P(a's answer). ``{"rows": indices into every_pair, "map": TraceMap}``."""
+    n_sel = len(every_pair) // 2
+    rows = np.arange(n_sel, min(len(every_pair), n_sel + N_TRACE_PAIRS))
+    chosen = [every_pair[i] for i in rows]
+    spans = [programs.step_span(tracer, p) for p in chosen]
+    metric = answer_prob(_first(tracer, [p["ground_truth_a"] for p in chosen]))
+    tm = trace_resid_map(tracer, [p["program_a"] for p in chosen], spans, metric, std=noise_std,
+                         samples=NOISE_SAMPLES, seed=SEED)
+    effect = programs.by_role(tm.indirect_effect(), [positions[i] for i in rows])
+    artifacts.write_tracing(_folder(claims_settings), effect, recovery[rows], tm.total_effect().numpy(), noise_std)
+    return {"rows": rows, "map": tm, "effect": effect}
+
+
+def pytest_generate_tests(metafunc):
+    """Claims per layer take ``block`` (every block of the row's model), ``later_block`` (every
+    block after the first) or ``middle_layer`` (the row's middle layers), claims per program
+    length ``length`` (2-10), so ids name them
+    (``-k layer3``, ``-k len6``)."""
+    from claims.tracer.settings import thresholds_at_collection
+
+    row = thresholds_at_collection(metafunc.config)
+    lengths = list(programs.generator().LENGTHS)
+    layers = row.layers if row else 2
+    for name, values in (("block", range(1, layers + 1)), ("later_block", range(2, layers + 1)),
+                         ("middle_layer", row.middle_layers if row else (1,)), ("length", lengths)):
+        if name in metafunc.fixturenames:
+            prefix = "len" if name == "length" else "layer"
+            metafunc.parametrize(name, list(values), ids=[f"{prefix}{v}" for v in values])
+    if "last_role" in metafunc.fixturenames:     # a role at the last block: ``layer4-final-position``
+        from claims.tracer.settings import ROLES
+
+        metafunc.parametrize("last_role", list(ROLES), ids=[f"layer{layers}-{r}-position" for r in ROLES])
+
+
+def pytest_collection_modifyitems(config, items):
+    """The claims the model's THRESHOLDS row lists as refuted run as xfail(strict=True)."""
+    from claims.tracer.settings import thresholds_at_collection
+
+    mark_refuted(items, "tracer", thresholds_at_collection(config))
