@@ -110,9 +110,8 @@ def test_patching_map_is_faster_than_transformer_lens_and_equal(benchmark, model
 
 # --------------------------------------------------------------------------- the Llama layout (Qwen2)
 #
-# The tracer fixture's topology (`fixtures/tracer/recipe.py` CONFIG: a Qwen2 of 4 blocks, width
-# 128, 4 query heads over 2 key/value heads, rotary), seeded random weights (`new_model(0)`,
-# rescaled as above), on TRACER_PAIRS counterfactual pairs of 6-step programs (28-38 tokens: pairs
+# The shipped tracer fixture (`fixture:tracer`, `fixtures/tracer/recipe.py`: a Qwen2 of 4 blocks,
+# width 128, 4 query heads over 2 key/value heads, rotary), on TRACER_PAIRS counterfactual pairs of 6-step programs (28-38 tokens: pairs
 # of different lengths, right padding) from `fixtures/tracer/data.py`. The reference is a plain
 # loop of full forwards, one per (layer, position) cell with every pair that has that position in
 # the batch (TransformerLens' scheme), the clean residual written in by a pre-hook on the block.
@@ -150,14 +149,11 @@ def tracer_pairs():
 
 
 def tracer_model(attn: str):
-    recipe = _tracer_recipe()
-    hf = recipe.new_model(0)
-    hf.set_attn_implementation(attn)
-    with torch.no_grad():
-        for name, p in hf.named_parameters():
-            if p.dim() == 2 and "norm" not in name:
-                p.normal_(0.0, 0.2)
-    return from_module(hf.eval(), recipe.make_tokenizer(), name=f"bench:tracer-random-{attn}")
+    from harness.models.load import load_model
+
+    m = load_model("fixture:tracer")
+    m.module.set_attn_implementation(attn)
+    return m
 
 
 @torch.no_grad()

@@ -1,8 +1,7 @@
 """Causal tracing against a plain per-cell loop of full forwards, same model, same noise.
 
-The model is the `fixture:tracer` topology (a 4-block Qwen2 of width 128, grouped-query
-attention, rotary; ``fixtures/tracer/recipe.py``'s ``new_model(0)``: seeded, untrained) with the
-fixture's word-level tokenizer; the prompts are `N_PROGRAMS` programs of `N_STEPS` steps from
+The model is the shipped `fixture:tracer` (a 4-block Qwen2 of width 128, grouped-query attention,
+rotary; ``fixtures/tracer/recipe.py``) with its word-level tokenizer; the prompts are `N_PROGRAMS` programs of `N_STEPS` steps from
 ``fixtures/tracer/data.py`` (seeded), the noised span the tokens of step `STEP` (``VAR=EXPR``),
 `SAMPLES` noise samples of std 3 x the embeddings' standard deviation, metric ROME's probability
 of the answer token. The loop runs one full forward per cell (prompt x sample x layer x
@@ -27,7 +26,7 @@ import pytest
 import torch
 
 from harness.interventions import Noise, Patch, Positions, Record, intervene
-from harness.models.load import from_module, pad_rows
+from harness.models.load import load_model, pad_rows
 from harness.measures.patching import answer_prob
 from harness.measures.tracing import noise_seed, trace_resid_map
 
@@ -49,7 +48,7 @@ def _recipe():
 def setup():
     recipe = _recipe()
     data = recipe.data()
-    m = from_module(recipe.new_model(0), recipe.make_tokenizer(), name="bench:tracer-init")
+    m = load_model("fixture:tracer")
     rng = random.Random(SEED)
     programs = [data.program(rng, N_STEPS) for _ in range(N_PROGRAMS)]
     rows = [recipe.encode(p) for p in programs]

@@ -265,7 +265,7 @@ def test_interchange_logits_along_no_direction_are_the_plain_runs_logits(m):
     (dict(k=49), DataError, "`k` must be between 1 and 48"),
     (dict(steps=0), DataError, "`steps` and `batch_size` must be positive integers"),
     (dict(lr=0.0), DataError, "`lr` must be a positive learning rate"),
-    (dict(base=[]), DataError, "`base` is empty"),
+    (dict(base=[]), DataError, "`base` and `source` are empty"),
 ])
 def test_bad_das_input_is_an_error_naming_the_argument_and_the_fix(m, change, error, message):
     base, source, positions, target = _small()

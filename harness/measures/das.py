@@ -40,11 +40,11 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from harness import progress
-from harness.errors import DataError, InterventionError, ShapeError
+from harness.errors import DataError, ShapeError
 from harness.interventions import Interchange, Positions, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.sites import Site
-from harness.measures.patching import _ids, _token_rows
+from harness.measures.patching import _ids, _pairs as _pair_rows
 
 __all__ = ["Subspace", "das", "interchange_logits", "random_basis"]
 
@@ -106,29 +106,16 @@ class _Pairs:
 
 def _pairs(model: LoadedModel, base: Sequence[Any], source: Sequence[Any], site: Site | str,
            positions: Sequence[int]) -> _Pairs:
-    if model.is_encoder_decoder:
-        raise InterventionError(f"das needs a decoder-only model; {model.name} is an encoder-decoder")
+    a, b = _pair_rows(model, base, source, names=("base", "source"), what="das and interchanges",
+                      swap="an interchange swaps")
     where = model.site(site)
-    a, b = _token_rows(model, base, "base"), _token_rows(model, source, "source")
-    if not a:
-        raise DataError("`base` is empty; give at least one pair of prompts")
-    if len(a) != len(b):
-        raise DataError(f"`base` has {len(a)} prompts but `source` has {len(b)}; give one source prompt "
-                        "per base prompt")
     if isinstance(positions, (int, str)) or (isinstance(positions, torch.Tensor) and positions.dim() != 1):
         raise DataError(f"`positions` must be a list of token indices, one per pair, got {positions!r}")
     pos = [_int(p, f"positions[{i}]") for i, p in enumerate(positions)]
     if len(pos) != len(a):
         raise DataError(f"`positions` has {len(pos)} entries but there are {len(a)} pairs; give one "
                         "token index per pair (where the interchange happens)")
-    for i, (x, y) in enumerate(zip(a, b)):
-        if len(x) != len(y):
-            raise ShapeError(
-                f"pair {i}: the base prompt is {len(x)} tokens but the source prompt is {len(y)}; an "
-                "interchange swaps activations position by position, so choose base/source pairs of "
-                "the same token length")
-        if not x:
-            raise DataError(f"pair {i} has no tokens; each prompt needs at least one token")
+    for i, x in enumerate(a):
         if not -len(x) <= pos[i] < len(x):
             raise DataError(f"`positions[{i}]` is {pos[i]} but pair {i} has {len(x)} tokens; give an index "
                             f"in [{-len(x)}, {len(x) - 1}] into the pair's tokens")

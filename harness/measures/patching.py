@@ -192,21 +192,26 @@ def _token_rows(model: LoadedModel, items: Sequence[Any], name: str) -> list[lis
     return [list(map(int, x)) for x in items]
 
 
-def _pairs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any]) -> tuple[list, list]:
+def _pairs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], *,
+           names: tuple[str, str] = ("clean", "corrupt"), what: str = "patching maps",
+           swap: str = "activation patching swaps") -> tuple[list, list]:
+    """Token rows of equally long lists of prompts, pair i of equal length in both (`names` name
+    the two arguments in the errors, `what` the caller, `swap` what needs equal lengths)."""
+    first, second = names
     if model.is_encoder_decoder:
         raise InterventionError(
-            f"patching maps need a decoder-only model; {model.name} is an encoder-decoder")
-    a, b = _token_rows(model, clean, "clean"), _token_rows(model, corrupt, "corrupt")
+            f"{what} need a decoder-only model; {model.name} is an encoder-decoder")
+    a, b = _token_rows(model, clean, first), _token_rows(model, corrupt, second)
     if not a or not b:
-        raise DataError("`clean` and `corrupt` are empty; give at least one pair of prompts")
+        raise DataError(f"`{first}` and `{second}` are empty; give at least one pair of prompts")
     if len(a) != len(b):
-        raise DataError(f"`clean` has {len(a)} prompts but `corrupt` has {len(b)}; give one corrupt "
-                        "prompt per clean prompt")
+        raise DataError(f"`{first}` has {len(a)} prompts but `{second}` has {len(b)}; give one {second} "
+                        f"prompt per {first} prompt")
     for i, (x, y) in enumerate(zip(a, b)):
         if len(x) != len(y):
             raise ShapeError(
-                f"pair {i}: the clean prompt is {len(x)} tokens but the corrupt prompt is {len(y)}; "
-                "activation patching swaps activations position by position, so choose clean/corrupt "
+                f"pair {i}: the {first} prompt is {len(x)} tokens but the {second} prompt is {len(y)}; "
+                f"{swap} activations position by position, so choose {first}/{second} "
                 "pairs of the same token length")
         if not x:
             raise DataError(f"pair {i} has no tokens; each prompt needs at least one token")
