@@ -43,16 +43,6 @@ def _check(config: pytest.Config, paths) -> None:
         thresholds_for(config, name)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Each study's claims form one pytest-xdist group (``xdist_group``), so under ``-n N --dist
-    loadgroup`` a study runs on one worker and its session fixtures (model, maps, grids) are
-    computed once, while the studies run side by side."""
-    for item in items:
-        name = _study_of(item.path)
-        if name is not None:
-            item.add_marker(pytest.mark.xdist_group(name))
-
-
 def pytest_collection_finish(session: pytest.Session) -> None:
     """A study with selected tests whose model has no threshold row ends the run as a usage
     error (exit code 4) before any model loads; so does an unknown ``--claims-thresholds``.
