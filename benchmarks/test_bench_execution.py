@@ -18,6 +18,7 @@ import pytest
 
 from harness.data import mbpp_split, read_mbpp
 from harness.execution import run_many
+from timing import best_of
 
 MBPP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mbpp"
 N_PROBLEMS = 100
@@ -42,8 +43,7 @@ def test_two_workers_run_more_problems_per_second_than_one(benchmark, programs):
     t0 = time.perf_counter()
     run_all(programs, 1)
     one_s = time.perf_counter() - t0
-    benchmark.pedantic(lambda: run_all(programs, 2), rounds=2, iterations=1)
-    two_s = benchmark.stats.stats.min
+    _, two_s = best_of(benchmark, lambda: run_all(programs, 2), rounds=2)
     rates = {1: len(programs) / one_s, 2: len(programs) / two_s}
     benchmark.extra_info.update(problems=len(programs), one_worker_per_s=rates[1], two_workers_per_s=rates[2],
                                 ratio=rates[2] / rates[1])

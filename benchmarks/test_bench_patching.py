@@ -22,6 +22,7 @@ import torch
 
 from harness.models.load import from_module
 from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
+from timing import best_of
 
 N_PAIRS, N_TOKENS, VOCAB = 16, 20, 512
 
@@ -98,8 +99,7 @@ def test_patching_map_is_faster_than_transformer_lens_and_equal(benchmark, model
         ref = tl_map()
         tl_times.append(time.perf_counter() - t0)
     tl_s = min(tl_times)
-    result = benchmark.pedantic(ours, rounds=5, iterations=1)
-    ours_s = benchmark.stats.stats.min
+    result, ours_s = best_of(benchmark, ours, rounds=5)
     ratio = tl_s / ours_s
     benchmark.extra_info.update(transformer_lens_s=tl_s, ours_s=ours_s, ratio=ratio,
                                 cells=int(ref.numel()), pairs=N_PAIRS, tokens=N_TOKENS)
@@ -210,12 +210,10 @@ def test_qwen2_resid_map_is_faster_than_a_loop_of_full_forwards_and_equal(benchm
     t0 = time.perf_counter()
     ref = loop_resid_map(m, clean, corrupt, metric)
     loop_s = time.perf_counter() - t0
-    result = benchmark.pedantic(ours, rounds=3, iterations=1)
-    ours_s = benchmark.stats.stats.min if benchmark.stats else _timed(ours)
+    result, ours_s = best_of(benchmark, ours, rounds=3)
     ratio = loop_s / ours_s
-    if benchmark.stats:
-        benchmark.extra_info.update(loop_s=loop_s, ours_s=ours_s, ratio=ratio, pairs=TRACER_PAIRS,
-                                    cells=int((~ref.isnan()).sum()))
+    benchmark.extra_info.update(loop_s=loop_s, ours_s=ours_s, ratio=ratio, pairs=TRACER_PAIRS,
+                                cells=int((~ref.isnan()).sum()))
     print(f"\nqwen2 resid_pre ({attn}): loop {loop_s:.3f} s, ours {ours_s:.3f} s, ratio {ratio:.1f}x")
     real = ~ref.isnan()
     assert torch.equal(real, ~result.values.isnan())
@@ -223,8 +221,3 @@ def test_qwen2_resid_map_is_faster_than_a_loop_of_full_forwards_and_equal(benchm
     assert ref[real].max() - ref[real].min() > 0.1  # the cells differ, so equality is not trivial
     assert ratio >= 3.0, f"qwen2 resid_pre map ({attn}) only {ratio:.1f}x faster than a loop of full forwards"
 
-
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
