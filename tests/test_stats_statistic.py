@@ -88,3 +88,25 @@ def test_degenerate_and_bad_input():
         stats.bootstrap_statistic(np.ones((5, 2)), lambda m: m.mean(0), name="s", seed=0)
     with pytest.raises(StatsError, match="level"):
         stats.bootstrap_statistic(np.ones(5), np.mean, name="s", seed=0, level=1.5)
+
+
+@pytest.mark.parametrize("method", ["percentile", "BCa"])
+def test_a_statistic_not_finite_on_some_resamples_says_how_many_and_no_wrong_advice(method):
+    """NaN on the resamples that miss example 0 (finite on the data): the reason counts them
+    (counted here by the statistic itself), and never advises the method already used."""
+    x = np.arange(12, dtype=np.float64)
+    missing = []
+
+    def stat(m):
+        ok = bool((m == 0).any())
+        missing.append(not ok)
+        return float(m.mean()) if ok else float("nan")
+
+    with pytest.warns(RuntimeWarning, match="degenerate s estimate"):
+        est = stats.bootstrap_statistic(x, stat, name="s", seed=4, n_resamples=300, method=method)
+    resampled = missing[1:301]  # the value on the data first, then one call per resample
+    assert not missing[0] and 0 < sum(resampled) < 300
+    assert est.degenerate and est.value == pytest.approx(5.5)
+    assert f"s is not finite on {sum(resampled)} of 300 resamples" in est.reason
+    assert f"the {method} interval needs it finite on every resample" in est.reason
+    assert "method='percentile'" not in est.reason and "more resamples" not in est.reason

@@ -13,7 +13,7 @@ import numpy as np
 from harness.errors import StatsError
 from harness.stats._checks import _check_bootstrap_args, _fmt
 from harness.stats._resampling import _finish, _resample
-from harness.stats._results import _degenerate, _recomputable
+from harness.stats._results import _count_nonfinite, _degenerate, _recomputable
 from harness.verdicts.estimate import Estimate
 
 
@@ -44,7 +44,9 @@ def bootstrap_statistic(
     ``"BCa"`` (calls `statistic` once per left-out example more).
 
     Degenerate (an `Estimate` with ``status="degenerate"`` and a RuntimeWarning, as elsewhere in
-    `harness.stats`): fewer than 2 examples, or a statistic that is not finite on the data.
+    `harness.stats`): fewer than 2 examples, a statistic that is not finite on the data, or one
+    that is not finite on some resamples (the reason says on how many of how many; no method's
+    interval is defined then).
     Raises `StatsError` for a `statistic` that is not callable, returns other than one number,
     or for the bad bootstrap arguments every estimator refuses.
     """
@@ -80,6 +82,15 @@ def bootstrap_statistic(
     def at(level: float, previous: Any = None) -> Estimate:
         low, high, dist, result = _resample((np.arange(n, dtype=np.float64),), over, paired=False, level=level,
                                             method=method, n_resamples=n_resamples, seed=seed, previous=previous)
+        bad = _count_nonfinite(dist)
+        if bad:
+            # Every method's interval is NaN then (percentile and BCa alike), and more resamples
+            # draw more of the same samples: the statistic itself must be defined on them.
+            return _degenerate(value=value, distribution=dist, **dict(common, level=level), reason=(
+                f"{name} is not finite on {bad} of {dist.size} resamples ({_fmt(value)} on the data); "
+                f"the {method} interval needs it finite on every resample: define it on the samples "
+                f"where it is not (e.g. a correlation of a resample with no variation) or use more "
+                f"examples"))
         estimate = _finish(value=value, low=float(low), high=float(high), distribution=dist, level=level, n=n,
                            method=method, seed=seed, statistic=name)
         return _recomputable(estimate, lambda other: at(other, result))
