@@ -311,13 +311,13 @@ def test_check_tolerance_accepts_positive_numbers():
 
 def test_reports_of_an_unknown_schema_version_are_refused(tmp_path):
     data = report_to_json(report())
-    data["schema_version"] = 3
+    data["schema_version"] = 4
     path = tmp_path / "report.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(ReportError, match="schema_version 3"):
+    with pytest.raises(ReportError, match="schema_version 4"):
         diff_files(path, DATA / "diff_new.json")
-    with pytest.raises(DiffError, match="schema_version 3"):
-        diff_reports(dataclasses.replace(report(), schema_version=3), report())
+    with pytest.raises(DiffError, match="schema_version 4"):
+        diff_reports(dataclasses.replace(report(), schema_version=4), report())
 
 
 def test_a_report_listing_a_claim_twice_is_refused():

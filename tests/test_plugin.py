@@ -156,7 +156,7 @@ def test_a_failing_claim_says_what_was_expected_and_what_was_measured(study):
 def test_report_json_holds_the_run(study):
     run(study, "--claims-seed", "3", "--claims-resamples", "199")
     report = report_of(study)
-    assert report["schema_version"] == 2
+    assert report["schema_version"] == 3
     r = report["run"]
     assert (r["seed"], r["resamples"]) == (3, 199)
     assert r["command"].startswith("pytest -p no:cacheprovider") and r["command"].endswith("--claims-seed=3")
@@ -182,7 +182,8 @@ def test_report_json_holds_each_claims_text_source_params_outcome_and_evidence(s
     run(study, "--claims-seed", "5")
     nodeid = "test_study.py::test_steering_moves_the_score[layer12]"
     claim = claims_by_nodeid(report_of(study))[nodeid]
-    seed = derive_seed(5, nodeid)
+    seed = derive_seed(5, nodeid)   # outside a study the identity is the file below its package root
+    assert claim["identity"] == nodeid
     assert claim["text"] == "Class-mean steering moves the score"
     assert claim["source"] == "notebook 000, cell 12"
     assert claim["params"] == {"layer": 12}
@@ -194,7 +195,7 @@ def test_report_json_holds_each_claims_text_source_params_outcome_and_evidence(s
         "ci_high": first["ci_high"], "level": 0.975, "n": 500, "method": "bootstrap BCa",
         "unit": "examples", "site": "encoder.12.resid_post", "seed": seed,
         "fingerprint": "3f2a9c0d1e2b4a5f", "expectation": "ci_excludes(0)", "held": True,
-        "status": "ok", "reason": "",
+        "status": "ok", "reason": "", "resamples": None,   # an Estimate built by hand: no distribution
     }
     # judged at the Bonferroni level of its family of 2: the interval is recomputed at 97.5%
     assert first["ci_low"] == pytest.approx(first["value"] - 0.2 * 2.2414 / 1.9600, rel=1e-4)
@@ -271,7 +272,16 @@ def test_derive_seed_is_a_32_bit_function_of_the_base_seed_and_the_node_id():
 # --- fixtures ----------------------------------------------------------------------------------
 
 
+TWO_STUDIES = '''
+    from harness.plugin import Study
+
+    STUDY = Study("tacgen", model="fixture:tacgen", thresholds={"fixture:tacgen": "row"},
+                  models=("tacgen", "arith"), data=("mbpp", "lean"))
+'''
+
+
 def test_claims_settings_carry_the_options(pytester):
+    pytester.makepyfile(study=TWO_STUDIES)
     pytester.makepyfile(test_settings='''
         from pathlib import Path
 
@@ -289,7 +299,7 @@ def test_claims_settings_carry_the_options(pytester):
     ''')
     result = run(pytester, "--claims-seed=11", "--claims-resamples=499",
                  "--claims-model", "tacgen=/models/tacgen", "--claims-model", "arith=fixture:arith",
-                 "--claims-data", "mbpp=data/mbpp.jsonl")
+                 "--claims-data", "mbpp=data/mbpp.jsonl", "--claims-thresholds", "tacgen=fixture:tacgen")
     result.assert_outcomes(passed=1)
 
 
@@ -304,6 +314,7 @@ def test_the_claim_seed_fixture_is_the_derived_seed(pytester):
 
 
 def test_registered_models_and_data_sets_appear_in_the_header_and_the_report(pytester):
+    pytester.makepyfile(study=TWO_STUDIES)
     pytester.makeconftest('''
         import pytest
         from harness.verdicts.evidence import register_dataset, register_model
@@ -323,12 +334,15 @@ def test_registered_models_and_data_sets_appear_in_the_header_and_the_report(pyt
         def test_loads(tacgen):
             assert tacgen
     ''')
-    result = run(pytester, "--claims-model", "tacgen=/models/mine")
+    result = run(pytester, "--claims-model", "tacgen=/models/mine", "--claims-thresholds", "tacgen=fixture:tacgen")
     result.assert_outcomes(passed=1)
     assert "model tacgen: /models/mine  fingerprint 3f2a9c0d1e2b  (cpu, float32)" in claims_section(result)
     report = report_of(pytester)
-    assert report["models"] == [{"name": "tacgen", "spec": "/models/mine",
-                                 "fingerprint": "3f2a9c0d1e2b4a5f6789", "device": "cpu", "dtype": "float32"}]
+    assert report["models"] == [{"name": "tacgen", "spec": "/models/mine", "fingerprint": "3f2a9c0d1e2b4a5f6789",
+                                 "device": "cpu", "dtype": "float32", "source": ""}]
+    assert report["studies"] == [{"study": "tacgen", "model": "/models/mine", "row": "fixture:tacgen",
+                                  "why": "--claims-thresholds"}]
+    assert "study tacgen: thresholds row 'fixture:tacgen' (--claims-thresholds)" in claims_section(result)
     assert report["datasets"] == [{"name": "lean", "path": "data/lean.jsonl",
                                    "content_hash": "sha256:0123456789abcdef0123"}]
 

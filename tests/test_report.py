@@ -17,6 +17,7 @@ from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
 from harness.reports import (
     SCHEMA_VERSION,
     ClaimResult,
+    StudyRow,
     GitInfo,
     Report,
     ReportError,
@@ -65,6 +66,7 @@ def report(**changes) -> Report:
         datasets=[DatasetRecord("mbpp", "data/mbpp.jsonl", "sha256:9b1c00112233445566778899")],
         versions={"python": "3.11.7", "torch": "2.3.0", "transformers": None, "harness": "0.1.0"},
         git=GitInfo(commit="a" * 40, dirty=True),
+        studies=[StudyRow("tacgen", "fixture:tacgen", "fixture:tacgen", "the model's spec")],
     )
     fields.update(changes)
     return build_report(**fields)
@@ -80,7 +82,7 @@ def write_json(path: Path, data) -> Path:
 
 def test_a_report_carries_the_schema_version_and_the_run():
     r = report()
-    assert r.schema_version == SCHEMA_VERSION == 2
+    assert r.schema_version == SCHEMA_VERSION == 3
     assert (r.run.seed, r.run.resamples, r.run.started, r.run.duration_s) == (0, 9999, "2026-01-02T03:04:05+00:00", 12.5)
 
 
@@ -127,17 +129,17 @@ def test_git_state_names_the_commit_inside_a_git_repo():
 
 def test_the_json_has_every_documented_field():
     data = report_to_json(report())
-    assert list(data) == ["schema_version", "run", "models", "datasets", "claims"]
+    assert list(data) == ["schema_version", "run", "models", "datasets", "claims", "studies"]
     assert list(data["run"]) == ["seed", "resamples", "command", "started", "duration_s", "versions", "git"]
     assert data["run"]["git"] == {"commit": "a" * 40, "dirty": True}
-    assert list(data["models"][0]) == ["name", "spec", "fingerprint", "device", "dtype"]
+    assert list(data["models"][0]) == ["name", "spec", "fingerprint", "device", "dtype", "source"]
     assert list(data["datasets"][0]) == ["name", "path", "content_hash"]
-    assert list(data["claims"][0]) == ["nodeid", "text", "source", "params", "outcome", "message",
+    assert list(data["claims"][0]) == ["nodeid", "identity", "text", "source", "params", "outcome", "message",
                                        "duration_s", "seed", "family", "family_size", "correction", "level",
                                        "evidence"]
     assert list(data["claims"][0]["evidence"][0]) == [
         "statistic", "value", "ci_low", "ci_high", "level", "n", "method", "unit", "site", "seed",
-        "fingerprint", "expectation", "held", "status", "reason"]
+        "fingerprint", "expectation", "held", "status", "reason", "resamples"]
 
 
 def test_a_written_report_reads_back_equal(tmp_path):
@@ -211,10 +213,10 @@ def test_the_written_report_is_readable_by_others(tmp_path):
 
 def test_a_report_from_a_future_schema_version_names_the_file_and_the_versions(tmp_path):
     data = report_to_json(report())
-    data["schema_version"] = 3
+    data["schema_version"] = 4
     path = write_json(tmp_path / "report.json", data)
     with pytest.raises(ReportError, match=re.escape(
-        f"report '{path}' has schema_version 3; this harness reads schema_version 1 or 2; upgrade "
+        f"report '{path}' has schema_version 4; this harness reads schema_version 1 or 2 or 3; upgrade "
         "interp-claims to read a newer report, or re-run the study with this version to write it again"
     )):
         read_report(path)
@@ -360,7 +362,7 @@ def test_the_readme_documents_every_field_of_the_json():
     data = report_to_json(report())
     keys = (set(data) | set(data["run"]) | set(data["run"]["git"]) | set(data["run"]["versions"])
             | set(data["models"][0]) | set(data["datasets"][0]) | set(data["claims"][0])
-            | set(data["claims"][0]["evidence"][0]))
+            | set(data["claims"][0]["evidence"][0]) | set(data["studies"][0]))
     assert sorted(k for k in keys if f"`{k}`" not in readme) == []
     assert f"schema version {SCHEMA_VERSION}" in readme
 

@@ -1,4 +1,4 @@
-"""Which threshold row a study uses (`claims.thresholds`): by spec, by ``--claims-thresholds``,
+"""Which threshold row a study uses (`harness.plugin.studies`): by spec, by ``--claims-thresholds``,
 by what a checkpoint's config names, and a model without a row as one usage error before any
 model loads."""
 
@@ -16,8 +16,8 @@ from types import MappingProxyType, SimpleNamespace
 
 import pytest
 
-from claims.thresholds import resolve_row, study, studies, thresholds_for
-from harness.plugin import SETTINGS_KEY, ClaimsSettings
+from harness.plugin import SETTINGS_KEY, ClaimsSettings, resolve_row, study_of_path, thresholds_for
+from harness.plugin.studies import register
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_ID = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
@@ -46,8 +46,8 @@ def test_claims_thresholds_picks_a_row_by_name_over_the_specs_own():
 def test_an_unknown_row_is_a_usage_error_that_lists_the_rows():
     with pytest.raises(pytest.UsageError) as err:
         resolve_row(TABLE, "fixture:toy", study="toy", chosen="fixture:tyo")
-    assert str(err.value) == (f"--claims-thresholds toy=fixture:tyo: no row 'fixture:tyo' in THRESHOLDS in "
-                              f"claims/toy/settings.py ({ROWS})")
+    assert str(err.value) == (f"--claims-thresholds toy=fixture:tyo: no row 'fixture:tyo' in the thresholds of "
+                              f"the study.py of study 'toy' ({ROWS}); did you mean 'fixture:toy'?")
 
 
 @pytest.mark.parametrize("key", ["_name_or_path", "name_or_path"])
@@ -93,7 +93,7 @@ def test_a_model_without_a_row_is_a_usage_error_naming_the_option(tmp_path):
     assert str(err.value) == (
         f"no thresholds for model {spec!r} (study toy): its config names no model with a row "
         f"({spec}/config.json _name_or_path = 'google/byt5-small'); pass --claims-thresholds toy=ROW "
-        f"({ROWS}) or add a row to THRESHOLDS in claims/toy/settings.py")
+        f"({ROWS}) or add a row to the thresholds in the study.py of study 'toy'")
     bare = checkpoint(tmp_path / "bare")
     with pytest.raises(pytest.UsageError, match=r"has no _name_or_path or name_or_path\); pass --claims-thresholds"):
         resolve_row(TABLE, bare, study="toy")
@@ -101,24 +101,36 @@ def test_a_model_without_a_row_is_a_usage_error_naming_the_option(tmp_path):
         resolve_row(TABLE, str(tmp_path / "missing"), study="toy")
 
 
+STUDIES = ("arith", "codegen", "planted", "tacgen", "tracer")
+
+
 def session_config(**settings) -> SimpleNamespace:
-    """What `thresholds_for` reads of a pytest config: the claims settings in its stash."""
+    """What `thresholds_for` reads of a pytest config: the claims settings in its stash, and the
+    five studies of this repository registered as collection registers them."""
     stash = pytest.Stash()
     stash[SETTINGS_KEY] = ClaimsSettings(**{k: MappingProxyType(v) for k, v in settings.items()})
-    return SimpleNamespace(stash=stash)
+    config = SimpleNamespace(stash=stash)
+    for name in STUDIES:
+        register(config, study_of_path(ROOT / "claims" / name / "conftest.py"))
+    return config
 
 
 def test_the_studies_resolve_from_the_command_line_with_their_default_models(tmp_path):
-    assert studies() == ["arith", "codegen", "planted", "tacgen", "tracer"]
     config = session_config()
-    assert [thresholds_for(config, s).name for s in studies()] == ["fixture:arith", "fixture:codegen", "fixture:planted",
-                                                                   "fixture:tacgen", "fixture:tracer"]
+    assert [thresholds_for(config, s).name for s in STUDIES] == ["fixture:arith", "fixture:codegen", "fixture:planted",
+                                                                  "fixture:tacgen", "fixture:tracer"]
     local = checkpoint(tmp_path / "byt5-tacgen", _name_or_path=HUB_ID)
     config = session_config(models={"tacgen": local, "arith": "fixture:arith@seed=1"},
                             thresholds={"planted": "fixture:planted-null"})
-    assert thresholds_for(config, "tacgen").row is study("tacgen").table[HUB_ID]
+    from claims.tacgen.settings import THRESHOLDS
+    assert thresholds_for(config, "tacgen").row is THRESHOLDS[HUB_ID]
     assert thresholds_for(config, "arith").name == "fixture:arith"
     assert thresholds_for(config, "planted").why == "--claims-thresholds"
+
+
+def test_an_unknown_study_name_is_a_usage_error_with_the_closest_name():
+    with pytest.raises(pytest.UsageError, match=r"no study 'tacgn' in this session \(studies: \['arith'.*did you mean 'tacgen'"):
+        thresholds_for(session_config(), "tacgn")
 
 
 def test_arith_parametrizes_at_collection_by_the_same_row(tmp_path):
@@ -156,33 +168,23 @@ def test_a_model_without_a_row_ends_the_run_as_one_usage_error_before_any_model_
     assert seconds < 120   # collection only: the expensive fixtures never ran
 
 
-def test_the_header_says_which_row_and_why_for_the_studies_on_the_command_line(tmp_path):
-    import claims.conftest as shared
-
-    spec = checkpoint(tmp_path / "byt5-tacgen", _name_or_path=HUB_ID)
-    config = session_config(models={"tacgen": spec, "arith": str(tmp_path / "missing")})
-    config.args, config.invocation_params = ["claims/tacgen/test_baseline.py::test_x"], SimpleNamespace(dir=ROOT)
-    header = shared.pytest_report_header(config)
-    assert header[0] == f"tacgen thresholds: row '{HUB_ID}' (named by {spec}/config.json _name_or_path)"
-    assert header[1].startswith("  min_accuracy=0.75, min_separation=0.7, min_slope=5.0")
-    config.args = ["claims"]
-    assert [line for line in shared.pytest_report_header(config) if not line.startswith(" ")] == [
-        "arith thresholds: no row for this model", "codegen thresholds: row 'fixture:codegen' (the model's spec)",
-        "planted thresholds: row 'fixture:planted' (the model's spec)",
-        f"tacgen thresholds: row '{HUB_ID}' (named by {spec}/config.json _name_or_path)",
-        "tracer thresholds: row 'fixture:tracer' (the model's spec)"]
-
-
-def test_an_unknown_study_or_row_in_claims_thresholds_is_a_usage_error():
-    import claims.conftest as shared
-
-    with pytest.raises(pytest.UsageError, match=r"tacgn=x: no study 'tacgn' with a threshold table \(studies: \['arith'"):
-        shared._check(session_config(thresholds={"tacgn": "x"}), [])
-    with pytest.raises(pytest.UsageError, match="--claims-thresholds planted=x: no row 'x' in THRESHOLDS in claims/planted"):
-        shared._check(session_config(thresholds={"planted": "x"}), [])
-    shared._check(session_config(models={"tacgen": "/nowhere"}), [ROOT / "claims" / "arith" / "test_lens.py"])
-    with pytest.raises(pytest.UsageError, match="no thresholds for model '/nowhere' \\(study tacgen\\)"):
-        shared._check(session_config(models={"tacgen": "/nowhere"}), [ROOT / "claims" / "tacgen" / "test_baseline.py"])
+@pytest.mark.parametrize("args, message", [
+    (["--claims-model", "plantd=/nonexistent"],
+     "--claims-model plantd=/nonexistent: no study in this run reads a model named 'plantd' (known: ['planted']); "
+     "did you mean 'planted'?"),
+    (["--claims-data", "plantd=/x"], "--claims-data plantd=/x: no study in this run reads a data named 'plantd'"),
+    (["--claims-sae", "planted=/x"], "--claims-sae planted=/x: no study in this run reads a sae named 'planted' "
+                                     "(the studies collected (['planted']) declare none)"),
+    (["--claims-thresholds", "tacgen=fixture:tacgen"],
+     "--claims-thresholds tacgen=fixture:tacgen: no selected test belongs to a study 'tacgen'"),
+    (["--claims-thresholds", "planted=fixture:plantd"],
+     "--claims-thresholds planted=fixture:plantd: no row 'fixture:plantd' in the thresholds of claims/planted/study.py"),
+])
+def test_a_misspelt_name_on_the_command_line_is_one_usage_error_at_collection(args, message):
+    proc, _ = run_claims("claims/planted", "--collect-only", "-q", *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 4, out[-3000:]
+    assert f"ERROR: {message}" in out, out[-3000:]
 
 
 def test_a_seed_variant_does_not_inherit_the_refuted_list():

@@ -22,7 +22,7 @@ from harness.models.fixtures import fixtures_dir
 
 from claims.arith import measure
 from claims.arith.restoration import Restoration
-from claims.thresholds import mark_refuted, threshold_row
+from harness.plugin import threshold_row
 from claims.arith.settings import DEFAULT_MODEL, N_PAIRS, PAIR_SEED, Thresholds, thresholds_at_collection
 
 
@@ -186,7 +186,3 @@ def pytest_generate_tests(metafunc):
         heads = [row.head] if row is not None else ["unknown-head"]
         metafunc.parametrize("head", heads, ids=heads)
 
-
-def pytest_collection_modifyitems(config, items):
-    """The claims the model's THRESHOLDS row lists as refuted run as xfail(strict=True)."""
-    mark_refuted(items, "arith", thresholds_at_collection(config))

@@ -11,7 +11,7 @@ N_PAIRS = 600            # clean -> corrupt patching pairs, at most
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    """What each claim must show on one model. The run's row (`harness.plugin.resolve_row`) is
     printed in the terminal header."""
 
     # finding 1: accuracy
@@ -65,14 +65,14 @@ THRESHOLDS["fixture:arith-null"] = replace(THRESHOLDS["fixture:arith"], refuted=
 
 
 def thresholds_at_collection(config) -> Thresholds | None:
-    """The study's THRESHOLDS row in this session (`claims.thresholds.thresholds_for`: the row
+    """The study's THRESHOLDS row in this session (`harness.plugin.thresholds_for`: the row
     ``--claims-thresholds arith=ROW`` names, else the row of the model ``--claims-model arith=SPEC``
     names, default ``fixture:arith``, or of the model its config names), for parametrizing at
-    collection, before any model loads; None for a model without a row (``claims/conftest.py``
+    collection, before any model loads; None for a model without a row (the plugin
     then ends the run with the usage error once collection finishes)."""
     import pytest
 
-    from claims.thresholds import thresholds_for
+    from harness.plugin import thresholds_for
 
     try:
         return thresholds_for(config, "arith").row

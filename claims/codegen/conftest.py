@@ -37,7 +37,7 @@ from claims.codegen import measure
 from claims.codegen.measure import Condition
 from claims.codegen.settings import (CONTROLS, DEFAULT_MODEL, FEATURES, FLIP_BAND, GRID, N_RANDOM_FEATURES, SEED,
                                      Thresholds)
-from claims.thresholds import mark_refuted, threshold_row
+from harness.plugin import threshold_row
 
 N_TUNING = 100        # tuning problems the coefficient grid runs on (stratified by complexity)
 N_TEST_GRID = 60      # test problems the whole grid runs on, controls included (divergence, the plot)
@@ -306,9 +306,3 @@ def pytest_generate_tests(metafunc):
         cases = [(f, selected[f], c) for f in FEATURES for c in CONTROLS]
         metafunc.parametrize("steered", cases, ids=[f"{f}-coef{s}-vs-{c}" for f, s, c in cases])
 
-
-def pytest_collection_modifyitems(config, items):
-    """The claims the model's THRESHOLDS row lists as refuted run as xfail(strict=True)."""
-    from claims.codegen.settings import thresholds_at_collection
-
-    mark_refuted(items, "codegen", thresholds_at_collection(config))

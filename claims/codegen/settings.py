@@ -15,7 +15,7 @@ SEED = 0                             # draws of the random features and directio
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    """What each claim must show on one model. The run's row (`harness.plugin.resolve_row`) is
     printed in the terminal header."""
 
     # the model's prompt and decoding
@@ -94,12 +94,12 @@ THRESHOLDS["fixture:codegen-null"] = replace(THRESHOLDS["fixture:codegen"], refu
 
 
 def thresholds_at_collection(config) -> Thresholds | None:
-    """The study's THRESHOLDS row in this session (see `claims.thresholds.thresholds_for`), for
+    """The study's THRESHOLDS row in this session (see `harness.plugin.thresholds_for`), for
     parametrizing at collection, before any model loads; None for a model without a row
-    (``claims/conftest.py`` then ends the run with the usage error once collection finishes)."""
+    (the plugin then ends the run with the usage error once collection finishes)."""
     import pytest
 
-    from claims.thresholds import thresholds_for
+    from harness.plugin import thresholds_for
 
     try:
         return thresholds_for(config, "codegen").row

@@ -16,7 +16,7 @@ from harness import evidence, load_directions, load_study_model
 from harness.models.fixtures import resolve
 
 from claims.planted.settings import DEFAULT_MODEL, THRESHOLDS, Thresholds  # noqa: F401 (THRESHOLDS: re-exported)
-from claims.thresholds import threshold_row
+from harness.plugin import threshold_row
 
 N_PROMPTS = 160
 PROMPT_SEED = 20261121

@@ -9,7 +9,7 @@ DEFAULT_MODEL = "fixture:planted"   # the model without --claims-model planted=S
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on a model; one row per model (`claims.thresholds.resolve_row`
+    """What each claim must show on a model; one row per model (`harness.plugin.resolve_row`
     picks the run's, printed in the terminal header)."""
 
     min_slope: float         # the planted slope's CI lower bound must reach this

@@ -19,7 +19,7 @@ from harness.data import content_hash, goal_spans, intro_apply_rows, read_leando
 from harness.data import balanced as balanced_rows
 from harness.models.fixtures import fixtures_dir
 
-from claims.thresholds import threshold_row
+from harness.plugin import threshold_row
 from claims.tacgen.settings import DEFAULT_MODEL, LAYERS, MAX_LENGTH, N_BALANCED, SPLIT_SEED, Thresholds
 
 

@@ -14,7 +14,7 @@ LAYERS = (11, 12)         # hidden-state indices: 11 = after block 11, 12 = afte
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    """What each claim must show on one model. The run's row (`harness.plugin.resolve_row`) is
     printed in the terminal header."""
 
     min_accuracy: float      # baseline: CI lower bound of test500 accuracy

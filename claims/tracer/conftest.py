@@ -30,7 +30,7 @@ from harness import (DataError, answer_logit_diff, answer_logprob, answer_prob, 
                      patch_head_map, patch_layer_map, patch_resid_map, trace_resid_map)
 from harness.models.fixtures import fixtures_dir
 
-from claims.thresholds import mark_refuted, threshold_row
+from harness.plugin import threshold_row
 from claims.tracer import artifacts, programs
 from claims.tracer.settings import (DEFAULT_MODEL, N_CONTROL_PAIRS, N_PAIRS, N_TRACE_PAIRS, NOISE_FACTOR,
                                     NOISE_SAMPLES, SEED, Thresholds)
@@ -217,9 +217,3 @@ def pytest_generate_tests(metafunc):
 
         metafunc.parametrize("last_role", list(ROLES), ids=[f"layer{layers}-{r}-position" for r in ROLES])
 
-
-def pytest_collection_modifyitems(config, items):
-    """The claims the model's THRESHOLDS row lists as refuted run as xfail(strict=True)."""
-    from claims.tracer.settings import thresholds_at_collection
-
-    mark_refuted(items, "tracer", thresholds_at_collection(config))

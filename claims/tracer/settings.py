@@ -24,7 +24,7 @@ variable; ``final`` the ``?``, where the answer is read."""
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What each claim must show on one model. The run's row (`claims.thresholds.resolve_row`) is
+    """What each claim must show on one model. The run's row (`harness.plugin.resolve_row`) is
     printed in the terminal header."""
 
     layers: int                  # the model's blocks (claims per layer are parametrized at collection)
@@ -108,12 +108,12 @@ THRESHOLDS["fixture:tracer-null"] = replace(THRESHOLDS["fixture:tracer"], refute
 
 
 def thresholds_at_collection(config) -> Thresholds | None:
-    """The study's THRESHOLDS row in this session (`claims.thresholds.thresholds_for`), for
+    """The study's THRESHOLDS row in this session (`harness.plugin.thresholds_for`), for
     parametrizing at collection, before any model loads; None for a model without a row
-    (``claims/conftest.py`` then ends the run with the usage error once collection finishes)."""
+    (the plugin then ends the run with the usage error once collection finishes)."""
     import pytest
 
-    from claims.thresholds import thresholds_for
+    from harness.plugin import thresholds_for
 
     try:
         return thresholds_for(config, "tracer").row

@@ -202,7 +202,7 @@ def _frozen(model: LoadedModel) -> Iterator[None]:
 
 def das(model: LoadedModel, base: Sequence[Any], source: Sequence[Any], site: Site | str,
         positions: Sequence[int], target: Sequence[Any], *, k: int = 1, steps: int = 200, lr: float = 1e-2,
-        batch_size: int = 64, seed: int = 0) -> Subspace:
+        batch_size: int = 64, seed: int | None = None) -> Subspace:
     """Learn an orthonormal ``U`` ``[d, k]`` at `site` whose interchange (source -> base, at
     ``positions[i]``) makes base run i predict ``target[i]`` at its last real token.
 
@@ -235,6 +235,9 @@ def das(model: LoadedModel, base: Sequence[Any], source: Sequence[Any], site: Si
     n = pairs.mask.shape[0]
     targets = _targets(model, target, n)
     d = model.width(pairs.site)
+    from harness.verdicts.context import default_seed
+
+    seed = default_seed(seed, owner="das")
     k, steps, batch_size, seed = _int(k, "k"), _int(steps, "steps"), _int(batch_size, "batch_size"), _int(seed, "seed")
     if not 1 <= k <= d:
         raise DataError(f"`k` must be between 1 and {d} (the width of {pairs.site}), got {k}")

@@ -159,6 +159,10 @@ def class_mean_direction(states: torch.Tensor, labels: Sequence[object], *, posi
 
 
 def _seed(seed: object, owner: str) -> int:
+    """`seed`, or the claim's (the run's) seed when None (`harness.verdicts.context.default_seed`)."""
+    from harness.verdicts.context import default_seed
+
+    seed = default_seed(seed, owner=owner)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
                         "pass a whole number, e.g. seed=0")
@@ -223,7 +227,7 @@ def _canonical(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def random_direction(like: Direction, *, seed: int) -> Direction:
+def random_direction(like: Direction, *, seed: int | None = None) -> Direction:
     """A random Gaussian direction with the same norm as `like` (a norm-matched control).
 
     The draw depends only on `seed` and the width ``d`` of `like` (a float32 CPU generator of
@@ -236,7 +240,7 @@ def random_direction(like: Direction, *, seed: int) -> Direction:
 
 
 def shuffled_label_direction(states: torch.Tensor, labels: Sequence[object], *, positive: object,
-                             negative: object, site: str, seed: int,
+                             negative: object, site: str, seed: int | None = None,
                              keys: Sequence[object] | None = None) -> Direction:
     """The class-mean difference computed after a seeded shuffle of the labels.
 
@@ -256,7 +260,7 @@ def shuffled_label_direction(states: torch.Tensor, labels: Sequence[object], *, 
 
 
 def within_class_direction(states: torch.Tensor, labels: Sequence[object], *, label: object,
-                           site: str, seed: int, keys: Sequence[object] | None = None) -> Direction:
+                           site: str, seed: int | None = None, keys: Sequence[object] | None = None) -> Direction:
     """The difference of the means of two random halves of one class (no class signal).
 
     The class's rows are ranked by a seeded hash of each row's key (``keys[i]`` or, without

@@ -110,7 +110,7 @@ def fit_probe(features: Any, labels: Any, *, l2: float = L2, max_iter: int = MAX
     return Probe(classes=classes, mean=mean, scale=scale, weight=weight.detach(), bias=bias.detach())
 
 
-def control_labels(features: Any, labels: Any, *, seed: int, keys: Sequence | None = None) -> np.ndarray:
+def control_labels(features: Any, labels: Any, *, seed: int | None = None, keys: Sequence | None = None) -> np.ndarray:
     """Each row's label after the seeded shuffle `fit_control` fits on (``[n]``, row order kept).
 
     The rows are ranked by a blake2b hash of (`seed`, the row's key) and the labels, sorted,
@@ -130,7 +130,7 @@ def control_labels(features: Any, labels: Any, *, seed: int, keys: Sequence | No
     return out
 
 
-def fit_control(features: Any, labels: Any, *, seed: int, keys: Sequence | None = None, l2: float = L2,
+def fit_control(features: Any, labels: Any, *, seed: int | None = None, keys: Sequence | None = None, l2: float = L2,
                 max_iter: int = MAX_ITER) -> Probe:
     """`fit_probe` on the labels shuffled with `seed` (`control_labels`): the probe's accuracy
     when the labels carry no information the features could hold (same classes, same class
@@ -154,7 +154,7 @@ def _control_order(x: torch.Tensor, keys: Sequence | None, seed: int, owner: str
     return _keyed_order(x, _keys(keys, x.shape[0], "features"), seed, b"probe-control")
 
 
-def balance(labels: Any, strata: Sequence | None = None, *, seed: int, keys: Sequence | None = None) -> np.ndarray:
+def balance(labels: Any, strata: Sequence | None = None, *, seed: int | None = None, keys: Sequence | None = None) -> np.ndarray:
     """Sorted indices of a subset with equally many rows of each class within each stratum
     (the least any class has there; a stratum lacking a class is dropped), drawn with `seed`.
 
@@ -187,6 +187,10 @@ def balance(labels: Any, strata: Sequence | None = None, *, seed: int, keys: Seq
 
 
 def _seed(seed: Any, owner: str) -> int:
+    """`seed`, or the claim's (the run's) seed when None (`harness.verdicts.context.default_seed`)."""
+    from harness.verdicts.context import default_seed
+
+    seed = default_seed(seed, owner=owner)
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
                         "pass a whole number, e.g. seed=0")

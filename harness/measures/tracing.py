@@ -164,7 +164,7 @@ def _spans(spans: Any, rows: list[list[int]]) -> tuple[tuple[int, int], ...]:
 
 @torch.no_grad()
 def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[tuple[int, int]],
-                    metric: Metric, *, std: float, samples: int = 10, seed: int = 0,
+                    metric: Metric, *, std: float, samples: int = 10, seed: int | None = None,
                     batch_size: int = 256) -> TraceMap:
     """ROME's causal trace of ``blocks.L.resid_pre`` at every layer L and position.
 
@@ -191,7 +191,9 @@ def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[
     `ShapeError` for a metric that does not return one value per row.
     """
     std = _std(std)
-    seed = _check_seed(seed, "trace_resid_map")
+    from harness.verdicts.context import default_seed
+
+    seed = _check_seed(default_seed(seed, owner="trace_resid_map"), "trace_resid_map")
     for name, value in (("samples", samples), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise DataError(f"`{name}` must be a positive integer, got {value!r}")

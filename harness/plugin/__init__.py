@@ -8,9 +8,14 @@ this module, so it imports every hook and fixture from the modules that define t
   rest (`pytest_addoption`), and the `ClaimsSettings` they make (`settings_from_options`);
 - `marker` -- the marker ``claim(text, *, source=None, family=None)``, checked at collection
   (`parse_claim_mark`), and the family a claim belongs to (`family_name`);
+- `studies` -- a study is a folder whose ``study.py`` sets ``STUDY = Study(...)`` (its default
+  model, threshold rows, the data and SAE names it reads); the plugin finds each test's study,
+  checks every name on the command line, resolves each study's threshold row
+  (`thresholds_for`), runs the claims a row lists as refuted as strict xfails, and gives each
+  claim a stable identity (`claim_identity`);
 - `fixtures` -- fixtures ``claims_settings`` (session, a `ClaimsSettings`) and ``claim_seed``
-  (per test, derived from the base seed and the node id by `derive_seed`, so ``-k`` slices
-  reproduce the full run);
+  (per test, derived from the base seed and the claim's identity by `derive_seed`, so ``-k``
+  slices and runs from any folder reproduce the full run);
 - `state` -- per-item state under `pytest.StashKey`s: `CLAIM_KEY`, `FAMILY_KEY`,
   `EVIDENCE_KEY`, `PHASES_KEY`, `RESULT_KEY`; the session's state under `SESSION_KEY` and the
   settings under `SETTINGS_KEY` on ``config.stash``;
@@ -33,7 +38,10 @@ from __future__ import annotations
 
 from .fixtures import claim_seed, claims_settings, derive_seed
 from .items import (
+    pytest_collect_file,
+    pytest_collection_finish,
     pytest_collection_modifyitems,
+    pytest_xdist_node_collection_finished,
     pytest_pycollect_makeitem,
     pytest_runtest_call,
     pytest_runtest_makereport,
@@ -65,9 +73,27 @@ from .state import (
     SESSION_KEY,
     SETTINGS_KEY,
 )
+from .studies import (
+    Choice,
+    Study,
+    StudyError,
+    claim_identity,
+    resolve_row,
+    study_of_path,
+    threshold_row,
+    thresholds_for,
+)
 from .transport import REGISTRY_PROPERTY, RESULT_PROPERTY
 
 __all__ = [
+    "Study",
+    "StudyError",
+    "Choice",
+    "resolve_row",
+    "study_of_path",
+    "thresholds_for",
+    "threshold_row",
+    "claim_identity",
     "ClaimsSettings",
     "ClaimMark",
     "ClaimMarkerError",

@@ -1,7 +1,8 @@
 """The fixtures a claim test asks for: ``claims_settings`` and ``claim_seed``.
 
-`derive_seed` gives each test its seed from the run's base seed and the test's node id, so a
-``-k`` slice reproduces the full run.
+`derive_seed` gives each test its seed from the run's base seed and the claim's stable identity
+(`harness.plugin.studies.claim_identity`: its file relative to its study's folder, its name and
+parameters), so a ``-k`` slice, a run from another folder and an xdist run get the same seeds.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from .options import ClaimsSettings
 from .state import SETTINGS_KEY
 
 
-def derive_seed(base: int, nodeid: str) -> int:
-    """A 32-bit seed for one test, from the run's base seed and the test's node id.
+def derive_seed(base: int, identity: str) -> int:
+    """A 32-bit seed for one test, from the run's base seed and the claim's identity.
 
-    Example: ``derive_seed(0, "claims/test_x.py::test_a[layer12]")``. It does not depend on
-    which other tests run, so a ``-k`` slice gets the same seeds as the full run.
+    Example: ``derive_seed(0, "tacgen/test_steering.py::test_a[layer12]")``. It does not depend
+    on which other tests run, so a ``-k`` slice gets the same seeds as the full run.
     """
-    digest = hashlib.sha256(f"{int(base)}\x00{nodeid}".encode()).digest()
+    digest = hashlib.sha256(f"{int(base)}\x00{identity}".encode()).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -30,7 +31,20 @@ def claims_settings(pytestconfig: pytest.Config) -> ClaimsSettings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
+def item_identity(item: pytest.Item) -> str:
+    """The item's stable identity (computed once, kept on its stash)."""
+    from .studies import claim_identity
+    from .state import IDENTITY_KEY
+
+    identity = item.stash.get(IDENTITY_KEY, None)
+    if identity is None:
+        identity = claim_identity(item.path, item.nodeid)
+        item.stash[IDENTITY_KEY] = identity
+    return identity
+
+
 @pytest.fixture
 def claim_seed(request: pytest.FixtureRequest, claims_settings: ClaimsSettings) -> int:
-    """This test's seed: `derive_seed(--claims-seed, node id)`, the same in any ``-k`` slice."""
-    return derive_seed(claims_settings.seed, request.node.nodeid)
+    """This test's seed: `derive_seed(--claims-seed, identity)`, the same in any ``-k`` slice and
+    from any folder. Inside a claim every harness bootstrap and seeded draw takes it by default."""
+    return derive_seed(claims_settings.seed, item_identity(request.node))

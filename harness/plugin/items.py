@@ -7,6 +7,7 @@ teardown its phases become a `ClaimResult`, attached to the teardown report (see
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -15,10 +16,13 @@ from harness.verdicts.families import Family, claim_correction, judging
 from harness.verdicts.evidence import recording
 from harness.reports import ClaimResult
 
-from .fixtures import derive_seed
+from harness.verdicts.context import run_context
+
+from .fixtures import derive_seed, item_identity
 from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
 from .outcomes import PhaseResult, _short_message, claim_outcome, json_safe_params
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
+from .studies import check_names, mark_refuted, register, session_studies, study_of_path
 from .transport import _claim_properties
 
 
@@ -53,6 +57,50 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         sizes[name] = sizes.get(name, 0) + 1
     for item, name in names.items():
         item.stash[FAMILY_KEY] = Family(name, size=sizes[name], correction=settings.correction)
+    for item in items:
+        item_identity(item)
+    mark_refuted(items, config)
+
+
+def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> None:
+    """Register the study (the nearest ``study.py`` that sets ``STUDY``) of every file pytest
+    looks at, before its test module is imported: a module that parametrizes by the study's
+    threshold row at import finds the study by name."""
+    if file_path.suffix == ".py":
+        study = study_of_path(file_path)
+        if study is not None:
+            register(parent.config, study)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Every name on the command line is checked, and the row of each study with selected tests
+    resolved, once collection finishes and before any fixture runs: a bad one ends the run as one
+    usage error (exit code 4). Under xdist the controller checks (below): a worker's usage error
+    would crash it."""
+    if hasattr(session.config, "workerinput"):
+        return
+    check_names(session.config, _selected_studies(session.config, (item.path for item in session.items)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """`pytest_collection_finish` for ``-n N``, on the controller, from a worker's selected ids."""
+    config = node.config
+    paths = {config.rootpath / nodeid.split("::")[0] for nodeid in ids}
+    selected = _selected_studies(config, paths)
+    for study in selected:
+        register(config, study)
+    check_names(config, selected)
+
+
+def _selected_studies(config: pytest.Config, paths: Any) -> list:
+    studies = session_studies(config)
+    found = {}
+    for path in set(paths):
+        study = study_of_path(path)
+        if study is not None:
+            found[study.name] = studies.get(study.name, study)
+    return list(found.values())
 
 
 def _family_of(item: pytest.Item) -> Family | None:
@@ -80,11 +128,21 @@ def _claim_of(item: pytest.Item) -> ClaimMark | None:
     return mark
 
 
+_SETUP_CONTEXT = pytest.StashKey[contextlib.ExitStack]()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # A claim marker added after collection (item.add_marker) is checked here: a bad one is an
     # error in setup, with the same message a decorator would get at collection.
-    _claim_of(item)
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    if _claim_of(item) is None or settings is None:
+        return
+    # A claim's fixtures (session fixtures included) take the run's base seed and resamples, the
+    # same whichever claim happens to set them up first; closed when the setup report is made.
+    stack = contextlib.ExitStack()
+    stack.enter_context(run_context(seed=settings.seed, resamples=settings.resamples))
+    item.stash[_SETUP_CONTEXT] = stack
 
 
 @pytest.hookimpl(wrapper=True)
@@ -93,15 +151,32 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
         family = _family_of(item)
     except ClaimMarkerError:
         family = None
-    with recording() as records, judging(family):
+    with recording() as records, judging(family), _claim_context(item):
         try:
             return (yield)
         finally:
             item.stash[EVIDENCE_KEY] = tuple(records)
 
 
+def _claim_context(item: pytest.Item) -> Any:
+    """A claim's call runs with its own seed and the run's resamples in force (every harness
+    bootstrap and seeded draw takes them by default); a plain test runs with none."""
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    try:
+        mark = _claim_of(item)
+    except ClaimMarkerError:
+        mark = None
+    if mark is None or settings is None:
+        return contextlib.nullcontext()
+    identity = item_identity(item)
+    return run_context(seed=derive_seed(settings.seed, identity), resamples=settings.resamples, identity=identity)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    if call.when == "setup" and _SETUP_CONTEXT in item.stash:
+        item.stash[_SETUP_CONTEXT].close()
+        del item.stash[_SETUP_CONTEXT]
     rep = yield
     message = ""
     if rep.outcome != "passed":
@@ -148,7 +223,8 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
         outcome=outcome,
         message=message,
         duration_s=sum(p.duration_s for p in phases),
-        seed=derive_seed(settings.seed, item.nodeid),
+        seed=derive_seed(settings.seed, item_identity(item)),
+        identity=item_identity(item),
         evidence=evidence,
         family=family.name if family is not None else "",
         family_size=family.size if family is not None else 1,

@@ -20,12 +20,13 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.verdicts.evidence import close_registry, open_registry
-from harness.reports import build_report, collect_versions, git_state, write_report
+from harness.reports import StudyRow, build_report, collect_versions, git_state, write_report
 
 from .marker import MARKER_HELP
 from .options import settings_from_options
 from .state import SESSION_KEY, SETTINGS_KEY, _SessionState
 from .live import LiveHooks
+from .studies import resolved_choices
 from .transport import _ClaimCollector
 
 TERMINAL_WIDTH = 160
@@ -109,6 +110,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         datasets=state.registry.datasets(),
         versions=collect_versions(),
         git=git_state(config.rootpath),
+        studies=[StudyRow(**c.to_dict()) for c in resolved_choices(config)],
     )
     state.report = report
     try:

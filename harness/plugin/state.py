@@ -2,7 +2,8 @@
 
 On ``config.stash``: `SETTINGS_KEY` (the run's `ClaimsSettings`) and `SESSION_KEY` (the mutable
 `_SessionState`, filled as tests finish). On each item's stash: `CLAIM_KEY` (its `ClaimMark`),
-`FAMILY_KEY`, `EVIDENCE_KEY`, `PHASES_KEY` and `RESULT_KEY` (its `ClaimResult`).
+`FAMILY_KEY`, `EVIDENCE_KEY`, `PHASES_KEY`, `RESULT_KEY` (its `ClaimResult`) and
+`IDENTITY_KEY` (its stable identity, `harness.plugin.studies.claim_identity`).
 """
 
 from __future__ import annotations
@@ -47,3 +48,4 @@ EVIDENCE_KEY = pytest.StashKey[tuple[Evidence, ...]]()
 PHASES_KEY = pytest.StashKey[list[PhaseResult]]()
 RESULT_KEY = pytest.StashKey[ClaimResult]()
 FAMILY_KEY = pytest.StashKey[Family]()
+IDENTITY_KEY = pytest.StashKey[str]()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from harness.reports.schema import (  # noqa: F401
     SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, REPORT_FILENAME, OUTCOMES, ReportError, GitInfo,
-    RunInfo, ClaimResult, Report
+    RunInfo, ClaimResult, Report, StudyRow
 )
 from harness.reports.report import (  # noqa: F401
     build_report, report_to_json, write_report, report_directory, read_report, claim_from_dict
@@ -39,7 +39,7 @@ from harness.reports.html_plots import PLOT_SUFFIXES, plots_in, study_of  # noqa
 
 __all__ = [
     'SCHEMA_VERSION', 'SUPPORTED_SCHEMA_VERSIONS', 'REPORT_FILENAME', 'OUTCOMES', 'ReportError',
-    'GitInfo', 'RunInfo', 'ClaimResult', 'Report', 'Row', 'build_report', 'report_to_json',
+    'GitInfo', 'RunInfo', 'ClaimResult', 'Report', 'StudyRow', 'Row', 'build_report', 'report_to_json',
     'write_report', 'report_directory', 'read_report', 'format_number', 'format_ci',
     'claim_from_dict', 'table_rows', 'column_widths', 'header_lines', 'render_terminal',
     'collect_versions', 'git_state', 'DEFAULT_TOLERANCE', 'DiffError', 'EvidenceDiff',

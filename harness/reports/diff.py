@@ -197,8 +197,11 @@ def diff_reports(
                 f"the {which} report has schema_version {rep.schema_version!r}; this harness "
                 f"compares schema_version {' or '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
             )
-    base_claims = _by_nodeid(base.claims, "baseline")
-    new_claims = _by_nodeid(new.claims, "new")
+    # Claims are matched by their stable identity when both reports carry one (schema 3): a run
+    # started from another folder has other node ids but the same identities.
+    by_identity = all(c.identity for c in (*base.claims, *new.claims))
+    base_claims = _by_nodeid(base.claims, "baseline", by_identity)
+    new_claims = _by_nodeid(new.claims, "new", by_identity)
     matched = [
         _diff_claim(base_claims[nodeid], new_claims[nodeid], tol)
         for nodeid in new_claims
@@ -241,15 +244,18 @@ def write_baseline(report: Report, path: str | os.PathLike[str]) -> Path:
     return write_text_atomic(path, text)
 
 
-def _by_nodeid(claims: Iterable[ClaimResult], which: str) -> dict[str, ClaimResult]:
+def _by_nodeid(claims: Iterable[ClaimResult], which: str, by_identity: bool = False) -> dict[str, ClaimResult]:
+    """The claims by their key: the identity (`by_identity`) or the node id."""
     out: dict[str, ClaimResult] = {}
+    kind = "identity" if by_identity else "node id"
     for c in claims:
-        if c.nodeid in out:
+        key = c.identity if by_identity else c.nodeid
+        if key in out:
             raise DiffError(
-                f"the {which} report lists claim {c.nodeid!r} twice; claims are matched by node "
-                "id, so each must appear once (re-run the study to write the report again)"
+                f"the {which} report lists claim {key!r} twice; claims are matched by {kind}, so "
+                "each must appear once (re-run the study to write the report again)"
             )
-        out[c.nodeid] = c
+        out[key] = c
     return out
 
 

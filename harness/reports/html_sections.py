@@ -74,10 +74,14 @@ def _provenance(report: Report) -> list[str]:
     kv("versions", versions or "none recorded")
     out.append("</dl>")
 
+    out.append("<h3>Studies</h3>")
+    out += _records_table("studies", ("study", "model", "thresholds row", "why"),
+                          [(s.study, s.model, s.row, s.why) for s in report.studies],
+                          code=("model", "thresholds row"), hashes=(), empty="No study declared a thresholds row.")
     out.append("<h3>Models</h3>")
-    out += _records_table("models", ("name", "spec", "fingerprint", "device", "dtype"),
-                          [(m.name, m.spec, m.fingerprint, m.device, m.dtype) for m in report.models],
-                          code=("spec",), hashes=("fingerprint",), empty="No models registered.")
+    out += _records_table("models", ("name", "spec", "fingerprint", "device", "dtype", "source"),
+                          [(m.name, m.spec, m.fingerprint, m.device, m.dtype, m.source) for m in report.models],
+                          code=("spec", "source"), hashes=("fingerprint",), empty="No models registered.")
     out.append("<h3>Data sets</h3>")
     out += _records_table("datasets", ("name", "path", "content hash"),
                           [(d.name, d.path, d.content_hash) for d in report.datasets],

@@ -34,6 +34,7 @@ from harness.reports.schema import (
     Report,
     ReportError,
     RunInfo,
+    StudyRow,
 )
 
 __all__ = [
@@ -62,6 +63,7 @@ def build_report(
     datasets: Iterable[DatasetRecord] = (),
     versions: Mapping[str, str | None] | None = None,
     git: GitInfo | None = None,
+    studies: Iterable[StudyRow] = (),
 ) -> Report:
     """The report of one run.
 
@@ -98,6 +100,7 @@ def build_report(
         models=tuple(models),
         datasets=tuple(datasets),
         claims=claims,
+        studies=tuple(studies),
     )
 
 
@@ -122,6 +125,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
         "models": [m.to_dict() for m in report.models],
         "datasets": [d.to_dict() for d in report.datasets],
         "claims": [c.to_dict() for c in report.claims],
+        "studies": [s.to_dict() for s in report.studies],
     }
 
 
@@ -254,6 +258,7 @@ class _Reader:
                 ModelRecord(**{
                     f.name: self.get(m, f.name, f"models[{i}]", str)
                     for f in dataclasses.fields(ModelRecord)
+                    if f.name in m or f.default is dataclasses.MISSING   # `source`: schema 3
                 })
                 for i, m in enumerate(models)
             ),
@@ -265,6 +270,10 @@ class _Reader:
                 for i, d in enumerate(datasets)
             ),
             claims=tuple(self.claim(c, f"claims[{i}]") for i, c in enumerate(claims)),
+            studies=tuple(
+                StudyRow(**{f.name: self.get(s, f.name, f"studies[{i}]", str) for f in dataclasses.fields(StudyRow)})
+                for i, s in enumerate(self.get(data, "studies", "", list) if "studies" in data else ())
+            ),
         )
 
     def claim(self, c: Any, where: str) -> ClaimResult:
@@ -282,6 +291,7 @@ class _Reader:
             duration_s=float(self.get(c, "duration_s", where, int, float)),
             seed=self.get(c, "seed", where, int),
             evidence=tuple(self.evidence(e, f"{where}.evidence[{j}]") for j, e in enumerate(evidence)),
+            identity=self.get(c, "identity", where, str) if "identity" in c else "",
             **self.family(c, where),
         )
 
@@ -307,6 +317,8 @@ class _Reader:
             "expectation": (str,), "held": (bool,), "status": (str,), "reason": (str,),
         }
         values = {k: self.get(e, k, where, *ks) for k, ks in kinds.items()}
+        if "resamples" in e:   # schema 3: the resamples the CI used (None: no bootstrap)
+            values["resamples"] = self.get(e, "resamples", where, int, type(None))
         for k in ("value", "ci_low", "ci_high", "level"):
             if values[k] is not None:
                 values[k] = float(values[k])

@@ -15,6 +15,7 @@ that an old reader could misread.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,12 @@ __all__ = [
     "GitInfo",
     "RunInfo",
     "ClaimResult",
+    "StudyRow",
     "Report",
 ]
 
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+SCHEMA_VERSION = 3
+SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 REPORT_FILENAME = "report.json"
 OUTCOMES: tuple[str, ...] = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 
@@ -90,10 +92,12 @@ class ClaimResult:
     family_size: int = 1
     correction: str = "none"
     level: float | None = None
+    identity: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "nodeid": self.nodeid,
+            "identity": self.identity,
             "text": self.text,
             "source": self.source,
             "params": dict(self.params),
@@ -110,6 +114,21 @@ class ClaimResult:
 
 
 @dataclass(frozen=True)
+class StudyRow:
+    """The threshold row a study's claims were judged by: the study, its model's spec, the row's
+    name and why that row (``the model's spec``, ``--claims-thresholds``, a config's
+    ``_name_or_path``...)."""
+
+    study: str
+    model: str
+    row: str
+    why: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything a claims run produced. See ``reports/README.md`` for the JSON form."""
 
@@ -118,6 +137,7 @@ class Report:
     models: tuple[ModelRecord, ...] = ()
     datasets: tuple[DatasetRecord, ...] = ()
     claims: tuple[ClaimResult, ...] = ()
+    studies: tuple[StudyRow, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Claims per outcome, in `OUTCOMES` order, zero counts left out."""

@@ -4,7 +4,8 @@ Contents:
 
 - `header_lines(report, path=None)`: seed, counts, models, data sets, versions, reproduce command.
 - `render_terminal(report, console)`: the header and the table (`harness.reports.formatting`)
-  printed to a Rich console (Rich is imported lazily).
+  printed to a Rich console (Rich is imported lazily), wrapped at spaces only: a site name,
+  parameter or number is never split across lines.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) 
         rules = sorted({c.correction for c in report.claims if c.family_size > 1})
         lines.append(f"families: {len(families)} of 2 or more claims; rules used: {', '.join(rules)} "
                      "(bonferroni: an effect claim of a family of m is judged at 1 - 0.05/m; bounds need none)")
+    for s in report.studies:
+        lines.append(f"study {s.study}: thresholds row {s.row!r} ({s.why})")
     for m in report.models:
-        lines.append(f"model {m.name}: {m.spec}  fingerprint {m.fingerprint[:12]}  ({m.device}, {m.dtype})")
+        source = f"  from {m.source}" if m.source and m.source.partition(": ")[2] != m.spec else ""
+        lines.append(f"model {m.name}: {m.spec}  fingerprint {m.fingerprint[:12]}  ({m.device}, {m.dtype}){source}")
     for d in report.datasets:
         algo, sep, digest = d.content_hash.rpartition(":")
         lines.append(f"data {d.name}: {d.path}  hash {algo}{sep}{digest[:12]}")
@@ -70,9 +74,15 @@ def render_terminal(
         console.print(Text(line, style=style), soft_wrap=True)
     rows = table_rows(report)
     widths = column_widths(rows, total=console.width)
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    needed = sum(widths.values()) + 3 * (len(widths) - 1)
+    # wider than the console only where the columns' longest words do not fit: then the table
+    # keeps its widths (lines run past the console) rather than Rich squeezing words apart
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False,
+                  width=needed if needed > console.width else None)
     for name, width in widths.items():
         numeric = name in ("value", "n")
+        # wrapped at spaces only: no column is narrower than its longest word (see column_widths);
+        # "fold" splits only a word longer than `UNBROKEN` (a path in a message)
         table.add_column(name, width=width, justify="right" if numeric else "left",
                          overflow="fold", no_wrap=name in ("value", "CI", "n"))
     styles = {True: "green", False: "bold red", None: "yellow"}
@@ -81,4 +91,4 @@ def render_terminal(
             Text(row.claim), Text(row.params), Text(row.statistic), Text(row.value),
             Text(row.ci), Text(row.n), Text(row.verdict, style=styles[row.ok]),
         )
-    console.print(table)
+    console.print(table, crop=needed <= console.width)

@@ -269,8 +269,8 @@ def auroc(
     *,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """AUROC of `scores` for binary `labels`, with a bootstrap CI over examples.
 
@@ -299,7 +299,7 @@ def auroc(
     `scores` and `labels` of different lengths or not 1-D, and bad `level`, `method`,
     `n_resamples` or `seed`.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="auroc")
     values = _as_1d(scores, name="scores")
     positive = _check_labels(labels, values.shape[0])
     return _estimate(
@@ -315,8 +315,8 @@ def auroc_difference(
     *,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """AUROC of `scores` minus the mean AUROC of control scores on the same examples, with a
     paired bootstrap CI.
@@ -341,7 +341,7 @@ def auroc_difference(
     Degenerate and error cases are those of `auroc` (NaN or inf in any control included);
     `control_scores` of the wrong shape raises `StatsError`.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="auroc_difference")
     values = _as_1d(scores, name="scores")
     controls = _check_controls(control_scores, values.shape[0])
     positive = _check_labels(labels, values.shape[0])

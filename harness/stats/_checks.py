@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import StatsError
+from harness.verdicts.context import default_resamples, default_seed
 from harness.verdicts.estimate import Estimate
 
 # Elements per resample batch (indices plus resampled values, ~16 MB of each at float64).
@@ -75,14 +76,16 @@ def _check_seed(seed: Any) -> int:
 
 
 def _check_bootstrap_args(
-    level: Any, method: Any, n_resamples: Any, seed: Any
+    level: Any, method: Any, n_resamples: Any, seed: Any, *, owner: str = "bootstrap"
 ) -> tuple[float, str, int, int]:
-    """The arguments every bootstrap takes, checked and canonicalised."""
+    """The arguments every bootstrap takes, checked and canonicalised. `n_resamples` and `seed`
+    left as None take the run's (inside a claim: the claim's seed and ``--claims-resamples``,
+    `harness.verdicts.context`); a seed left out outside any run is an error naming `owner`."""
     return (
         _check_level(level),
         _check_choice(method, name="method", choices=_BOOTSTRAP_METHODS),
-        _check_n_resamples(n_resamples),
-        _check_seed(seed),
+        _check_n_resamples(default_resamples(n_resamples)),
+        _check_seed(default_seed(seed, owner=owner)),
     )
 
 

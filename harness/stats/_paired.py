@@ -26,8 +26,8 @@ def paired_difference(
     *,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of mean(x - y) over paired examples, bootstrapping examples.
 
@@ -38,7 +38,7 @@ def paired_difference(
 
     ``x[i]`` and ``y[i]`` are two measurements of example i; the pair is resampled together.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="paired_difference")
     xa = _as_1d(x, name="x")
     ya = _as_1d(y, name="y")
     _check_same_length(xa, ya)
@@ -64,8 +64,8 @@ def paired_ratio(
     *,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of mean(x) / mean(y) over paired examples, resampling the pairs jointly.
 
@@ -78,7 +78,7 @@ def paired_ratio(
     ``paired=True``). When the denominator's bootstrap interval includes 0 the ratio is
     unbounded: the estimate is degenerate, with the point ratio as its value.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="paired_ratio")
     xa = _as_1d(x, name="x")
     ya = _as_1d(y, name="y")
     _check_same_length(xa, ya)

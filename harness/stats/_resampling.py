@@ -201,8 +201,8 @@ def bootstrap_ci(
     statistic: str = "mean",
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of a statistic of per-example values, by bootstrapping examples.
 
@@ -216,7 +216,7 @@ def bootstrap_ci(
     `scipy.stats.bootstrap` with ``rng=np.random.default_rng(seed)``; the result keeps the
     bootstrap distribution.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="bootstrap_ci")
     stat_name = _check_choice(statistic, name="statistic", choices=tuple(_STATISTICS))
     values = _as_1d(data, name="data")
     return _bootstrap_values(
@@ -235,8 +235,8 @@ def bootstrap_mean(
     *,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of the mean of per-example values, by bootstrapping examples.
 

@@ -29,8 +29,8 @@ def slope_near_zero(
     near: float | None = None,
     level: float = 0.95,
     method: str = "BCa",
-    n_resamples: int = 9999,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of the mean slope of score against alpha, near alpha = 0, bootstrapping examples.
 
@@ -52,7 +52,7 @@ def slope_near_zero(
     So this is the usual pooled slope, with a CI that respects the correlation, at the cost
     of one bootstrap of n numbers.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="slope_near_zero")
     if near is not None:
         near = _check_positive(
             near, name="near", example="pass the largest |alpha| to keep, e.g. near=0.5, or None"

@@ -24,8 +24,8 @@ def bootstrap_statistic(
     name: str,
     level: float = 0.95,
     method: str = "percentile",
-    n_resamples: int = 2000,
-    seed: int,
+    n_resamples: int | None = None,
+    seed: int | None = None,
 ) -> Estimate:
     """CI of ``statistic(data)`` by resampling the examples (the first axis of `data`).
 
@@ -50,7 +50,7 @@ def bootstrap_statistic(
     Raises `StatsError` for a `statistic` that is not callable, returns other than one number,
     or for the bad bootstrap arguments every estimator refuses.
     """
-    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed)
+    level, method, n_resamples, seed = _check_bootstrap_args(level, method, n_resamples, seed, owner="bootstrap_statistic")
     if not callable(statistic):
         raise StatsError(f"`statistic` must be a callable array -> float, got {statistic!r}")
     values = np.asarray(data, dtype=np.float64)

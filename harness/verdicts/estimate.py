@@ -91,6 +91,13 @@ class Estimate:
         )
 
     @property
+    def resamples(self) -> int | None:
+        """How many bootstrap resamples the CI rests on (the length of `bootstrap_distribution`),
+        or None for an interval that resamples nothing (Wilson, Clopper-Pearson)."""
+        dist = self.bootstrap_distribution
+        return None if dist is None else int(np.shape(dist)[-1])
+
+    @property
     def half_width(self) -> float:
         return (self.ci_high - self.ci_low) / 2.0
 

@@ -88,6 +88,7 @@ class Evidence:
     held: bool
     status: str = "ok"
     reason: str = ""
+    resamples: int | None = None
 
     @classmethod
     def from_estimate(cls, est: "Estimate", *, expectation: str, held: bool) -> "Evidence":
@@ -116,6 +117,7 @@ class Evidence:
             held=held,
             status=str(getattr(est, "status", "ok")),
             reason=str(getattr(est, "reason", "") or ""),
+            resamples=getattr(est, "resamples", None),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +130,8 @@ class Evidence:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Evidence":
         """The inverse of `to_dict`; `data` must hold every field (see `harness.reports.report.read_report`)."""
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data or
+                      f.default is dataclasses.MISSING})
 
 
 def _maybe_float(x: Any) -> float | None:
@@ -192,13 +195,15 @@ def current_records() -> tuple[Evidence, ...] | None:
 @dataclass(frozen=True)
 class ModelRecord:
     """A model the study loaded: its name in the study, the spec it was loaded from, the
-    fingerprint of its weights and config, and where it ran."""
+    fingerprint of its weights and config, where it ran, and its source (what the spec resolved
+    to: ``fixture: /cache/...``, ``directory: /models/x``, ``hub: org/name``)."""
 
     name: str
     spec: str
     fingerprint: str
     device: str
     dtype: str
+    source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -279,7 +284,8 @@ def _check_str(arg: str, value: Any, example: str) -> str:
     return value
 
 
-def register_model(name: str, *, spec: str, fingerprint: str, device: str, dtype: str) -> ModelRecord:
+def register_model(name: str, *, spec: str, fingerprint: str, device: str, dtype: str,
+                   source: str = "") -> ModelRecord:
     """Record that the study uses model `name`, for the report header.
 
     Example::
@@ -296,6 +302,7 @@ def register_model(name: str, *, spec: str, fingerprint: str, device: str, dtype
         fingerprint=_check_str("fingerprint", fingerprint, "3f2a9c0d1e"),
         device=_check_str("device", str(device) if device is not None else device, "cpu"),
         dtype=_check_str("dtype", str(dtype) if dtype is not None else dtype, "float32"),
+        source=str(source),
     )
     return _REGISTRIES[-1].add_model(rec)
 

@@ -1,0 +1,13 @@
+"""The codegen study's declaration, read by the installed plugin at collection (`harness.plugin.Study`):
+its default model and threshold rows live in `claims.codegen.settings`."""
+
+from harness.plugin import Study
+
+from claims.codegen.settings import DEFAULT_MODEL, THRESHOLDS
+
+STUDY = Study(
+    "codegen",
+    model=DEFAULT_MODEL,
+    thresholds=THRESHOLDS,
+    saes=("codegen",),
+)
