@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,7 @@ from harness.errors import InterventionError, ShapeError
 from harness.interventions import (
     Ablate,
     Add,
+    Interchange,
     Noise,
     Patch,
     Positions,
@@ -20,6 +22,7 @@ from harness.interventions import (
     intervene,
     noise_draw,
 )
+from harness.measures.directions import Direction
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.sites import Site
 from tiny import tiny_model
@@ -351,9 +354,16 @@ def test_ablate_resample_needs_a_three_dimensional_donor():
         Ablate.resample(torch.zeros(5))
 
 
-def test_an_unknown_ablation_kind_is_an_error(m):
-    with pytest.raises(InterventionError, match=r"`kind` must be 'zero', 'mean' or 'resample', got 'bogus'"):
-        forward(m, {SITE: Ablate("bogus")})
+def test_an_unknown_ablation_kind_is_an_error_when_the_ablate_is_made():
+    with pytest.raises(InterventionError, match=re.escape(
+            "`kind` of Ablate must be 'zero', 'mean' or 'resample', got 'bogus'; use Ablate.zero(), "
+            "Ablate.mean(reference) or Ablate.resample(donor)")):
+        Ablate("bogus")
+
+
+def test_a_zero_ablation_with_a_value_is_an_error():
+    with pytest.raises(InterventionError, match=re.escape("`value` of a zero Ablate must be None, got Tensor")):
+        Ablate("zero", torch.zeros(48))
 
 
 def test_something_that_is_not_an_intervention_is_an_error(m):
@@ -400,6 +410,95 @@ def test_an_input_site_reads_hidden_states_passed_by_keyword(m):
     with torch.no_grad(), intervene(m, {"blocks.4.resid_pre": Record()}, masks={"blocks": torch.ones(1, 2)}) as run:
         m.module.transformer.h[3](hidden_states=x)
     assert torch.equal(run.recorded[m.site("blocks.4.resid_pre")], x)
+
+
+# --------------------------------------------------------------------------- Directions as vectors
+
+
+def test_add_and_rms_add_take_a_direction_and_act_as_its_vector(m):
+    d = direction(m, SITE)
+    as_direction = Direction(d, SITE, "test")
+    for kind in (Add, RmsAdd):
+        assert torch.equal(at_site(m, SITE, kind(as_direction, alpha=1.5)), at_site(m, SITE, kind(d, alpha=1.5)))
+
+
+def test_a_mean_ablation_takes_a_direction_as_its_mean(m):
+    d = direction(m, SITE)
+    got = at_site(m, SITE, Ablate("mean", Direction(d, SITE, "test")))
+    assert torch.equal(got, at_site(m, SITE, Ablate("mean", d)))
+    assert torch.allclose(got[real_mask(m)], d.expand(int(real_mask(m).sum()), -1))
+
+
+def test_an_interchange_takes_a_direction_as_the_line_it_spans(m):
+    d = direction(m, SITE)
+    source = at_site(m, SITE, texts=OTHER)
+    got = at_site(m, SITE, Interchange(source, Direction(3.0 * d, SITE, "test")))
+    want = at_site(m, SITE, Interchange(source, (d / d.norm())[:, None]))
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_a_head_edit_takes_a_direction_at_that_head(m):
+    d = torch.randn(m.width(m.site(HEAD)), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(at_site(m, HEAD, Add(Direction(d, HEAD, "test"))), at_site(m, HEAD, Add(d)))
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: Add(d), lambda d: RmsAdd(d), lambda d: Ablate("mean", d),
+    lambda d: Interchange(torch.zeros(3, 26, 48), d),
+], ids=["add", "rms_add", "ablate_mean", "interchange"])
+def test_a_direction_installed_at_another_site_is_an_error_naming_both_sites(m, make):
+    edit = make(Direction(direction(m, SITE), "blocks.2.resid_post", "class-mean"))
+    with pytest.raises(InterventionError, match=re.escape(
+            "is a Direction at blocks.2.resid_post (class-mean) but the edit is installed at blocks.3.resid_post; "
+            "install it at blocks.2.resid_post, or pass `")):
+        forward(m, {SITE: edit})
+
+
+def test_a_direction_without_a_site_is_used_wherever_it_is_installed(m):
+    d = direction(m, SITE)
+    assert torch.equal(at_site(m, SITE, Add(Direction(d, "", "loaded"))), at_site(m, SITE, Add(d)))
+
+
+def test_a_direction_of_the_wrong_width_is_a_shape_error_like_its_vector(m):
+    with pytest.raises(ShapeError, match=re.escape(
+            "`direction` must have shape [48] for site blocks.3.resid_post, got (4,)")):
+        forward(m, {SITE: Add(Direction(torch.ones(4), SITE, "test"))})
+
+
+@pytest.mark.parametrize("value, shown", [
+    ([1.0, 2.0], "list [1.0, 2.0]"), (np.ones(2), "ndarray array([1., 1.])"), (0.5, "float 0.5"),
+], ids=["list", "ndarray", "float"])
+@pytest.mark.parametrize("make, name, owner", [
+    (lambda v: Add(v), "direction", "Add"), (lambda v: RmsAdd(v), "direction", "RmsAdd"),
+    (lambda v: Ablate("mean", v), "value", "a mean Ablate"),
+    (lambda v: Interchange(torch.zeros(1, 1, 2), v), "basis", "Interchange"),
+], ids=["add", "rms_add", "ablate_mean", "interchange_basis"])
+def test_a_vector_argument_that_is_not_a_tensor_or_direction_is_an_error_naming_it(make, name, owner, value, shown):
+    with pytest.raises(InterventionError, match=re.escape(
+            f"`{name}` of {owner} must be a torch.Tensor [") + r".*" + re.escape(
+            f"or a Direction, got {shown}; pass torch.as_tensor(...) of the values, or a Direction")):
+        make(value)
+
+
+@pytest.mark.parametrize("make, name, owner", [
+    (lambda v: Patch(v), "source", "Patch"), (lambda v: Interchange(v, torch.eye(2)), "source", "Interchange"),
+    (lambda v: Ablate("resample", v), "value", "a resample Ablate"),
+    (lambda v: Ablate.resample(v), "donor", "Ablate.resample"), (lambda v: Ablate.mean(v), "reference", "Ablate.mean"),
+], ids=["patch", "interchange", "ablate", "ablate_resample", "ablate_mean"])
+def test_an_activation_argument_must_be_a_tensor_and_a_direction_there_points_to_add(make, name, owner):
+    with pytest.raises(InterventionError, match=re.escape(f"`{name}` of {owner} must be a torch.Tensor [")
+                       + r".*got list \[\[0.0\]\]; pass "):
+        make([[0.0]])
+    with pytest.raises(InterventionError, match=re.escape(
+            "got Direction") + r".*" + re.escape(
+            "; a Direction is a vector to add: use Add(direction) or RmsAdd(direction)")):
+        make(Direction(torch.ones(2), SITE, "test"))
+
+
+def test_an_ablate_mean_mask_that_is_not_a_tensor_is_an_error():
+    with pytest.raises(InterventionError, match=re.escape(
+            "`attention_mask` of Ablate.mean must be a torch.Tensor [n, pos], got list [[1, 1]]")):
+        Ablate.mean(torch.zeros(1, 2, 4), [[1, 1]])
 
 
 # --------------------------------------------------------------------------- check_acted

@@ -11,7 +11,7 @@ import torch
 
 from harness import stats
 from harness.measures.directions import Direction, random_direction
-from harness.errors import DataError, ShapeError
+from harness.errors import DataError, ShapeError, SiteError
 from harness.verdicts.estimate import Estimate
 from harness.interventions import Add, Positions, RmsAdd
 from harness.models.load import LoadedModel
@@ -149,6 +149,23 @@ def test_a_direction_object_sweeps_like_its_vector():
     assert np.array_equal(by_object.scores, by_vector.scores)
 
 
+def test_a_direction_sweeps_at_its_own_site_when_at_is_omitted():
+    m = tiny_model("gpt2")
+    site = site_of("gpt2")
+    d = Direction(direction_of(m, site), site, "test")
+    own = sweep(m, TEXTS, direction=d, alphas=ALPHAS, score=score_of("gpt2"))
+    assert own.site == site
+    assert np.array_equal(own.scores, sweep(m, TEXTS, at=site, direction=d.vector, alphas=ALPHAS,
+                                            score=score_of("gpt2")).scores)
+
+
+def test_a_direction_swept_at_the_site_it_names_in_another_spelling_is_accepted():
+    m = tiny_model("gpt2")
+    site = site_of("gpt2")
+    d = Direction(direction_of(m, site), f" {site} ", "test")
+    assert sweep(m, TEXTS, at=m.site(site), direction=d, alphas=ALPHAS, score=score_of("gpt2")).site == site
+
+
 def test_the_same_seeded_direction_gives_identical_curves_on_two_runs():
     m = tiny_model("qwen2.5-0.5b")
     site = site_of("qwen2.5-0.5b")
@@ -278,3 +295,42 @@ def test_a_batch_size_below_one_is_an_error(batch_size):
     with pytest.raises(DataError, match=rf"`batch_size` must be a positive integer, got {batch_size}"):
         call_sweep(batch_size=batch_size)
 
+
+
+def test_a_direction_computed_at_another_site_is_an_error_naming_both_sites():
+    m = tiny_model("byt5-small")
+    d = Direction(torch.ones(32), "encoder.5.resid_post", "class-mean")
+    with pytest.raises(DataError, match=re.escape(
+            "`direction` was computed at encoder.5.resid_post (class-mean) but `at` is encoder.6.resid_post; "
+            "sweep it at encoder.5.resid_post (or omit `at`), or pass `direction.vector` to sweep it at "
+            "encoder.6.resid_post on purpose")):
+        sweep(m, TEXTS, at="encoder.6.resid_post", direction=d, alphas=ALPHAS, score=score_of("byt5-small"))
+
+
+def test_a_tensor_direction_without_at_is_an_error():
+    with pytest.raises(DataError, match=re.escape(
+            "`at` is required when `direction` is a tensor (only a Direction carries its site); "
+            "pass at='STACK.LAYER.POINT'")):
+        call_sweep(at=None)
+
+
+def test_a_direction_without_a_site_needs_at():
+    m = tiny_model("gpt2")
+    d = Direction(direction_of(m, site_of("gpt2")), "", "loaded")
+    with pytest.raises(DataError, match=re.escape(
+            "`direction` is a Direction (loaded) without a site and `at` is not given; pass at='STACK.LAYER.POINT'")):
+        call_sweep(m, at=None, direction=d)
+    assert call_sweep(m, direction=d).site == site_of("gpt2")
+
+
+def test_a_direction_at_a_site_the_model_lacks_is_a_site_error():
+    with pytest.raises(SiteError, match=r"`layer` must be in"):
+        call_sweep(at=None, direction=Direction(torch.ones(48), "blocks.60.resid_post", "test"))
+
+
+@pytest.mark.parametrize("value, shown", [([1.0] * 48, "list [1.0, 1.0"), (np.ones(48), "ndarray array(")],
+                         ids=["list", "ndarray"])
+def test_a_direction_that_is_neither_a_tensor_nor_a_direction_is_an_error(value, shown):
+    with pytest.raises(DataError, match=re.escape(
+            f"`direction` must be a torch.Tensor [d] or a Direction, got {shown}")):
+        call_sweep(direction=value)

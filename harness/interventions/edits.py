@@ -11,26 +11,101 @@
 Shapes are checked, never broadcast: a direction must be ``[d]`` for the site (``d_head`` for
 a head), an alpha vector ``[batch]``, a patch or interchange source exactly the activation's
 ``[batch, pos, d]``, an interchange basis ``[d, k]``.
+
+Wherever an edit takes a vector (`Add` and `RmsAdd`'s ``direction``, the ``value`` of a mean
+`Ablate`, a one-column `Interchange` ``basis``) it also takes a `Direction`
+(`harness.measures.directions`): its ``vector`` is used, and its ``site`` must be the site the
+edit is installed at (an `InterventionError` naming both otherwise; pass ``direction.vector`` to
+use a direction elsewhere on purpose). A Direction whose site is empty is not checked. Any
+other argument that is not a tensor (a list, a numpy array, a float) is an `InterventionError`
+naming the argument and the value.
+
 Each kind's ``apply(act, where, site, run)`` returns the edited activation; `intervene`
 (`harness.interventions.hooks`) calls it from the site's hook. `Noise` lives in
 `harness.interventions.noise`.
+
+>>> import torch
+>>> from harness.interventions import Add, Positions
+>>> from harness.models.sites import Site
+>>> act = torch.zeros(1, 3, 2)                          # [batch, pos, d]
+>>> where = Positions.last().resolve(torch.ones(1, 3))  # only the last real token
+>>> Add(torch.tensor([1.0, -1.0]), alpha=2.0).apply(act, where, Site.parse("blocks.1.resid_post"), None)
+tensor([[[ 0.,  0.],
+         [ 0.,  0.],
+         [ 2., -2.]]])
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.errors import InterventionError, ShapeError
+from harness.errors import InterventionError, ShapeError, SiteError
 from harness.interventions.positions import ALL, Positions
-from harness.models.sites import Site
+from harness.models.sites import Site, parse_site
 
 if TYPE_CHECKING:
     from harness.interventions.hooks import Run
+    from harness.measures.directions import Direction
 
 __all__ = ["Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate"]
+
+
+def _is_direction(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return False
+    from harness.measures.directions import Direction  # lazily: that module imports this package
+
+    return isinstance(value, Direction)
+
+
+def _describe(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _check_vector_arg(value: object, name: str, owner: str, shape: str) -> None:
+    """`value` must be a tensor or a `Direction`; raise naming `name` of `owner` otherwise."""
+    if isinstance(value, torch.Tensor) or _is_direction(value):
+        return
+    raise InterventionError(
+        f"`{name}` of {owner} must be a torch.Tensor {shape} or a Direction, got {_describe(value)}; "
+        f"pass torch.as_tensor(...) of the values, or a Direction (harness.measures.directions)"
+    )
+
+
+def _check_tensor_arg(value: object, name: str, owner: str, shape: str, what: str) -> None:
+    """`value` must be a tensor (an activation, not a direction); raise naming `name` otherwise."""
+    if isinstance(value, torch.Tensor):
+        return
+    hint = (f"; a Direction is a vector to add: use Add(direction) or RmsAdd(direction)"
+            if _is_direction(value) else f"; pass {what}")
+    raise InterventionError(
+        f"`{name}` of {owner} must be a torch.Tensor {shape}, got {_describe(value)}{hint}"
+    )
+
+
+def _vector_at(value: torch.Tensor | Any, site: Site, name: str, owner: str) -> torch.Tensor:
+    """The tensor of a vector argument installed at `site`: a tensor as is, a `Direction`'s
+    ``vector`` once its ``site`` is checked against `site` (a Direction with an empty site is
+    not checked)."""
+    if isinstance(value, torch.Tensor):
+        return value
+    own = str(value.site).strip()
+    if own:
+        try:
+            same = parse_site(own) == site
+        except SiteError:
+            same = own == str(site)
+        if not same:
+            raise InterventionError(
+                f"`{name}` of {owner} is a Direction at {own} ({value.kind}) but the edit is installed "
+                f"at {site}; install it at {own}, or pass `{name}.vector` to use this direction at "
+                f"{site} on purpose"
+            )
+    return value.vector
 
 
 def _check_source(source: torch.Tensor, act: torch.Tensor, site: Site, what: str, plural: str) -> None:
@@ -72,40 +147,85 @@ class Record:
 
 @dataclass(frozen=True)
 class Add:
-    """``act + alpha * direction`` at the chosen positions; ``alpha`` may be ``[batch]``."""
+    """``act + alpha * direction`` at the chosen positions; ``alpha`` may be ``[batch]``.
 
-    direction: torch.Tensor
+    ``direction``: a ``[d]`` tensor or a `Direction` (its vector; its site must be the site the
+    edit is installed at).
+
+    >>> import torch
+    >>> from harness.models.sites import Site
+    >>> act, where = torch.zeros(2, 1, 2), torch.ones(2, 1, dtype=torch.bool)
+    >>> Add(torch.tensor([1.0, 0.0]), alpha=torch.tensor([1.0, -3.0])).apply(
+    ...     act, where, Site.parse("blocks.1.resid_post"), None)[:, 0]    # one alpha per row
+    tensor([[ 1.,  0.],
+            [-3.,  0.]])
+    """
+
+    direction: "torch.Tensor | Direction"
     alpha: float | torch.Tensor = 1.0
     positions: Positions = ALL
 
+    def __post_init__(self) -> None:
+        _check_vector_arg(self.direction, "direction", "Add", "[d]")
+
     def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
-        _check_direction(self.direction, act.shape[-1], site)
-        delta = _alpha_column(self.alpha, act, site) * self.direction.to(act.device, act.dtype)
+        direction = _vector_at(self.direction, site, "direction", "Add")
+        _check_direction(direction, act.shape[-1], site)
+        delta = _alpha_column(self.alpha, act, site) * direction.to(act.device, act.dtype)
         return torch.where(where[..., None], act + delta, act)
 
 
 @dataclass(frozen=True)
 class RmsAdd:
     """``act + alpha * rms(act) * direction``: the edit scales with the residual's RMS at each
-    position (pass an RMS-normalised direction so alpha is a fraction of the residual's size)."""
+    position (pass an RMS-normalised direction so alpha is a fraction of the residual's size).
 
-    direction: torch.Tensor
+    ``direction``: a ``[d]`` tensor or a `Direction` (as for `Add`).
+
+    >>> import torch
+    >>> from harness.models.sites import Site
+    >>> act, where = torch.tensor([[[3.0, 4.0]]]), torch.ones(1, 1, dtype=torch.bool)   # rms 3.5355
+    >>> RmsAdd(torch.tensor([1.0, 0.0]), alpha=0.5).apply(act, where, Site.parse("blocks.1.resid_post"), None)
+    tensor([[[4.7678, 4.0000]]])
+    """
+
+    direction: "torch.Tensor | Direction"
     alpha: float | torch.Tensor = 1.0
     positions: Positions = ALL
 
+    def __post_init__(self) -> None:
+        _check_vector_arg(self.direction, "direction", "RmsAdd", "[d]")
+
     def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
-        _check_direction(self.direction, act.shape[-1], site)
+        direction = _vector_at(self.direction, site, "direction", "RmsAdd")
+        _check_direction(direction, act.shape[-1], site)
         rms = act.float().pow(2).mean(-1, keepdim=True).sqrt().to(act.dtype)
-        delta = _alpha_column(self.alpha, act, site) * rms * self.direction.to(act.device, act.dtype)
+        delta = _alpha_column(self.alpha, act, site) * rms * direction.to(act.device, act.dtype)
         return torch.where(where[..., None], act + delta, act)
 
 
 @dataclass(frozen=True)
 class Patch:
-    """Replace the activation with ``source`` (same ``[batch, pos, d]``) at the chosen positions."""
+    """Replace the activation with ``source`` (same ``[batch, pos, d]``) at the chosen positions.
+
+    ``source`` is an activation (a tensor), never a `Direction`: to move along a direction use
+    `Add`.
+
+    >>> import torch
+    >>> from harness.interventions import Positions
+    >>> from harness.models.sites import Site
+    >>> act, source = torch.zeros(1, 3, 1), torch.ones(1, 3, 1)
+    >>> where = Positions.of_spans([[(1, 3)]]).resolve(torch.ones(1, 3))
+    >>> Patch(source).apply(act, where, Site.parse("blocks.1.resid_post"), None).flatten()
+    tensor([0., 1., 1.])
+    """
 
     source: torch.Tensor
     positions: Positions = ALL
+
+    def __post_init__(self) -> None:
+        _check_tensor_arg(self.source, "source", "Patch", "[batch, pos, d]",
+                          "the source run's activation at the site (`Record` it)")
 
     def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
         _check_source(self.source, act, site, "patch", "patches")
@@ -135,8 +255,12 @@ class Interchange:
     differentiable with respect to ``basis`` (and ``source``): nothing is detached or written in
     place. It is computed in float32 at least and cast back to the activation's dtype.
 
+    ``basis`` may also be a `Direction`: the one-dimensional subspace it spans, as the column
+    ``[d, 1]`` of its unit vector (its site must be the site the edit is installed at).
+
     Raises `ShapeError` for a ``source`` of another shape than the activation, or a ``basis``
-    that is not ``[d, k]`` for the site.
+    that is not ``[d, k]`` for the site; `InterventionError` for a ``source`` or ``basis`` that
+    is not a tensor (a basis may be a Direction) or a Direction at another site.
 
     Sources: Geiger, Wu, Icard, Potts, Goodman 2023, "Finding Alignments Between Interpretable
     Causal Variables and Distributed Neural Representations"; Wu et al. 2023, "Interpretability
@@ -145,19 +269,34 @@ class Interchange:
     """
 
     source: torch.Tensor
-    basis: torch.Tensor
+    basis: "torch.Tensor | Direction"
     positions: Positions = ALL
+
+    def __post_init__(self) -> None:
+        _check_tensor_arg(self.source, "source", "Interchange", "[batch, pos, d]",
+                          "the source run's activation at the site (`Record` it)")
+        _check_vector_arg(self.basis, "basis", "Interchange", "[d, k]")
 
     def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
         _check_source(self.source, act, site, "interchange", "interchanges")
-        if self.basis.dim() != 2 or self.basis.shape[0] != act.shape[-1]:
+        basis = _vector_at(self.basis, site, "basis", "Interchange")
+        if not isinstance(self.basis, torch.Tensor):  # a Direction: the line it spans, [d, 1]
+            _check_direction(basis, act.shape[-1], site, "the Direction given as interchange `basis`")
+            norm = basis.float().norm()
+            if norm == 0:
+                raise InterventionError(
+                    f"`basis` of Interchange is a zero Direction ({self.basis.kind}) at {site}; it spans "
+                    "no subspace"
+                )
+            basis = (basis.float() / norm)[:, None]
+        if basis.dim() != 2 or basis.shape[0] != act.shape[-1]:
             raise ShapeError(
                 f"interchange `basis` must have shape [{act.shape[-1]}, k] (the width of {site} by "
-                f"the subspace's dimension) for site {site}, got {tuple(self.basis.shape)}; give "
+                f"the subspace's dimension) for site {site}, got {tuple(basis.shape)}; give "
                 "the basis vectors as columns (transpose a [k, d] basis)"
             )
         dtype = torch.promote_types(act.dtype, torch.float32)
-        basis = self.basis.to(act.device, dtype)
+        basis = basis.to(act.device, dtype)
         base, source = act.to(dtype), self.source.to(act.device, dtype)
         # act + ((source - act) @ U) @ U.T, written so that U = identity gives the source and
         # U = 0 the activation bit for bit (``act - act`` is exactly 0)
@@ -174,11 +313,43 @@ class Ablate:
         Ablate.zero()
         Ablate.mean(reference_acts, reference_mask)   # mean over real tokens of a reference set
         Ablate.resample(donor_acts)                   # activations of other examples, same shape
+        Ablate("mean", mean_vector)                   # a mean computed elsewhere: [d] or a Direction
+
+    ``value`` is None for ``"zero"``, the ``[d]`` vector (a tensor, or a `Direction` whose site
+    must be the site the edit is installed at) for ``"mean"``, and the donor activations
+    ``[batch, pos, d]`` for ``"resample"``.
+
+    >>> import torch
+    >>> from harness.models.sites import Site
+    >>> act, where = torch.ones(1, 2, 2), torch.tensor([[True, False]])
+    >>> reference = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])    # [n, pos, d]
+    >>> edit = Ablate.mean(reference, torch.tensor([[1, 1, 0]]))           # the third is padding
+    >>> edit.apply(act, where, Site.parse("blocks.1.resid_post"), None)
+    tensor([[[2., 3.],
+             [1., 1.]]])
     """
 
     kind: str
-    value: torch.Tensor | None = None
+    value: "torch.Tensor | Direction | None" = None
     positions: Positions = ALL
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("zero", "mean", "resample"):
+            raise InterventionError(
+                f"`kind` of Ablate must be 'zero', 'mean' or 'resample', got {self.kind!r}; use "
+                "Ablate.zero(), Ablate.mean(reference) or Ablate.resample(donor)"
+            )
+        if self.kind == "zero":
+            if self.value is not None:
+                raise InterventionError(
+                    f"`value` of a zero Ablate must be None, got {_describe(self.value)}; use "
+                    "Ablate.zero(), or Ablate('mean', value) to ablate to a vector"
+                )
+        elif self.kind == "mean":
+            _check_vector_arg(self.value, "value", "a mean Ablate", "[d]")
+        else:
+            _check_tensor_arg(self.value, "value", "a resample Ablate", "[batch, pos, d]",
+                              "the donor activations at the site (`Record` them on other examples)")
 
     @classmethod
     def zero(cls, *, positions: Positions = ALL) -> "Ablate":
@@ -187,11 +358,15 @@ class Ablate:
     @classmethod
     def mean(cls, reference: torch.Tensor, attention_mask: torch.Tensor | None = None, *,
              positions: Positions = ALL) -> "Ablate":
+        _check_tensor_arg(reference, "reference", "Ablate.mean", "[n, pos, d]",
+                          "the activations of a reference set at the site (`Record` them)")
         if reference.dim() != 3:
             raise ShapeError(f"`reference` must be [n, pos, d], got {tuple(reference.shape)}")
         if attention_mask is None:
             mean = reference.reshape(-1, reference.shape[-1]).mean(0)
         else:
+            _check_tensor_arg(attention_mask, "attention_mask", "Ablate.mean", "[n, pos]",
+                              "the attention mask of the reference batch")
             if tuple(attention_mask.shape) != tuple(reference.shape[:2]):
                 raise ShapeError(
                     f"`attention_mask` has shape {tuple(attention_mask.shape)} but `reference` "
@@ -203,6 +378,8 @@ class Ablate:
 
     @classmethod
     def resample(cls, donor: torch.Tensor, *, positions: Positions = ALL) -> "Ablate":
+        _check_tensor_arg(donor, "donor", "Ablate.resample", "[batch, pos, d]",
+                          "the donor activations at the site (`Record` them on other examples)")
         if donor.dim() != 3:
             raise ShapeError(f"`donor` must be [batch, pos, d], got {tuple(donor.shape)}")
         return cls("resample", donor, positions)
@@ -211,11 +388,9 @@ class Ablate:
         if self.kind == "zero":
             value = torch.zeros_like(act)
         elif self.kind == "mean":
-            assert self.value is not None
-            _check_direction(self.value, act.shape[-1], site, "the mean of `Ablate.mean`'s reference")
-            value = self.value.to(act.device, act.dtype).expand_as(act)
-        elif self.kind == "resample":
+            mean = _vector_at(self.value, site, "value", "a mean Ablate")
+            _check_direction(mean, act.shape[-1], site, "the mean of `Ablate.mean`'s reference")
+            value = mean.to(act.device, act.dtype).expand_as(act)
+        else:  # "resample" (the kind is checked when the Ablate is made)
             return Patch(self.value, self.positions).apply(act, where, site, run)  # type: ignore[arg-type]
-        else:
-            raise InterventionError(f"`kind` must be 'zero', 'mean' or 'resample', got {self.kind!r}")
         return torch.where(where[..., None], value, act)

@@ -4,7 +4,8 @@
     Curve                      scores ``[n_examples, n_alphas]`` with their alphas and site;
                                ``curve.slope(near=0.25, seed=...)`` is a `stats.slope_near_zero`
     sweep                      add (or RMS-scaled add) alpha * direction at a site, for every
-                               example x alpha, and score each row
+                               example x alpha, and score each row; a `Direction` sweeps at its
+                               own site (an `at` naming another site is an error)
 
 A sweep lays out example-major rows (example 0 at every alpha, then example 1, ...) and runs
 them in chunks of ``batch_size`` rows, each chunk one forward with a per-row alpha vector.
@@ -14,18 +15,21 @@ Row results equal one-example runs within 1e-4 (pinned by tests).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from harness import progress
-from harness.errors import DataError, ShapeError
+from harness.errors import DataError, ShapeError, SiteError
 from harness.verdicts.estimate import Estimate
 from harness.interventions.edits import Add, RmsAdd
 from harness.interventions.positions import ALL, Positions
 from harness.models.load import LoadedModel, length_order
 from harness.models.sites import Site
+
+if TYPE_CHECKING:
+    from harness.measures.directions import Direction
 
 __all__ = ["symmetric", "Curve", "sweep", "Scorer", "scorer"]
 
@@ -120,9 +124,51 @@ def _row_positions(positions: Positions, example_index: np.ndarray) -> Positions
     )
 
 
-def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, direction: torch.Tensor,
-          alphas: Sequence[float] | np.ndarray, score: Scorer, positions: Positions = ALL,
-          rms_scaled: bool = False, batch_size: int = 64, cache: bool = True) -> Curve:
+def _site_and_vector(model: LoadedModel, at: Site | str | None, direction: object) -> tuple[Site, torch.Tensor]:
+    """The validated site of a sweep and its direction as a float32 tensor: `at`, or the site
+    of a `Direction` when `at` is None; a Direction whose site differs from `at` is an error."""
+    from harness.measures.directions import Direction
+
+    if isinstance(direction, Direction):
+        own = str(direction.site).strip()
+        if at is None:
+            if not own:
+                raise DataError(
+                    f"`direction` is a Direction ({direction.kind}) without a site and `at` is not given; "
+                    "pass at='STACK.LAYER.POINT'"
+                )
+            return model.site(own), direction.vector.to(torch.float32)
+        site = model.site(at)
+        if own:
+            try:
+                same = model.site(own) == site
+            except SiteError:
+                same = own == str(site)
+            if not same:
+                raise DataError(
+                    f"`direction` was computed at {own} ({direction.kind}) but `at` is {site}; sweep it at "
+                    f"{own} (or omit `at`), or pass `direction.vector` to sweep it at {site} on purpose"
+                )
+        return site, direction.vector.to(torch.float32)
+    if isinstance(direction, torch.Tensor):
+        if at is None:
+            raise DataError(
+                "`at` is required when `direction` is a tensor (only a Direction carries its site); "
+                "pass at='STACK.LAYER.POINT', e.g. at='encoder.12.resid_post'"
+            )
+        return model.site(at), direction.to(torch.float32)
+    shown = repr(direction)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise DataError(
+        f"`direction` must be a torch.Tensor [d] or a Direction, got {type(direction).__name__} {shown}; "
+        "pass torch.as_tensor(...) of the values, or a Direction (harness.measures.directions)"
+    )
+
+
+def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = None,
+          direction: "torch.Tensor | Direction", alphas: Sequence[float] | np.ndarray, score: Scorer,
+          positions: Positions = ALL, rms_scaled: bool = False, batch_size: int = 64,
+          cache: bool = True) -> Curve:
     """Score every example at every alpha with ``alpha * direction`` added at `at`.
 
     Example::
@@ -130,9 +176,13 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
         curve = sweep(tacgen, test, at="encoder.12.resid_post", direction=d,
                       alphas=symmetric(0.25, steps=11), score=scorer(logprob_diff, "intro", "apply"))
         curve.slope(near=0.25, seed=claim_seed)
+        sweep(tacgen, test, direction=d12, alphas=..., score=...)   # a Direction: at d12.site
 
-    `direction` is a ``[d]`` tensor or a `Direction` (its vector is used). With
-    ``rms_scaled=True`` the edit is ``alpha * rms(act) * direction`` at each position.
+    `direction` is a ``[d]`` tensor or a `Direction` (its vector is used). A Direction
+    carries its site: without `at` the sweep runs there, and an `at` that names another site
+    is an error naming both (pass ``direction.vector`` to sweep a direction elsewhere on
+    purpose). A bare tensor needs `at`. With ``rms_scaled=True`` the edit is
+    ``alpha * rms(act) * direction`` at each position.
 
     With ``cache=True`` (the default), a sweep at an encoder site of an encoder-decoder scored
     with `logprob_diff` or `logprob` runs the encoder up to the site once per example, re-runs
@@ -141,7 +191,7 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     ``eager`` and ``sdpa`` attention implementations (under ``flex_attention``, whose block
     masks a replay cannot index by rows, the sweep takes the plain path).
     """
-    site = model.site(at)
+    site, direction = _site_and_vector(model, at, direction)
     if isinstance(inputs, str):
         raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows_in = list(inputs)
@@ -150,7 +200,6 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str, directio
     grid = np.asarray(alphas, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 2:
         raise DataError(f"`alphas` must be a 1-D grid of at least 2 values, got shape {grid.shape}")
-    direction = torch.as_tensor(getattr(direction, "vector", direction), dtype=torch.float32)  # a Direction too
     if direction.dim() != 1 or direction.shape[0] != model.width(site):
         raise ShapeError(
             f"`direction` must have shape [{model.width(site)}] for site {site}, got {tuple(direction.shape)}"
