@@ -1,6 +1,8 @@
 """Positions: which positions of each row an intervention touches, resolved against a mask.
 
-    Positions       all real tokens, per-row token spans, the last real token, or a mask
+    Positions       all real tokens (``Positions.all()``), the last real token (``.last()``),
+                    per-row token spans (``.of_spans(spans)``), or a mask (``.of_mask(mask)``);
+                    ``.resolve(attention_mask)`` gives the bool mask ``[batch, pos]`` it acts on
     ALL             ``Positions.all()``, the default of every intervention kind
 
 Positions are resolved against the attention mask of the site's stack, so padding is never
@@ -25,9 +27,23 @@ class Positions:
 
     Example::
 
-        Positions.all()                          # every real (non-pad) token
-        Positions.last()                         # the last real token of each row
-        Positions.spans([[(3, 9)], [(0, 2), (5, 7)]])   # per-row [start, end) token spans
+        Positions.all()                                    # every real (non-pad) token
+        Positions.last()                                   # the last real token of each row
+        Positions.of_spans([[(3, 9)], [(0, 2), (5, 7)]])   # per-row [start, end) token spans
+        Positions.of_mask(mask)                            # a bool mask [batch, pos]
+
+    `resolve` turns them into a mask against a batch's attention mask:
+
+    >>> import torch
+    >>> attention_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])   # row 1 has 2 real tokens
+    >>> Positions.last().resolve(attention_mask).int()
+    tensor([[0, 0, 0, 1],
+            [0, 1, 0, 0]], dtype=torch.int32)
+    >>> Positions.of_spans([[(0, 2)], [(1, 2)]]).resolve(attention_mask).int()
+    tensor([[1, 1, 0, 0],
+            [0, 1, 0, 0]], dtype=torch.int32)
+    >>> Positions.all().resolve(attention_mask).sum().item()            # padding is never touched
+    6
     """
 
     kind: str = "all"

@@ -43,10 +43,14 @@ _SITE_RE = re.compile(r"^(?P<stack>[A-Za-z_]\w*)\.(?P<layer>-?\d+)\.(?P<point>.+
 class Site:
     """One activation: ``Site("encoder", 12, "resid_post")`` or ``Site("blocks", 2, "head", head=2)``.
 
-    Example::
-
-        Site.parse("blocks.2.attn.head2")   # Site(stack='blocks', layer=2, point='head', head=2)
-        str(Site("encoder", 12, "resid_post"))  # 'encoder.12.resid_post'
+    >>> Site.parse("blocks.2.attn.head2")
+    Site(stack='blocks', layer=2, point='head', head=2)
+    >>> str(Site("encoder", 12, "resid_post"))
+    'encoder.12.resid_post'
+    >>> Site.parse("encoder.12.resid_pots")
+    Traceback (most recent call last):
+    ...
+    harness.errors.SiteError: site 'encoder.12.resid_pots' has unknown point 'resid_pots'; ... did you mean 'resid_post'?
     """
 
     stack: str

@@ -38,6 +38,15 @@ Contents, with the resampling unit each one uses:
 ``Adjusted``                                Adjusted p-values and reject flags from the two above.
 ==========================================  ==================================================
 
+>>> import numpy as np
+>>> from harness import stats
+>>> est = stats.bootstrap_mean(np.array([0.2, 0.5, 0.4, 0.7, 0.3, 0.6]), seed=0, n_resamples=999)
+>>> est.value, round(est.ci_low, 2), round(est.ci_high, 2), est.n, est.method
+(0.45, 0.33, 0.6, 6, 'bootstrap BCa')
+>>> est = stats.proportion(45, 50)
+>>> est.value, round(est.ci_low, 4), round(est.ci_high, 4), est.method
+(0.9, 0.7864, 0.9565, 'wilson')
+
 Every bootstrap goes through `scipy.stats.bootstrap` (vectorized, in batches that bound the
 memory, with ``rng=np.random.default_rng(seed)``). Equal seeds over the same number of
 examples draw the same resample indices, so two estimates built that way are paired resample

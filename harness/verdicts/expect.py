@@ -16,6 +16,14 @@ hold, raises `AssertionError` saying what was expected and what was measured:
 
 A degenerate estimate fails every expectation, with its reason in the message.
 
+>>> from harness import expect, stats
+>>> est = stats.proportion(45, 50)                    # 0.9, Wilson 95% CI [0.7864, 0.9565]
+>>> _ = expect(est).ci_excludes(0.5).at_least(0.7)    # held: returns the chain, quietly
+>>> expect(est).at_least(0.85)
+Traceback (most recent call last):
+...
+AssertionError: expected the 95% CI of `proportion` to lie at or above 0.85; measured 0.9, 95% CI [0.7864, ...
+
 Contents: `expect`, `Expectation` (ci_excludes, ci_contains, positive, negative, within,
 at_least, at_most, greater_than, ratio_to), `RatioExpectation` (below, above), `ExpectationError`.
 """
