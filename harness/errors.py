@@ -1,6 +1,8 @@
 """The exception hierarchy: one root, `HarnessError`, and a subclass per kind of bad input.
 
 Messages name the argument, repeat the bad value and say how to fix it.
+`UnknownTokenWarning` is a warning, not an error: text a tokenizer could only map to its
+unknown token.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ __all__ = [
     "InterventionError",
     "StatsError",
     "DataError",
+    "UnknownTokenWarning",
 ]
 
 
@@ -42,3 +45,8 @@ class StatsError(HarnessError, ValueError):
 
 class DataError(HarnessError, ValueError):
     """Bad input data: empty sets, mismatched lengths, unreadable files."""
+
+
+class UnknownTokenWarning(UserWarning):
+    """Words or pieces of a text that the tokenizer mapped to its unknown token (``[UNK]``,
+    ``<unk>``): the model sees them all as one token. The ids are kept as the tokenizer gave them."""

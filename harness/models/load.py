@@ -2,7 +2,8 @@
 
     load_model(spec)    a hub id (offline, from the local HF cache), a local directory, or
                         ``fixture:NAME`` (built from its recipe in ``fixtures/`` on first use)
-    LoadedModel         the torch module + tokenizer + site table + device/dtype + fingerprint
+    LoadedModel         the torch module + tokenizer + site table + device/dtype + fingerprint;
+                        ``tokenize`` warns (`UnknownTokenWarning`) of text that became the unknown token
     fingerprint(model)  sha256 over the config and every weight (name, dtype, shape, bytes)
     pad_rows            right-pads token rows into ``input_ids`` / ``attention_mask``
 
@@ -48,6 +49,7 @@ class LoadedModel:
     sites: SiteTable
     fingerprint: str
     _hooks: dict[Site, Hook] = field(default_factory=dict, repr=False)
+    _warned_unknown: set[str] = field(default_factory=set, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -97,13 +99,47 @@ class LoadedModel:
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
                  max_length: int | None = None) -> list[list[int]]:
-        """Token ids of each text; with `max_length`, truncated as the tokenizer truncates."""
+        """Token ids of each text; with `max_length`, truncated as the tokenizer truncates.
+
+        A text with words or pieces the tokenizer could only map to its unknown token (``[UNK]``,
+        ``<unk>``) gets an `UnknownTokenWarning` that lists them and the text (truncated), once
+        per distinct text for this model; the ids are returned as the tokenizer gave them.
+        """
         if isinstance(texts, str):
             raise TypeError("`texts` must be a sequence of strings, got a single str; wrap it in a list")
         kw: dict[str, Any] = {"add_special_tokens": add_special_tokens}
         if max_length is not None:
             kw.update(truncation=True, max_length=int(max_length))
-        return [list(self.tokenizer(t, **kw)["input_ids"]) for t in texts]
+        rows = [list(self.tokenizer(t, **kw)["input_ids"]) for t in texts]
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        if unk is not None:
+            for text, row in zip(texts, rows):
+                if unk in row and text not in self._warned_unknown:
+                    self._warn_unknown(text, row, unk, kw)
+        return rows
+
+    def _warn_unknown(self, text: str, row: list[int], unk: int, kw: dict[str, Any]) -> None:
+        """Warn that parts of `text` became the unknown token `unk` (once per text)."""
+        import warnings
+
+        from harness.errors import UnknownTokenWarning
+
+        self._warned_unknown.add(text)
+        pieces = _unknown_pieces(self.tokenizer, text, row, unk, kw)
+        if not pieces:  # only the unknown token itself, written out in the text
+            return
+        counts: dict[str, int] = {}
+        for piece in pieces:
+            counts[piece] = counts.get(piece, 0) + 1
+        shown = ", ".join(repr(p) + (f" x{n}" if n > 1 else "") for p, n in list(counts.items())[:12])
+        more = f" and {len(counts) - 12} more" if len(counts) > 12 else ""
+        token = getattr(self.tokenizer, "unk_token", None)
+        quoted = repr(text) if len(text) <= 120 else repr(text[:117] + "...")
+        warnings.warn(UnknownTokenWarning(
+            f"{len(pieces)} piece(s) of a text became the unknown token {token!r} (id {unk}) of "
+            f"{self.name}'s tokenizer: {shown}{more}; in text {quoted}. The token ids are kept: "
+            "the model reads each of these as the same token (check the input, or the tokenizer's vocabulary)"
+        ), stacklevel=3)
 
     @property
     def pad_id(self) -> int:
@@ -113,6 +149,30 @@ class LoadedModel:
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "spec": self.spec, "fingerprint": self.fingerprint,
                 "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+
+
+def _unknown_pieces(tokenizer: Any, text: str, row: list[int], unk: int, kw: dict[str, Any]) -> list[str]:
+    """The parts of `text` that became the unknown token `unk` in `row`, in order: the source
+    span of each unknown token where the tokenizer gives offsets (a fast tokenizer), else each
+    whitespace-separated word that alone tokenizes to the unknown token. The unknown token
+    written out literally in the text is not listed."""
+    literal = getattr(tokenizer, "unk_token", None)
+    if getattr(tokenizer, "is_fast", False):
+        try:
+            offsets = tokenizer(text, return_offsets_mapping=True, **kw)["offset_mapping"]
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            offsets = None
+        if offsets is not None and len(offsets) == len(row):
+            pieces = [text[a:b] for token, (a, b) in zip(row, offsets) if token == unk]
+            return [p if p else "?" for p in pieces if p != literal]
+    words = []
+    for word in text.split():
+        if word != literal and unk in tokenizer(word, add_special_tokens=False)["input_ids"]:
+            words.append(word)
+    if words:
+        return words
+    unexplained = sum(token == unk for token in row) - (text.count(literal) if literal else 0)
+    return ["?"] * max(unexplained, 0)
 
 
 def length_order(rows: Sequence[Sequence[int]]) -> list[int]:
