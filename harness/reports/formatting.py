@@ -4,7 +4,8 @@ Contents:
 
 - `format_number(x)`, `format_ci(evidence)`: numbers as every view shows them (terminal, HTML, diff).
 - `table_rows(report)`: the rows of the terminal table, as `Row` values.
-- `column_widths(rows, total=...)`: the table's column widths within a terminal's width.
+- `column_widths(rows, total=...)`: the table's column widths within a terminal's width, none
+  narrower than its longest word (up to `UNBROKEN` characters), so the table wraps only at spaces.
 
 No Rich here: the terminal renderer is `harness.reports.terminal`.
 """
@@ -117,13 +118,30 @@ def _shorten(text: str, limit: int) -> str:
 
 COLUMNS: tuple[str, ...] = ("claim", "parameters", "statistic", "value", "CI", "n", "verdict")
 
+# The longest run of characters without a space that a column is made wide enough to keep on
+# one line: every site name (``decoder.12.cross_attn_out``), ``name=value`` parameter and number
+# is shorter. A longer run (a path in an error message) may be folded.
+UNBROKEN = 32
+
+
+def _longest_line(cells: Iterable[str]) -> int:
+    return max((len(line) for c in cells for line in c.split("\n")), default=0)
+
+
+def _longest_word(cells: Iterable[str]) -> int:
+    return max((min(len(word), UNBROKEN) for c in cells for word in c.split()), default=0)
+
 
 def column_widths(rows: Iterable[Row], *, total: int) -> dict[str, int]:
     """Widths of the table's columns within `total` characters.
 
     value, CI and n are as wide as their content; parameters up to 28 and verdict up to 32;
     claim and statistic share the rest, each as wide as its content when that fits, else in
-    proportion to their content (never below 16).
+    proportion to their content (never below 16). No column is narrower than its longest word
+    (up to `UNBROKEN` characters), so the table wraps only at spaces: a site name, a parameter
+    or a number is never split across lines. Where even those widths do not fit in `total`,
+    claim, statistic, parameters and verdict give way down to their longest words, in that
+    order, and the table is as wide as they are.
     """
     rows = tuple(rows)
     cells = {
@@ -131,13 +149,21 @@ def column_widths(rows: Iterable[Row], *, total: int) -> dict[str, int]:
         "statistic": [r.statistic for r in rows], "value": [r.value for r in rows],
         "CI": [r.ci for r in rows], "n": [r.n for r in rows], "verdict": [r.verdict for r in rows],
     }
-    widths = {k: max([len(k), *(len(c) for c in v)]) for k, v in cells.items()}
-    widths["parameters"] = min(widths["parameters"], 28)
-    widths["verdict"] = min(widths["verdict"], 32)
+    widths = {k: max(len(k), _longest_line(v)) for k, v in cells.items()}
+    floors = {k: max(len(k), _longest_word(v)) for k, v in cells.items()}
+    widths["parameters"] = max(min(widths["parameters"], 28), floors["parameters"])
+    widths["verdict"] = max(min(widths["verdict"], 32), floors["verdict"])
     shared = ("claim", "statistic")
     space = total - 3 * (len(COLUMNS) - 1) - sum(widths[k] for k in COLUMNS if k not in shared)
     wanted = sum(widths[k] for k in shared)
     if wanted > space:
         for k in shared:
-            widths[k] = min(widths[k], max(16, space * widths[k] // wanted))
+            widths[k] = max(floors[k], min(widths[k], max(16, space * widths[k] // wanted)))
+    excess = sum(widths.values()) + 3 * (len(COLUMNS) - 1) - total
+    for k in ("claim", "statistic", "parameters", "verdict"):
+        if excess <= 0:
+            break
+        give = min(excess, widths[k] - floors[k])
+        widths[k] -= give
+        excess -= give
     return widths
