@@ -83,7 +83,7 @@ _EXPORTS: dict[str, str] = {
     "answer_logit_diff": "harness.measures.patching",
     "answer_logprob": "harness.measures.patching",
     "answer_prob": "harness.measures.patching",
-    "patch_layer_map": "harness.measures.patching",
+    "patch_layer_map": "harness.measures.patching_outputs",
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
     "das": "harness.measures.das",

@@ -4,6 +4,7 @@
     claims report reports/latest/report.json --html   # and report.html again
     claims diff BASE.json NEW.json               # what changed between two runs (exit 1: a regression)
     claims fixtures build tacgen --seed 0        # train / generate a fixture model or data set
+    claims init animal --model /models/my-gpt2   # a new study in ./animal/ that runs green at once
 
 `main(argv=None) -> int` is the console script (``claims = "harness.cli:main"``). Exit codes:
 0 done, 1 a `HarnessError` (printed as ``claims: error: ...``) or, for ``diff``, a regression,
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="recipe seed (default: the recipe's own SEED)",
     )
     build.set_defaults(run=_fixtures_build)
+
+    init = sub.add_parser("init", help="write a new study in ./NAME/ (never overwrites)")
+    init.add_argument("name", metavar="NAME", help="the study's name and folder (a Python identifier), e.g. animal")
+    init.add_argument("--model", required=True, metavar="SPEC",
+                      help="its default model: a checkpoint directory, a hub id, or fixture:NAME")
+    init.add_argument("--dir", default=".", metavar="DIR", help="where to create NAME/ (default: here)")
+    init.set_defaults(run=_init)
     return parser
 
 
@@ -120,6 +128,14 @@ def _diff(args: argparse.Namespace) -> int:
         return 2
     print(render_diff(result, width=TERMINAL_WIDTH), end="")
     return result.exit_status
+
+
+def _init(args: argparse.Namespace) -> int:
+    from harness.scaffold import write_study
+
+    folder = write_study(args.name, model=args.model, parent=args.dir)
+    print(f"wrote {folder}/ (study.py, conftest.py, prompts.txt, test_{args.name}.py); run it with: pytest {folder}")
+    return 0
 
 
 def _stderr_status(line: str | None) -> None:

@@ -186,7 +186,7 @@ def test_das_leaves_the_weights_the_flags_and_the_hooks_as_they_were(arch):
     flags = [p.requires_grad for p in m.module.parameters()]
     hooks = n_hooks(m)
     base, source, positions, target = _small()
-    sub = das(m, base, source, "blocks.2.resid_pre", positions, target, k=2, steps=3, batch_size=8)
+    sub = das(m, base, source, "blocks.2.resid_pre", positions, target, k=2, steps=3, batch_size=8, seed=0)
     assert fingerprint(m.module) == m.fingerprint
     assert all(p.grad is None for p in m.module.parameters())
     assert [p.requires_grad for p in m.module.parameters()] == flags
@@ -214,7 +214,7 @@ def test_das_removes_its_hooks_and_restores_the_flags_when_the_forward_raises(m,
     monkeypatch.setattr(head, "forward", failing)
     base, source, positions, target = _small()
     with pytest.raises(RuntimeError, match="boom"):
-        das(m, base, source, SITE, positions, target, steps=2, batch_size=64)
+        das(m, base, source, SITE, positions, target, steps=2, batch_size=64, seed=0)
     monkeypatch.undo()
     assert calls["n"] == 2
     assert n_hooks(m) == hooks
@@ -269,7 +269,7 @@ def test_interchange_logits_along_no_direction_are_the_plain_runs_logits(m):
 ])
 def test_bad_das_input_is_an_error_naming_the_argument_and_the_fix(m, change, error, message):
     base, source, positions, target = _small()
-    kw = dict(base=base, source=source, positions=positions, target=target, steps=1)
+    kw = dict(base=base, source=source, positions=positions, target=target, steps=1, seed=0)
     kw.update({key: value for key, value in change.items() if key != "source"})
     if change.get("source") == "drop":
         kw["source"] = source[:-1]

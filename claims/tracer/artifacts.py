@@ -22,7 +22,7 @@ from harness.atomic import write_text_atomic
 from harness.reports.plots import plot_heatmap, plot_heatmaps, plot_layers
 
 from claims.tracer.measure import nanmean, summary
-from claims.tracer.settings import ROLES, SEED
+from claims.tracer.settings import ROLES
 
 
 def _update_json(folder: Path, key: str, value) -> None:
@@ -60,7 +60,7 @@ def write_residual(folder: Path, model, recovery: np.ndarray, resid_map, positio
             column = recovery[:, :, r]
             keep = np.isfinite(column[:, 0])
             if keep.sum() >= 2:
-                curves[name] = [stats.bootstrap_mean(column[keep, layer], seed=SEED, method="percentile",
+                curves[name] = [stats.bootstrap_mean(column[keep, layer], method="percentile",
                                                      n_resamples=1000) for layer in range(n_layers)]
     plot_layers(curves, folder / "traces.png", title="recovery by position over layers (95% bootstrap bands)",
                 ylabel="normalised recovery", layers=list(range(1, n_layers + 1)), reference=0.0)

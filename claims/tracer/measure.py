@@ -15,9 +15,8 @@ from scipy.stats import spearmanr
 
 from harness import DataError, Estimate, stats
 
-from claims.tracer.settings import ROLES, SEED
+from claims.tracer.settings import ROLES
 
-N_RESAMPLES = 2000
 
 
 def role(name: str) -> int:
@@ -32,7 +31,7 @@ def cell(values: np.ndarray, layer: int, name: str, *, what: str) -> Estimate:
     `layer`, 1-based), with its bootstrap CI over pairs."""
     x = values[:, layer - 1, role(name)]
     x = x[np.isfinite(x)]
-    return stats.bootstrap_mean(x, seed=SEED).with_context(
+    return stats.bootstrap_mean(x).with_context(
         statistic=f"{what} at blocks.{layer}.resid_pre, {name} position ({x.size} pairs, mean)")
 
 
@@ -40,7 +39,7 @@ def paired(values: np.ndarray, layer: int, first: str, second: str, *, what: str
     """Mean over pairs that have both roles of (first - second) at harness layer `layer`."""
     a, b = values[:, layer - 1, role(first)], values[:, layer - 1, role(second)]
     keep = np.isfinite(a) & np.isfinite(b)
-    return stats.paired_difference(a[keep], b[keep], seed=SEED).with_context(
+    return stats.paired_difference(a[keep], b[keep]).with_context(
         statistic=f"{what} at blocks.{layer}.resid_pre: {first} - {second} ({int(keep.sum())} pairs with both)")
 
 
@@ -56,7 +55,7 @@ def crossing(values: np.ndarray) -> Estimate:
     """`crossing_layer` with a percentile bootstrap CI over pairs."""
     return stats.bootstrap_statistic(values, crossing_layer, name="first layer at which the final position "
                                      "recovers more than the divergence position (mean over pairs)",
-                                     seed=SEED, n_resamples=N_RESAMPLES)
+                                     method="percentile")
 
 
 def rank_agreement(first: np.ndarray, second: np.ndarray, *, name: str) -> Estimate:
@@ -72,7 +71,7 @@ def rank_agreement(first: np.ndarray, second: np.ndarray, *, name: str) -> Estim
         ok = np.isfinite(a) & np.isfinite(b)
         return float(spearmanr(a[ok], b[ok]).statistic)
 
-    return stats.bootstrap_statistic(both, rho, name=name, seed=SEED, n_resamples=N_RESAMPLES)
+    return stats.bootstrap_statistic(both, rho, name=name)
 
 
 def nanmean(x: np.ndarray, axis: int = 0) -> np.ndarray:

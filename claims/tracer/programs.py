@@ -15,9 +15,7 @@ and where each position of a pair sits (its role).
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -25,20 +23,14 @@ import numpy as np
 import torch
 
 from harness import DataError, LoadedModel, pad_rows
-from harness.models.fixtures import fixtures_dir
+from harness.models.fixtures import import_module as fixture_module
 
 from claims.tracer.settings import ROLES
 
 
 def generator():
-    """The program generator ``fixtures/tracer/data.py`` (fixtures/ is not a package)."""
-    name = "claims_tracer_generator"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, fixtures_dir() / "tracer" / "data.py")
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
+    """The program generator ``fixtures/tracer/data.py`` (``fixtures.tracer.data``)."""
+    return fixture_module("tracer.data")
 
 
 def answer_ids(model: LoadedModel, value: int) -> list[int]:

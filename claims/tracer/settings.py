@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 DEFAULT_MODEL = "fixture:tracer"   # the model without --claims-model tracer=SPEC
-SEED = 0                 # pair draws, random heads and positions, noise
+SEED = 0                 # the pair draws and the tracing noise (what data the study measures); bootstraps,
+                         # random heads and positions and DAS follow --claims-seed
 N_PAIRS = 1000           # counterfactual pairs of the residual map (the issue: at least 1,000)
 N_CONTROL_PAIRS = 300    # pairs whose answers agree (the control)
 N_TRACE_PAIRS = 200      # pairs whose clean program is traced (noise on the changed step)

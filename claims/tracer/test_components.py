@@ -8,7 +8,7 @@ import pytest
 
 from harness import expect, stats
 
-from claims.tracer.settings import N_RANDOM_HEADS, SEED
+from claims.tracer.settings import N_RANDOM_HEADS
 
 SOURCE = "004: head-level patching; attention outputs vs MLP outputs"
 
@@ -24,14 +24,14 @@ def top_head(head_map, halves) -> tuple[int, int]:
 
 @pytest.mark.claim("The head whose output at the final position recovers most (chosen on the selection half) "
                    "recovers more than heads drawn at random, on the test half", source=SOURCE)
-def test_the_top_head_beats_random_heads(head_map, halves, top_head, components):
+def test_the_top_head_beats_random_heads(head_map, halves, top_head, components, claim_seed):
     layer, head = top_head
     n_layers, n_heads = head_map.shape[1:]
     others = [(l, h) for l in range(n_layers) for h in range(n_heads) if (l, h) != (layer - 1, head)]
-    picked = np.random.default_rng(SEED).choice(len(others), size=min(N_RANDOM_HEADS, len(others)), replace=False)
+    picked = np.random.default_rng(claim_seed).choice(len(others), size=min(N_RANDOM_HEADS, len(others)), replace=False)
     test = head_map[halves["test"]]
     control = np.mean([test[:, others[i][0], others[i][1]] for i in picked], 0)
-    est = stats.paired_difference(test[:, layer - 1, head], control, seed=SEED).with_context(
+    est = stats.paired_difference(test[:, layer - 1, head], control, ).with_context(
         statistic=f"normalised recovery: blocks.{layer}.attn.head{head} at the final position minus the mean of "
                   f"{len(picked)} random heads ({len(control)} test-half pairs)")
     expect(est).positive()
@@ -41,7 +41,7 @@ def test_the_top_head_beats_random_heads(head_map, halves, top_head, components)
                    "(patched from a into b, normalised recovery)", source=SOURCE)
 def test_attention_output_carries_more_than_the_mlp_output(layer_map, halves, block, components):
     test = layer_map[halves["test"]]
-    est = stats.paired_difference(test[:, block - 1, 0], test[:, block - 1, 1], seed=SEED).with_context(
+    est = stats.paired_difference(test[:, block - 1, 0], test[:, block - 1, 1], ).with_context(
         statistic=f"normalised recovery at the final position: blocks.{block}.attn_out - blocks.{block}.mlp_out "
                   f"({test.shape[0]} test-half pairs)")
     expect(est).positive()

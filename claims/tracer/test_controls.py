@@ -10,7 +10,6 @@ import torch
 from harness import Patch, Positions, Record, expect, intervene, pad_rows, stats
 
 from claims.tracer import measure
-from claims.tracer.settings import SEED
 
 SOURCE = "004: controls for the patching map"
 
@@ -37,7 +36,7 @@ def test_pairs_whose_answers_agree_carry_no_signal(control_map, thresholds, late
     last = control_map.lengths - 1
     rows = torch.arange(control_map.n)
     change = (control_map.values[rows, block - 1, last] - control_map.corrupt).numpy()
-    est = stats.bootstrap_mean(change, seed=SEED).with_context(
+    est = stats.bootstrap_mean(change).with_context(
         statistic=f"change in log P(answer) patching blocks.{block}.resid_pre at the final position, pairs whose "
                   f"answers agree ({control_map.n} pairs)")
     expect(est).within(-thresholds.agree_margin, thresholds.agree_margin)
@@ -45,8 +44,8 @@ def test_pairs_whose_answers_agree_carry_no_signal(control_map, thresholds, late
 
 @pytest.mark.claim("A position chosen at random after the divergence (not the divergence, not the final one) "
                    "recovers about nothing at the middle layers", source=SOURCE)
-def test_a_random_position_recovers_about_nothing(resid_map, positions, thresholds, middle_layer):
-    rng = np.random.default_rng(SEED)
+def test_a_random_position_recovers_about_nothing(resid_map, positions, thresholds, middle_layer, claim_seed):
+    rng = np.random.default_rng(claim_seed)
     norm = resid_map.normalized()[:, middle_layer - 1].numpy()
     picked = []
     for i, where in enumerate(positions):
@@ -54,7 +53,7 @@ def test_a_random_position_recovers_about_nothing(resid_map, positions, threshol
         candidates = [p for p in range(div + 1, final)]
         if candidates:
             picked.append(norm[i, candidates[rng.integers(len(candidates))]])
-    est = stats.bootstrap_mean(np.array(picked), seed=SEED).with_context(
+    est = stats.bootstrap_mean(np.array(picked)).with_context(
         statistic=f"normalised recovery at blocks.{middle_layer}.resid_pre, one random position per pair between "
                   f"the divergence and the final position ({len(picked)} pairs)")
     expect(est).within(-thresholds.margin, thresholds.margin)

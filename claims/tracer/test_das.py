@@ -12,7 +12,7 @@ import torch
 from harness import das, expect, interchange_logits, random_basis, stats
 
 from claims.tracer import measure
-from claims.tracer.settings import DAS_RANDOM, DAS_STEPS, SEED
+from claims.tracer.settings import DAS_RANDOM, DAS_STEPS
 
 SOURCE = "004: distributed alignment search (Geiger et al. 2023) at the best (layer, position)"
 ONE_POSITION = ("divergence", "query", "final")   # roles with exactly one position per pair
@@ -45,8 +45,7 @@ def das_result(tracer, every_pair, positions, halves, das_cell) -> dict:
                 [where[i] for i in rows])
 
     base, source, at = pick(halves["selection"])
-    sub = das(tracer, base, source, site, at, [a_ids[i] for i in halves["selection"]], k=1, steps=DAS_STEPS,
-              seed=SEED)
+    sub = das(tracer, base, source, site, at, [a_ids[i] for i in halves["selection"]], k=1, steps=DAS_STEPS)   # the run's seed (--claims-seed)
     test = halves["test"]
     base, source, at = pick(test)
     rows = torch.arange(len(test))
@@ -63,7 +62,7 @@ def das_result(tracer, every_pair, positions, halves, das_cell) -> dict:
     def recovered(basis) -> np.ndarray:
         return ((diff(basis) - zero) / np.where(keep, gap, 1.0))[keep]
 
-    randoms = np.mean([recovered(random_basis(sub.basis.shape[0], 1, SEED + 1 + r)) for r in range(DAS_RANDOM)], 0)
+    randoms = np.mean([recovered(random_basis(sub.basis.shape[0], 1, sub.seed + 1 + r)) for r in range(DAS_RANDOM)], 0)
     return {"site": site, "role": role, "learned": recovered(sub.basis), "random": randoms,
             "accuracy": float((diff(sub.basis) > 0).mean()), "dropped": int((~keep).sum())}
 
@@ -72,7 +71,7 @@ def das_result(tracer, every_pair, positions, halves, das_cell) -> dict:
                    "interchanged from a, far above random one-dimensional subspaces (normalised recovery, test half)",
                    source=SOURCE)
 def test_a_learned_subspace_carries_the_changed_value(das_result, thresholds):
-    est = stats.paired_difference(das_result["learned"], das_result["random"], seed=SEED).with_context(
+    est = stats.paired_difference(das_result["learned"], das_result["random"]).with_context(
         statistic=f"normalised recovery of logit(a's answer) - logit(b's answer) interchanging a 1-d subspace of "
                   f"{das_result['site']} at the {das_result['role']} position: learned - mean of {DAS_RANDOM} random "
                   f"({len(das_result['learned'])} test-half pairs, {das_result['dropped']} where the whole state moves the logit "

@@ -10,7 +10,7 @@ import pytest
 from harness import expect, stats
 
 from claims.tracer import measure
-from claims.tracer.settings import NOISE_FACTOR, SEED
+from claims.tracer.settings import NOISE_FACTOR
 
 SOURCE = "004: causal tracing (Meng et al. 2022, ROME): corrupt with noise, then restore single states"
 
@@ -19,7 +19,7 @@ SOURCE = "004: causal tracing (Meng et al. 2022, ROME): corrupt with noise, then
                    "answer (ROME's total effect)", source=SOURCE)
 def test_noise_on_the_changed_step_corrupts_the_answer(traced):
     total = traced["map"].total_effect().numpy()
-    expect(stats.bootstrap_mean(total, seed=SEED).with_context(
+    expect(stats.bootstrap_mean(total).with_context(
         statistic=f"P(answer) clean - noised (mean over {traced['map'].samples} draws; {len(total)} programs)")
     ).positive()
 

@@ -5,9 +5,8 @@
     patch_head_map(model, clean, corrupt, metric)    every head's output at all positions
                                                      (``get_act_patch_attn_head_out_all_pos``), or
                                                      with ``at="last"`` at the last token only
-    patch_layer_map(model, clean, corrupt, metric)   what each block's attention and MLP add to the
-                                                     residual, at the last token (or all positions);
-                                                     defined in `harness.measures.patching_outputs`
+    (`harness.measures.patching_outputs.patch_layer_map`: what each block's attention and MLP add
+    to the residual, at the last token or all positions, on the same `PatchMap`)
     PatchMap                                         per-pair values ``[n, layers, cols]`` with the
                                                      clean and corrupt baselines
     answer_logit_diff, answer_logprob, answer_prob   ready-made metrics (answer_prob: ROME's
@@ -60,7 +59,7 @@ from harness.interventions import Patch, Positions
 from harness.models.load import LoadedModel, pad_rows
 from harness.measures.replay import _plain, _replay_cells, _suffix_ok
 
-__all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "patch_layer_map", "answer_logit_diff",
+__all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff",
            "answer_logprob", "answer_prob"]
 
 Metric = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -345,12 +344,3 @@ def patch_head_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[A
     return PatchMap(values=values, clean=clean_run.metric, corrupt=corrupt_run.metric,
                     lengths=mask.sum(1).cpu(), kind="head" if at == "all" else "head_last",
                     fingerprint=model.fingerprint)
-
-
-def __getattr__(name: str) -> Any:
-    # patch_layer_map lives in harness.measures.patching_outputs (this module's 400-line cap); it is
-    # re-exported here lazily, since that module imports this one
-    if name == "patch_layer_map":
-        from harness.measures.patching_outputs import patch_layer_map
-        return patch_layer_map
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
