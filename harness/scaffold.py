@@ -168,6 +168,21 @@ The best way to learn a language is
 He put the milk back in the
 import numpy as
 The meeting was moved to
+The train to London leaves at
+A triangle has three
+The doctor told the patient to
+Paris is a city in
+The cat sat on the
+It was raining, so she took her
+The largest planet in the solar system is
+for i in range(
+The children ran into the
+Coffee is made from roasted
+He wrote a letter to his
+The password must contain at least
+Bees make honey from
+The museum opens every day at
+When the bell rang, the students
 """
 
 

@@ -271,7 +271,27 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
             "save the tokenizer next to the weights (`tokenizer.save_pretrained(path)`)"
         )
     module.to(device)
-    return from_module(module, tokenizer, name=name or spec, spec=spec)
+    model = from_module(module, tokenizer, name=name or spec, spec=spec)
+    _register(model, source=f"{kind}: {os.path.abspath(path) if kind == 'directory' else path}", named=name is not None)
+    return model
+
+
+def _register(model: LoadedModel, *, source: str, named: bool) -> None:
+    """Record `model` for the run's report (its name, spec, fingerprint, device, dtype and
+    source), so every model a claim loads is in the header whichever function loaded it.
+
+    A model loaded under an explicit `name` must keep its details for the session (a second,
+    different model under that name raises `RegistryError`); one named by its spec alone that
+    is loaded again on another device or dtype is recorded under ``"SPEC (device, dtype)"``."""
+    from harness.verdicts import evidence
+
+    details = {k: v for k, v in model.describe().items() if k != "name"}
+    try:
+        evidence.register_model(model.name, source=source, **details)
+    except evidence.RegistryError:
+        if named:
+            raise
+        evidence.register_model(f"{model.name} ({details['device']}, {details['dtype']})", source=source, **details)
 
 
 _GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -320,7 +340,8 @@ def _declared_tokenizer_class(path: str) -> str | None:
 
 def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu",
                      dtype: torch.dtype | None = None) -> LoadedModel:
-    """`load_model`, then record the model (spec, fingerprint, device, dtype) for the report.
+    """`load_model` under the study's model name `name` (``load_model`` itself records every model
+    it loads for the report: its name, spec, fingerprint, device, dtype and source).
 
     Example (a study's conftest)::
 
@@ -328,10 +349,7 @@ def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu"
         def tacgen(claims_settings):
             return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
     """
-    from harness.verdicts import evidence
-    model = load_model(spec, device=device, dtype=dtype, name=name)
-    evidence.register_model(name, **{k: v for k, v in model.describe().items() if k != "name"})
-    return model
+    return load_model(spec, device=device, dtype=dtype, name=name)
 
 
 def _resolve_spec(spec: str) -> tuple[str, str]:

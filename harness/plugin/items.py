@@ -20,9 +20,11 @@ from harness.verdicts.context import run_context
 
 from .fixtures import derive_seed, item_identity
 from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
-from .outcomes import PhaseResult, _short_message, claim_outcome, json_safe_params
+from .outcomes import NO_EVIDENCE, PhaseResult, _short_message, claim_outcome, json_safe_params
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
-from .studies import check_names, mark_refuted, register, session_studies, study_of_path
+from .studies import StudyError, check_names, mark_refuted, register, session_studies, study_of_path
+
+_STUDY_ERROR = pytest.StashKey[StudyError]()   # a bad study declaration, raised when collection finishes
 from .transport import _claim_properties
 
 
@@ -66,10 +68,14 @@ def pytest_collect_file(file_path: Any, parent: pytest.Collector) -> None:
     """Register the study (the nearest ``study.py`` that sets ``STUDY``) of every file pytest
     looks at, before its test module is imported: a module that parametrizes by the study's
     threshold row at import finds the study by name."""
-    if file_path.suffix == ".py":
+    if file_path.suffix != ".py" or parent.config.stash.get(_STUDY_ERROR, None) is not None:
+        return
+    try:
         study = study_of_path(file_path)
         if study is not None:
             register(parent.config, study)
+    except StudyError as exc:   # ends the run as one usage error once collection finishes
+        parent.config.stash[_STUDY_ERROR] = exc
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -79,6 +85,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     would crash it."""
     if hasattr(session.config, "workerinput"):
         return
+    error = session.config.stash.get(_STUDY_ERROR, None)
+    if error is not None:
+        raise error
     check_names(session.config, _selected_studies(session.config, (item.path for item in session.items)))
 
 
@@ -198,6 +207,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         claim = _claim_result(item)
         if claim is not None:
             rep.user_properties.extend(_claim_properties(claim))
+            if claim.message == NO_EVIDENCE and rep.passed:  # pytest counts it as the error it is
+                rep.outcome, rep.longrepr = "failed", claim.message
     return rep
 
 
@@ -210,7 +221,7 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
     if mark is None or settings is None:
         return None
     phases = item.stash.get(PHASES_KEY, [])
-    outcome, message = claim_outcome(phases)
+    outcome, message = claim_outcome(phases, evidence=item.stash.get(EVIDENCE_KEY, ()), check=mark.check)
     callspec = getattr(item, "callspec", None)
     evidence = item.stash.get(EVIDENCE_KEY, ())
     family = _family_of(item)
@@ -226,6 +237,7 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
         seed=derive_seed(settings.seed, item_identity(item)),
         identity=item_identity(item),
         evidence=evidence,
+        check=mark.check,
         family=family.name if family is not None else "",
         family_size=family.size if family is not None else 1,
         correction=correction,
