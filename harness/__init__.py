@@ -16,7 +16,7 @@ follow a claim's data flow:
                       random_direction,
                       shuffled_label_direction, within_class_direction, save_directions,
                       load_directions
-                  sweeps: sweep, symmetric, scorer, Curve
+                  sweeps: sweep, sweep_directions, symmetric, scorer, Curve
                   patching: patch_resid_map, patch_head_map, patch_layer_map, PatchMap,
                       answer_logit_diff, answer_logprob, answer_prob
                   tracing: trace_resid_map, TraceMap (ROME's causal tracing)
@@ -74,6 +74,7 @@ _EXPORTS: dict[str, str] = {
     "save_directions": "harness.measures.directions",
     "load_directions": "harness.measures.directions",
     "sweep": "harness.measures.sweeps",
+    "sweep_directions": "harness.measures.sweeps",
     "symmetric": "harness.measures.sweeps",
     "scorer": "harness.measures.sweeps",
     "Curve": "harness.measures.sweeps",

@@ -45,7 +45,7 @@ PUBLIC = {
     "logprob", "logprob_diff", "logit_diff", "last_token_accuracy", "next_token_logits",
     "Direction", "pooled_states", "pooled_states_at", "class_mean_direction", "random_direction",
     "shuffled_label_direction", "within_class_direction", "save_directions", "load_directions",
-    "sweep", "symmetric", "scorer", "Curve",
+    "sweep", "sweep_directions", "symmetric", "scorer", "Curve",
     "patch_resid_map", "patch_head_map", "patch_layer_map", "PatchMap", "answer_logit_diff", "answer_logprob",
     "answer_prob", "trace_resid_map", "TraceMap",
     "das", "Subspace", "interchange_logits", "random_basis",

@@ -6,6 +6,8 @@
     sweep                      add (or RMS-scaled add) alpha * direction at a site, for every
                                example x alpha, and score each row; a `Direction` sweeps at its
                                own site (an `at` naming another site is an error)
+    sweep_directions           `sweep` of several directions (a control's k random draws) in one
+                               pass over the examples: one Curve per direction
 
 A sweep lays out example-major rows (example 0 at every alpha, then example 1, ...) and runs
 them in chunks of ``batch_size`` rows, each chunk one forward with a per-row alpha vector.
@@ -31,7 +33,7 @@ from harness.models.sites import Site
 if TYPE_CHECKING:
     from harness.measures.directions import Direction
 
-__all__ = ["symmetric", "Curve", "sweep", "Scorer", "scorer"]
+__all__ = ["symmetric", "Curve", "sweep", "sweep_directions", "Scorer", "scorer"]
 
 
 def symmetric(limit: float, *, steps: int) -> np.ndarray:
@@ -191,7 +193,63 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = 
     ``eager`` and ``sdpa`` attention implementations (under ``flex_attention``, whose block
     masks a replay cannot index by rows, the sweep takes the plain path).
     """
-    site, direction = _site_and_vector(model, at, direction)
+    site, vector = _site_and_vector(model, at, direction)
+    curve, = _sweep_many(model, inputs, site=site, vectors=[vector], alphas=alphas, score=score,
+                         positions=positions, rms_scaled=rms_scaled, batch_size=batch_size, cache=cache)
+    return curve
+
+
+def sweep_directions(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = None,
+                     directions: "Sequence[torch.Tensor | Direction]", alphas: Sequence[float] | np.ndarray,
+                     score: Scorer, positions: Positions = ALL, rms_scaled: bool = False, batch_size: int = 64,
+                     cache: bool = True) -> list[Curve]:
+    """`sweep` of each of several directions over the same examples, alphas and positions, in
+    one pass: ``curves[i]`` equals ``sweep(..., direction=directions[i])`` within 1e-4.
+
+    Example::
+
+        draws = [random_direction(d12, seed=CONTROL_SEED + i) for i in range(5)]
+        curves = sweep_directions(tacgen, test, directions=draws, alphas=symmetric(0.25, steps=3),
+                                  score=scorer(logprob_diff, "intro", "apply"))
+        control = stats.strongest_of([c.slope(near=0.25) for c in curves])
+
+    Made for a control's k random draws. The rows are (example, direction, alpha); each chunk
+    is one forward with one edit per direction chained at the site, each with a per-row alpha
+    that is 0 on the other directions' rows (adding 0 changes nothing). With the encoder prefix
+    cache (see `sweep`) the encoder runs up to the site once per example for all k directions,
+    so k draws cost about one sweep plus k times the replay. Every direction must sit at the
+    same site (`at`, or the site each Direction carries); the arguments are checked as in
+    `sweep`, and an empty `directions` is a `DataError`.
+    """
+    if isinstance(directions, (torch.Tensor, str)) or not isinstance(directions, Sequence):
+        raise DataError(f"`directions` must be a list of [d] tensors or Directions, got "
+                        f"{type(directions).__name__}; for one direction use sweep(direction=...)")
+    if not directions:
+        raise DataError("`directions` is empty; give at least one direction (e.g. a control's k random draws)")
+    resolved = [_site_and_vector(model, at, d) for d in directions]
+    sites = {str(site) for site, _ in resolved}
+    if len(sites) > 1:
+        raise DataError(f"`directions` sit at different sites {sorted(sites)}; sweep_directions runs at one "
+                        "site: pass at= and each direction's vector, or sweep each site on its own")
+    return _sweep_many(model, inputs, site=resolved[0][0], vectors=[v for _, v in resolved], alphas=alphas,
+                       score=score, positions=positions, rms_scaled=rms_scaled, batch_size=batch_size, cache=cache)
+
+
+def _edits(kind: type, vectors: list[torch.Tensor], alpha: torch.Tensor, direction_of: np.ndarray,
+           positions: Positions) -> Any:
+    """The edit of a chunk of rows: one `kind` edit, or with several directions one per
+    direction, chained, each with the rows' alpha where the row is its direction's and 0 elsewhere."""
+    if len(vectors) == 1:
+        return kind(vectors[0], alpha=alpha, positions=positions)
+    mine = [torch.as_tensor(direction_of == j) for j in range(len(vectors))]
+    return [kind(v, alpha=torch.where(m, alpha, torch.zeros_like(alpha)), positions=positions)
+            for v, m in zip(vectors, mine)]
+
+
+def _sweep_many(model: LoadedModel, inputs: Sequence[str], *, site: Site, vectors: list[torch.Tensor],
+                alphas: Sequence[float] | np.ndarray, score: Scorer, positions: Positions, rms_scaled: bool,
+                batch_size: int, cache: bool) -> list[Curve]:
+    """The sweeps of `vectors` (all at `site`): columns are (direction, alpha), direction-major."""
     if isinstance(inputs, str):
         raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows_in = list(inputs)
@@ -200,21 +258,34 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = 
     grid = np.asarray(alphas, dtype=np.float64)
     if grid.ndim != 1 or grid.size < 2:
         raise DataError(f"`alphas` must be a 1-D grid of at least 2 values, got shape {grid.shape}")
-    if direction.dim() != 1 or direction.shape[0] != model.width(site):
-        raise ShapeError(
-            f"`direction` must have shape [{model.width(site)}] for site {site}, got {tuple(direction.shape)}"
-        )
+    for direction in vectors:
+        if direction.dim() != 1 or direction.shape[0] != model.width(site):
+            raise ShapeError(
+                f"`direction` must have shape [{model.width(site)}] for site {site}, got {tuple(direction.shape)}"
+            )
     if positions.kind == "spans" and len(positions.spans) != len(rows_in):
         raise ShapeError(f"`positions` has spans for {len(positions.spans)} examples but `inputs` has {len(rows_in)}")
     if batch_size < 1:
         raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
     kind = RmsAdd if rms_scaled else Add
+    columns = np.tile(grid, len(vectors))               # column c: alpha grid[c % a] ...
+    direction_of = np.repeat(np.arange(len(vectors)), grid.size)   # ... along direction c // a
     if cache and _cacheable(model, site, score):
-        scores = _encoder_cached_sweep(model, rows_in, site=site, grid=grid, direction=direction, kind=kind,
-                                       positions=positions, score=score, batch_size=batch_size)
-        return Curve(alphas=grid, scores=scores, site=str(site), fingerprint=model.fingerprint,
-                     score_name=score.name, kind="rms_add" if rms_scaled else "add")
-    n, k = len(rows_in), grid.size
+        scores = _encoder_cached_sweep(model, rows_in, site=site, columns=columns, direction_of=direction_of,
+                                       vectors=vectors, kind=kind, positions=positions, score=score,
+                                       batch_size=batch_size)
+    else:
+        scores = _plain_sweep(model, rows_in, site=site, columns=columns, direction_of=direction_of,
+                              vectors=vectors, kind=kind, positions=positions, score=score, batch_size=batch_size)
+    return [Curve(alphas=grid, scores=scores[:, j * grid.size:(j + 1) * grid.size], site=str(site),
+                  fingerprint=model.fingerprint, score_name=score.name, kind="rms_add" if rms_scaled else "add")
+            for j in range(len(vectors))]
+
+
+def _plain_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, columns: np.ndarray,
+                 direction_of: np.ndarray, vectors: list[torch.Tensor], kind: type, positions: Positions,
+                 score: Scorer, batch_size: int) -> np.ndarray:
+    n, k = len(rows_in), columns.size
     order = length_order(model.tokenize(rows_in, max_length=score.kwargs.get("max_length")))
     example_of_row = np.repeat(np.asarray(order), k)  # examples longest first: chunks pad less
     alpha_of_row = np.tile(np.arange(k), n)
@@ -222,12 +293,11 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = 
     with progress.task(f"sweep {site}", total=n, unit="examples") as bar:
         for start in range(0, n * k, batch_size):
             ex, cols = example_of_row[start:start + batch_size], alpha_of_row[start:start + batch_size]
-            alpha = torch.as_tensor(grid[cols], dtype=torch.float32)
-            edit = kind(direction, alpha=alpha, positions=_row_positions(positions, ex))
+            alpha = torch.as_tensor(columns[cols], dtype=torch.float32)
+            edit = _edits(kind, vectors, alpha, direction_of[cols], _row_positions(positions, ex))
             out[ex, cols] = score(model, [rows_in[i] for i in ex], interventions={site: edit}).double().numpy()
             bar.update((start + len(ex)) // k)
-    return Curve(alphas=grid, scores=out, site=str(site), fingerprint=model.fingerprint,
-                 score_name=score.name, kind="rms_add" if rms_scaled else "add")
+    return out
 
 
 # Examples whose prefix is cached together; their rows (examples x alphas) then run in chunks
@@ -244,15 +314,15 @@ def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
             and "flex_attention" not in attention_implementation(model, "encoder"))
 
 
-def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, grid: np.ndarray,
-                          direction: torch.Tensor, kind: type, positions: Positions, score: Scorer,
-                          batch_size: int) -> np.ndarray:
+def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, columns: np.ndarray,
+                          direction_of: np.ndarray, vectors: list[torch.Tensor], kind: type, positions: Positions,
+                          score: Scorer, batch_size: int) -> np.ndarray:
     from harness.interventions import intervene
     from harness.models.load import pad_rows
     from harness.interventions.prefix import capture, replay_start
     from harness.measures.scores import _per_row, logprob_diff, logprob_diff_from_encoding
 
-    n, k = len(rows_in), grid.size
+    n, k = len(rows_in), columns.size
     max_length = score.kwargs.get("max_length")
     if score.fn is logprob_diff:
         conts_a, conts_b = (_per_row(c, n, name) for c, name in zip(score.args, ("a", "b")))
@@ -275,8 +345,8 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                 rows, cols = local[r0:r0 + batch_size], alpha_idx[r0:r0 + batch_size]
                 ex = examples[rows]
                 row_index = torch.as_tensor(rows, device=mask.device)
-                edit = kind(direction, alpha=torch.as_tensor(grid[cols], dtype=torch.float32),
-                            positions=_row_positions(positions, ex))
+                edit = _edits(kind, vectors, torch.as_tensor(columns[cols], dtype=torch.float32),
+                              direction_of[cols], _row_positions(positions, ex))
                 row_mask = mask.index_select(0, row_index)
                 with intervene(model, {site: edit}, masks={"encoder": row_mask}):
                     hidden = prefix.replay(row_index)

@@ -31,6 +31,9 @@ Contents, with the resampling unit each one uses:
 ``proportion(successes, n)``                Wilson or Clopper-Pearson interval. Unit: trials,
                                             no resampling.
 ``proportion_of(outcomes)``                 `proportion` from a 0/1 or boolean array. Trials.
+``strongest_of(estimates)``                 Of a control's estimates on k random draws, the one
+                                            whose CI reaches farthest from zero. Each draw's
+                                            own unit.
 ``equivalent(estimate, margin=...)``        True when the whole CI lies in [-margin, +margin].
 ``bootstrap_pvalue(estimate, null=...)``    Two-sided p-value read off a bootstrap distribution.
 ``holm(pvalues)``                           Holm step-down adjustment (family-wise error).
@@ -71,6 +74,7 @@ from __future__ import annotations
 
 from harness.stats._auroc import auroc, auroc_difference
 from harness.stats._derived import difference_of, ratio_of
+from harness.stats._draws import strongest_of
 from harness.stats._family import (
     Adjusted,
     benjamini_hochberg,
@@ -102,4 +106,5 @@ __all__ = [
     "proportion_of",
     "ratio_of",
     "slope_near_zero",
+    "strongest_of",
 ]
