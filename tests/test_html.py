@@ -306,10 +306,20 @@ def test_plots_in_finds_each_studys_pngs_sorted(tmp_path):
         (tmp_path / rel).write_bytes(png_bytes())
     (tmp_path / "beta" / "dir.png").mkdir()
     found = plots_in(tmp_path)
-    assert found == {"alpha": [tmp_path / "alpha/m.PNG"],
+    assert found == {"(top level)": [tmp_path / "top.png"], "alpha": [tmp_path / "alpha/m.PNG"],
                      "beta": [tmp_path / "beta/a.png", tmp_path / "beta/z.png"]}
     assert plots_in(tmp_path, studies=["beta", "nope"]) == {"beta": found["beta"]}
     assert plots_in(tmp_path / "does-not-exist") == {}
+
+
+def test_a_claims_study_is_the_one_its_identity_names_wherever_its_folder_is():
+    from harness.reports.html_plots import study_of
+
+    # a study of one's own in any folder: its identity names it, the node id does not
+    assert study_of("animal/test_animal.py::test_x", "animal/test_animal.py::test_x") == "animal"
+    assert study_of("test_animal.py::test_x", "animal/test_animal.py::test_x") == "animal"
+    assert study_of("claims/tacgen/test_x.py::t", "") == "tacgen"      # a schema-2 report
+    assert study_of("test_x.py::t", "test_x.py::t") == "(top level)"   # no study: plots at the top
 
 
 def test_write_html_writes_the_page_with_the_studys_plots(tmp_path):

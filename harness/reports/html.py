@@ -145,7 +145,7 @@ def render_html(
             studies.append(name)
     by_study: dict[str, list[tuple[int, ClaimResult]]] = {s: [] for s in studies}
     for i, c in enumerate(report.claims):
-        by_study[study_of(c.nodeid)].append((i, c))
+        by_study[study_of(c.nodeid, c.identity)].append((i, c))
     slugs = _unique_slugs(studies)
 
     run = report.run

@@ -3,10 +3,11 @@ to, the plots a study wrote, and a plot file as a ``data:`` URI.
 
 Contents:
 
-- `study_of(nodeid) -> str`: the study a claim belongs to (``claims/tacgen/test_x.py::t`` ->
-  ``tacgen``).
+- `study_of(nodeid, identity="") -> str`: the study a claim belongs to (its identity's first
+  folder, ``tacgen/test_x.py::t`` -> ``tacgen``; else from the node id).
 - `plots_in(report_dir, *, studies=None) -> dict[str, list[Path]]`: the plots a study wrote,
-  ``REPORT_DIR/<study>/*.png`` (sorted by file name).
+  ``REPORT_DIR/<study>/*.png``, and those written at the top of ``REPORT_DIR`` (sorted by file
+  name).
 - `PLOT_SUFFIXES`: the image types the page can inline, by file suffix.
 
 Drawing plots is `harness.reports.plots`; this module only finds and reads the files.
@@ -38,11 +39,15 @@ PLOT_SUFFIXES: Mapping[str, str] = {
 TOP_LEVEL = "(top level)"
 
 
-def study_of(nodeid: str) -> str:
-    """The study of a claim: the first directory under ``claims/`` in its node id
-    (``claims/tacgen/test_x.py::test_y[a]`` -> ``tacgen``). A test outside a ``claims/``
-    directory belongs to the directory holding its file; a file directly under ``claims/`` or
-    at the root belongs to ``"(top level)"``."""
+def study_of(nodeid: str, identity: str = "") -> str:
+    """The study of a claim: the study its identity names (``tacgen/test_x.py::test_y[a]`` ->
+    ``tacgen``, for a claim in a folder whose study.py declares a study); else the first directory
+    under ``claims/`` in its node id (``claims/tacgen/test_x.py::test_y[a]`` -> ``tacgen``). A
+    test outside a ``claims/`` directory belongs to the directory holding its file; a file
+    directly under ``claims/`` or at the root belongs to ``"(top level)"``."""
+    where = identity.split("::", 1)[0]
+    if "/" in where:
+        return where.split("/", 1)[0]
     path = nodeid.split("::", 1)[0].replace("\\", "/")
     parts = [p for p in path.split("/") if p and p != "."]
     dirs = parts[:-1]
@@ -56,7 +61,7 @@ def _studies(report: Report) -> list[str]:
     """The report's studies, in the order their first claim ran."""
     seen: dict[str, None] = {}
     for c in report.claims:
-        seen.setdefault(study_of(c.nodeid), None)
+        seen.setdefault(study_of(c.nodeid, c.identity), None)
     return list(seen)
 
 
@@ -78,6 +83,9 @@ def plots_in(
         entries = sorted(root.iterdir(), key=lambda p: p.name)
     except OSError:
         return out
+    top = [p for p in entries if p.is_file() and p.suffix.lower() == ".png" and not p.name.startswith(".")]
+    if top and (wanted is None or TOP_LEVEL in wanted):
+        out[TOP_LEVEL] = top
     for entry in entries:
         if entry.name.startswith(".") or (wanted is not None and entry.name not in wanted):
             continue
