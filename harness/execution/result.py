@@ -3,13 +3,18 @@
 `classify` turns the supervisor's answer (events the child's bootstrap wrote, exit status, whether
 the wall clock ran out, captured output) into one status:
 
-    passed        every test ran and none raised (the bootstrap's ``done`` event was seen)
+    passed        every test ran and none raised: the bootstrap's ``done`` event was seen, after
+                  the phase of setup, program and every test, each once and in order
     failed        a test raised AssertionError; ``failed_test`` is its text
     error         setup, program or a test raised something else (SystemExit included): type, message
     syntax_error  the program does not compile
-    timeout       the wall clock ran out, or the CPU limit stopped the child (SIGXCPU)
+    timeout       the wall clock ran out, or the child reached the CPU limit: it died of SIGXCPU, or
+                  it used at least the soft ``RLIMIT_CPU`` of CPU time (then the kernel sent SIGXCPU,
+                  whatever the program did with that signal: died of the hard limit's SIGKILL, or
+                  handled or ignored it and went on), whatever it reported
     memory        MemoryError under the address-space limit, or Python could not even start in it
-    crashed       the child died without a verdict: ``os._exit``, a signal, a closed event pipe
+    crashed       the child died without a verdict: ``os._exit``, a signal, a closed event pipe; or
+                  it reported ``done`` without every phase before it (not a report to trust)
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.execution.bootstrap import CHANNEL_LOST
 
 __all__ = ["STATUSES", "ExecutionResult", "Program", "classify"]
 
@@ -46,8 +53,10 @@ class ExecutionResult:
     bytes each (decoded as UTF-8 with replacement); ``stdout_bytes``/``stderr_bytes`` count all
     that was written. ``failed_test`` is the first failing assert's text; ``error_type`` and
     ``error_message`` describe the exception of an ``error`` (or the compile error).
-    ``tests_run`` counts the tests that finished without raising; ``truncated`` is True if stdout
-    or stderr was cut to the limit. ``limits`` is the ``{RLIMIT name: (soft, hard)}`` plan applied.
+    ``tests_run`` counts the tests that finished without raising (the tests whose phase the child
+    reported in the expected order, less the last unless it reported ``done`` after all of them);
+    ``truncated`` is True if stdout or stderr was cut to the limit. ``limits`` is the
+    ``{RLIMIT name: (soft, hard)}`` plan applied.
     """
 
     status: str
@@ -88,6 +97,14 @@ def _where(phase: str | None, n_tests: int) -> str:
     return f"in the {phase}"
 
 
+def _cpu_soft_limit(answer: dict[str, Any]) -> float | None:
+    """The soft RLIMIT_CPU of the run's plan in seconds, None when unknown or unlimited."""
+    pair = answer.get("plan", {}).get("RLIMIT_CPU")
+    if not pair or pair[0] is None or pair[0] < 0:
+        return None
+    return float(pair[0])
+
+
 def classify(answer: dict[str, Any], *, n_tests: int, timeout_s: float, memory_mb: int) -> ExecutionResult:
     """Build the `ExecutionResult` of a supervisor's ``answer`` (see `supervisor.supervise`)."""
     events = answer.get("events", [])
@@ -96,7 +113,12 @@ def classify(answer: dict[str, Any], *, n_tests: int, timeout_s: float, memory_m
     signum = -code if code is not None and code < 0 else None
     phases = [e.get("phase") for e in events if e.get("e") == "phase"]
     last_phase = phases[-1] if phases else None
-    tests_started = sum(1 for p in phases if p and p.startswith("test "))
+    expected = ["setup", "code"] + [f"test {i}" for i in range(n_tests)]
+    complete = phases == expected
+    in_order = 0  # how many phases agree with the expected order, from the first
+    while in_order < min(len(phases), len(expected)) and phases[in_order] == expected[in_order]:
+        in_order += 1
+    tests_started = max(in_order - 2, 0)
     final = next((e for e in reversed(events) if e.get("e") not in ("start", "phase")), None)
     kind = final.get("e") if final else None
     common = dict(duration_s=answer.get("duration_s", 0.0), exit_code=exit_code, signal=signum,
@@ -105,10 +127,29 @@ def classify(answer: dict[str, Any], *, n_tests: int, timeout_s: float, memory_m
                   limits=answer.get("plan", {}),
                   truncated=any(answer.get(f"{name}_bytes", 0) > answer.get(f"{name}_kept", 0)
                                 for name in ("stdout", "stderr")),
-                  tests_run=tests_started if kind == "done" else max(tests_started - 1, 0))
+                  tests_run=tests_started if kind == "done" and complete else max(tests_started - 1, 0))
     stderr = answer.get("stderr", "")
-    if kind == "done":
+    cpu_limit = _cpu_soft_limit(answer)
+    cpu_used = answer.get("cpu_s")
+    if (not answer.get("wall_killed") and not answer.get("stopped") and cpu_limit is not None
+            and cpu_used is not None and cpu_used >= cpu_limit):
+        if signum == signal.SIGXCPU:
+            how = "SIGXCPU"
+        elif signum == signal.SIGKILL:
+            how = "SIGKILL at the hard limit: the program handled or ignored SIGXCPU"
+        elif signum is not None:
+            how = f"SIGXCPU, then {_signal_name(signum)}"
+        else:
+            how = "SIGXCPU, which the program handled or ignored, going on past the limit"
+        return ExecutionResult("timeout", f"stopped by the CPU-time limit of {cpu_limit:g} s ({how}; it used "
+                               f"{cpu_used:.2f} s of CPU) {_where(last_phase, n_tests)}", **common)
+    if kind == "done" and complete:
         return ExecutionResult("passed", f"all {n_tests} tests passed", **common)
+    if kind == "done":
+        shown = repr(phases[:8])[:-1] + (", ...]" if len(phases) > 8 else "]")
+        return ExecutionResult("crashed", f"the child reported that every test passed, but the phases it "
+                               f"reported, {shown}, are not setup, code and each of the {n_tests} tests once "
+                               f"and in order; that report is not to be trusted and is not a pass", **common)
     if kind == "failed":
         text = final.get("test", "")
         message = final.get("msg", "")
@@ -153,7 +194,9 @@ def classify(answer: dict[str, Any], *, n_tests: int, timeout_s: float, memory_m
         return ExecutionResult("memory", f"the child died out of memory {_where(last_phase, n_tests)} "
                                f"(limit {memory_mb} MB)", **common)
     how = f"exited with code {exit_code}" if signum is None else f"was killed by {_signal_name(signum)}"
+    if exit_code == CHANNEL_LOST:
+        how += " (the bootstrap's exit when the program closed or replaced its event pipe)"
     if signum == signal.SIGKILL:
-        how += " (the CPU hard limit or the kernel's out-of-memory killer)"
+        how += " (not the CPU limit: the kernel's out-of-memory killer, or the program itself)"
     return ExecutionResult("crashed", f"the child {how} {_where(last_phase, n_tests)}, before every test "
                            f"ran (os._exit or a crash); that is not a pass", **common)

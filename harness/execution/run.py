@@ -19,10 +19,42 @@ directory, removed afterwards); stdin (``/dev/null``); output (read as it comes,
 ``output_limit`` bytes kept per stream); internet sockets created from Python (refused); early
 exits (a test counts only once the child reports it ran, ``sys.exit`` and ``os._exit`` included).
 
+How the tests are judged is contained too (``harness.execution.bootstrap``): the program cannot
+change it by rebinding or deleting builtins (``builtins.exec``, ``builtins.AssertionError``),
+patching ``sys``, ``os`` or ``json`` (``sys.exit``, ``os._exit``, ``sys.stdout``), installing
+trace or profile hooks, or lowering the recursion limit: what the test loop and its reports use
+is bound before the program runs, and each test runs with the builtins as they were before the
+program ran. A run passes only when the child reported the phase of setup, program and every
+test, in order, and then ``done``. Death by the CPU limit is a ``timeout`` whatever the program
+did with SIGXCPU (the supervisor reads the child's CPU time).
+
 What is not: absolute paths (without root nothing stops a write to ``/tmp`` or any file the user
 may write); the network from C code or subprocesses; a program that kills its supervisor or reads
-the bootstrap's memory to forge its verdict; processes started through a daemon (``at``,
+the bootstrap's frames or memory (``sys._getframe``, ``gc``, ``ctypes``) to forge its verdict, or
+that closes the bootstrap's event pipe (its run is then ``crashed``, never ``passed``); modules
+the tests use that the program patches (``math.isclose = lambda *a, **k: True`` changes what a
+test calling it checks: only builtins are restored); processes started through a daemon (``at``,
 systemd); CPU and memory summed over a fork burst (each process has its own limits).
+
+Nor is equality: with the default ``compare="default"`` a test runs as written, so ``assert
+f(x) == y`` passes for any object whose ``__eq__`` returns True (a class the program defines, a
+mock), and ``==`` is Python's (``1 == 1.0 == True``, ``(1, 2) != [1, 2]``, a ``Counter`` equals
+a ``dict``). ``compare="strict"`` closes that for the usual form of a test of generated code:
+a test that is one ``assert RESULT == EXPECTED`` (optionally ``, message``) passes only when
+the result has exactly the expected value's type and equals it with the expected value on the
+left, so a rigged ``__eq__`` of the result decides nothing. The allowances: ``bool``, ``int``
+and ``float`` may stand for one another (their builtin comparison decides, so ``f(x) == 3``
+passes for ``3.0``, as in Python), and where a ``dict`` is expected, ``collections.Counter``,
+``defaultdict`` and ``OrderedDict`` may stand for it (the standard library's dicts, compared
+through ``dict``'s own methods: four of MBPP's reference solutions return a ``Counter`` or a
+``defaultdict`` for an expected dict literal). Lists, tuples and dicts are compared the same way
+item by item (dict keys, like set elements, must be builtin scalars or tuples of them, which
+builtin hashing and equality then match); values of any other type (a class the program
+defines, a ``Fraction``) must have the expected's exact type and then the expected's own
+``__eq__`` decides. So other subclasses (a ``namedtuple`` for a ``tuple``, an ``int`` subclass,
+a ``frozenset`` for a ``set``) fail where Python's ``==`` passes. Tests of other forms (several
+statements, ``assert a == b == c``, ``assert f(x)``, ``assert abs(f(x) - y) < 1e-9``) run as
+given in both modes.
 """
 
 from __future__ import annotations
@@ -39,13 +71,14 @@ from concurrent.futures import ThreadPoolExecutor
 from harness.errors import DataError
 from harness.execution.result import ExecutionResult, Program, classify
 
-__all__ = ["run_tests", "run_many", "MIN_MEMORY_MB"]
+__all__ = ["run_tests", "run_many", "MIN_MEMORY_MB", "COMPARE_MODES"]
 
 _SUPERVISOR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "supervisor.py")
 _GRACE_S = 30.0
 MIN_MEMORY_MB = 32
+COMPARE_MODES = ("default", "strict")
 _LIMIT_NAMES = {"timeout_s", "memory_mb", "output_limit", "cpu_s", "file_size_mb", "open_files",
-                "processes"}
+                "processes", "compare"}
 
 
 def _prepare(
@@ -60,6 +93,7 @@ def _prepare(
     file_size_mb: int = 64,
     open_files: int = 256,
     processes: int = 64,
+    compare: str = "default",
 ) -> dict:
     """Check the arguments of `run_tests` (same signature) and return the supervisor's job."""
     if not isinstance(code, str):
@@ -76,6 +110,8 @@ def _prepare(
             compile(test, f"<test {i}>", "exec")
         except SyntaxError as exc:
             raise DataError(f"tests[{i}] does not parse ({exc.msg}): {test!r}") from None
+    if not isinstance(compare, str) or compare not in COMPARE_MODES:
+        raise DataError(f"compare must be one of {list(COMPARE_MODES)}, got {compare!r}")
     if not isinstance(setup, str):
         raise DataError(f"setup must be a str, got {type(setup).__name__}")
     try:
@@ -97,7 +133,7 @@ def _prepare(
     return {"code": code, "setup": setup, "tests": tests, "timeout_s": float(timeout_s),
             "cpu_s": float(cpu_s if cpu_s is not None else timeout_s + 1), "memory_mb": memory_mb,
             "output_limit": output_limit, "file_size_mb": file_size_mb, "open_files": open_files,
-            "processes": processes}
+            "processes": processes, "compare": compare}
 
 
 def run_tests(
@@ -112,6 +148,7 @@ def run_tests(
     file_size_mb: int = 64,
     open_files: int = 256,
     processes: int = 64,
+    compare: str = "default",
 ) -> ExecutionResult:
     """Run ``code`` against ``tests`` (assert statements) in a contained child; return the result.
 
@@ -123,15 +160,18 @@ def run_tests(
     ``file_size_mb`` the largest file the program may write (MiB); ``open_files`` the descriptor
     limit; ``processes`` how many processes the run may add to the user's count (RLIMIT_NPROC; not
     binding for root). Limits above this process's hard limits are clamped to them.
+    ``compare`` is ``"default"`` (every test runs as written) or ``"strict"`` (a test of the form
+    ``assert RESULT == EXPECTED`` passes only when the result has exactly the expected's type and
+    equals it, judged by the expected side: see this module's docstring for the allowances).
 
     Raises `DataError` for bad arguments: empty ``tests``, a test or ``setup`` that does not parse,
-    non-positive limits, ``memory_mb`` below `MIN_MEMORY_MB`. A program that does not parse is a
-    result (``syntax_error``), not an error.
+    non-positive limits, ``memory_mb`` below `MIN_MEMORY_MB`, a ``compare`` not in
+    `COMPARE_MODES`. A program that does not parse is a result (``syntax_error``), not an error.
     Raises RuntimeError if the supervisor itself fails (a bug here, not in the program).
     """
     return _execute(_prepare(code, tests, setup=setup, timeout_s=timeout_s, memory_mb=memory_mb,
                              output_limit=output_limit, cpu_s=cpu_s, file_size_mb=file_size_mb,
-                             open_files=open_files, processes=processes))
+                             open_files=open_files, processes=processes, compare=compare))
 
 
 def _execute(job: dict) -> ExecutionResult:
@@ -184,9 +224,10 @@ def run_many(programs: Sequence[Program | tuple], *, workers: int = 2, **limits)
 
     Each worker thread starts one supervisor (and so one fresh child) per program, so a result
     never depends on the pool size. ``limits`` are `run_tests`' keyword arguments (``timeout_s``,
-    ``memory_mb``, ...), the same for every program. Raises `DataError` for a malformed program
-    or ``workers`` < 1, and for an empty `programs` (an empty problem set is a mistake upstream:
-    a split or selection that came out empty), before anything runs.
+    ``memory_mb``, ..., and ``compare``), the same for every program. Raises `DataError` for a
+    malformed program, an unknown keyword or a bad value of one (a ``compare`` not in
+    `COMPARE_MODES`), ``workers`` < 1, and for an empty `programs` (an empty problem set is a
+    mistake upstream: a split or selection that came out empty), before anything runs.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DataError(f"workers must be an int >= 1, got {workers!r}")

@@ -12,7 +12,8 @@ JSON on stdin; it answers one JSON object on stdout. In order, it:
    ``preexec_fn`` (safe here: the supervisor has one thread);
 4. reads stdout, stderr and the event pipe as they come, keeping at most ``output_limit`` bytes of
    each stream and counting the rest, until the child exits or the wall clock runs out (then the
-   child's process group is sent SIGKILL);
+   child's process group is sent SIGKILL), then reads the child's own CPU time (``cpu_s``, from
+   ``/proc`` before reaping it; ``result.classify`` tells death by the CPU limit from it);
 5. SIGKILLs every remaining descendant and reaps it, drains the pipes, removes the work directory.
 
 Stdlib only (``limits`` and ``procs`` are loaded by path): it never imports ``harness``.
@@ -145,7 +146,8 @@ def _spawn(job, plan, work, nonce, ev_write):
     os.mkdir(scratch)
     job_path = os.path.join(work, "job.json")
     with open(os.open(job_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
-        json.dump({"nonce": nonce, "code": job["code"], "setup": job["setup"], "tests": job["tests"]}, fh)
+        json.dump({"nonce": nonce, "code": job["code"], "setup": job["setup"], "tests": job["tests"],
+                   "compare": job.get("compare", "default")}, fh)
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": scratch, "TMPDIR": scratch,
            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
@@ -158,6 +160,16 @@ def _spawn(job, plan, work, nonce, ev_write):
         cwd=scratch, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, pass_fds=(ev_write,), start_new_session=True,
         preexec_fn=in_child, close_fds=True)
+
+
+def _exited(pid, *, block):
+    """True once the child ``pid`` has exited, leaving it unreaped (a zombie whose ``/proc`` entry
+    still holds its CPU time); with ``block``, wait for that."""
+    flags = os.WEXITED | os.WNOWAIT | (0 if block else os.WNOHANG)
+    try:
+        return os.waitid(os.P_PID, pid, flags) is not None or block
+    except ChildProcessError:
+        return True
 
 
 def _close(*fds):
@@ -174,7 +186,7 @@ def supervise(job):
     plan = limits.plan_limits(memory_mb=job["memory_mb"], cpu_s=job["cpu_s"],
                               file_size_mb=job["file_size_mb"], open_files=job["open_files"],
                               processes=job["processes"])
-    answer = {"returncode": None, "wall_killed": False, "stopped": False, "plan": plan}
+    answer = {"returncode": None, "wall_killed": False, "stopped": False, "plan": plan, "cpu_s": None}
     child = streams = work = None
     ev_read, ev_write = os.pipe()
     start = time.monotonic()
@@ -190,15 +202,17 @@ def supervise(job):
         except (AttributeError, OSError):
             exited = []
         deadline = start + job["timeout_s"]
-        while child.poll() is None:
+        while not _exited(child.pid, block=False):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 answer["wall_killed"] = True
                 os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+                _exited(child.pid, block=True)
                 break
             streams.pump(remaining if exited else min(remaining, 0.05), extra=exited)
         _close(*exited)
+        answer["cpu_s"] = procs.cpu_seconds(child.pid)  # still a zombie: its own CPU time, not its children's
+        child.wait()
     except _Stop:
         answer["stopped"] = True
     finally:
