@@ -110,7 +110,8 @@ class Executor:
             if k not in self.results and k not in todo:
                 todo[k] = p.program(c)
         if todo:
-            for k, r in zip(todo, run_many(list(todo.values()), workers=self.workers, **EXECUTION_LIMITS)):
+            for k, r in zip(todo, run_many(list(todo.values()), workers=self.workers, compare="strict",
+                                            **EXECUTION_LIMITS)):
                 self.results[k] = r
             self.executed += len(todo)
         return [self.results[k].status for k in keys]
