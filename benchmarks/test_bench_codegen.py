@@ -58,7 +58,8 @@ def source_loop(model, problems, prompts, site, directions, scale):
                 code = extract_code(g.text)
                 codes[name, c, p.task_id] = code
                 program, tests, setup = p.program(code)
-                statuses[name, c, p.task_id] = run_tests(program, tests, setup=setup, **measure.EXECUTION_LIMITS).status
+                statuses[name, c, p.task_id] = run_tests(program, tests, setup=setup, compare="strict",
+                                                         **measure.EXECUTION_LIMITS).status
     return codes, statuses
 
 
