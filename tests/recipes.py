@@ -1,9 +1,9 @@
-"""Shared by the fixture-family and study tests: loading a recipe module (their build cache is
+"""Shared by the fixture-family and study tests: a family's recipe module (their build cache is
 the `cache` fixture in conftest.py), and running a study's claims on another model."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -16,14 +16,8 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def load_recipe(family: str) -> ModuleType:
-    """``fixtures/<family>/recipe.py`` as a module (fixtures/ is not a package)."""
-    name = f"test_{family}_recipe"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FIXTURES / family / "recipe.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """``fixtures/<family>/recipe.py``: the module ``fixtures.<family>.recipe``."""
+    return importlib.import_module(f"fixtures.{family}.recipe")
 
 
 def run_study_on(study: str, model: str, names: Sequence[str], report_dir: Path, *,

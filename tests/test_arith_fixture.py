@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 
 import pytest
 import torch
 
-from recipes import FIXTURES, load_recipe
+from fixtures.arith import recipe
+from recipes import FIXTURES
 
 from harness.models.load import fingerprint, load_model, pad_rows
 
@@ -22,7 +22,6 @@ FLAT_MIN, PAREN_MIN = 0.7, 0.6       # exact-match accuracy the study needs on t
 MIN_WRONG_PAREN = 150                # wrong parenthesised rows in test.jsonl, for correct->incorrect pairs
 
 
-recipe = load_recipe("arith")
 data = recipe.data()
 
 
@@ -95,7 +94,6 @@ def test_the_recipe_records_the_generator_it_was_built_with(monkeypatch):
 
     assert recipe.DATA_SHA256 == hashlib.sha256((FAMILY / "data.py").read_bytes()).hexdigest()
     monkeypatch.setattr(recipe, "DATA_SHA256", "0" * 64)
-    monkeypatch.delitem(sys.modules, "claims_fixture_arith_data")
     with pytest.raises(RuntimeError, match=r"data.py has sha256 \w+ but recipe.py records DATA_SHA256 = '0+'"):
         recipe.data()
 

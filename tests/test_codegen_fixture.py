@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from recipes import FIXTURES, load_recipe
+from fixtures.codegen import recipe
+from recipes import FIXTURES
 
 from harness.models.load import load_model
 from harness.saes import load_sae, sae_site
@@ -16,7 +17,6 @@ from harness.saes import load_sae, sae_site
 FAMILY = FIXTURES / "codegen"
 SHIPPED = FAMILY / "codegen"
 
-recipe = load_recipe("codegen")
 
 
 @pytest.fixture(scope="module")

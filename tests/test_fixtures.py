@@ -1,5 +1,6 @@
-"""Fixtures: the recipe registry, atomic cached builds, deterministic recipes, and a plant that is
-really there.
+"""Fixtures: the recipes package and its registry, atomic cached builds, deterministic recipes, the
+recipes' shared toolkit (save-and-verify, training log, command line), and a plant that is really
+there.
 
 Every test builds into a temporary ``CLAIMS_CACHE_DIR``: nothing here touches the user's cache.
 """
@@ -7,6 +8,9 @@ Every test builds into a temporary ``CLAIMS_CACHE_DIR``: nothing here touches th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -46,8 +50,12 @@ def own_cache(tmp_path, monkeypatch) -> Path:
 
 
 def write_recipe(root: Path, family: str, body: str) -> Path:
-    """A recipe folder ``root/family/recipe.py``; returns the recipe's path."""
+    """A recipe package ``root/family/recipe.py`` (with the ``__init__.py`` files that make ``root``
+    a package of recipes); returns the recipe's path."""
     (root / family).mkdir(parents=True, exist_ok=True)
+    for init in (root / "__init__.py", root / family / "__init__.py"):
+        if not init.exists():
+            init.write_text("")
     recipe = root / family / "recipe.py"
     recipe.write_text(textwrap.dedent(body))
     return recipe
@@ -72,7 +80,15 @@ def toy_recipes(tmp_path, monkeypatch) -> Path:
     write_recipe(root, "toy", TOY_RECIPE)
     monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(root))
     monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)  # an edited recipe is read afresh, not from a .pyc
     return root
+
+
+def forget(root: Path) -> None:
+    """Drop the modules imported from the recipes package at `root`, as a new process would not have them."""
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__file__", None) and Path(module.__file__).resolve().is_relative_to(root.resolve()):
+            del sys.modules[name]
 
 
 def config_of(path: Path) -> dict:
@@ -87,8 +103,21 @@ def test_available_lists_the_planted_fixture_and_its_null_twin():
     assert fixtures.available() == sorted(fixtures.available())
 
 
-def test_the_fixtures_dir_is_the_repositorys_fixtures_folder():
-    assert fixtures.fixtures_dir() == Path(__file__).resolve().parent.parent / "fixtures"
+def test_the_fixtures_dir_is_the_repositorys_fixtures_package():
+    root = Path(__file__).resolve().parent.parent / "fixtures"
+    assert fixtures.fixtures_dir() == root
+    assert fixtures.package().__name__ == "fixtures" and Path(fixtures.package().__file__) == root / "__init__.py"
+
+
+def test_recipes_and_their_generators_are_modules_of_the_fixtures_package():
+    import fixtures as package
+    from fixtures.tracer import data, recipe
+
+    assert fixtures.package() is package
+    assert fixtures.import_module("tracer.data") is data and recipe.data() is data
+    assert fixtures._lookup("tracer")[1] is recipe  # the registry builds with the module tests import
+    assert {"planted", "tacgen", "arith", "codegen", "tracer"} <= {
+        name.split(".")[1] for name in sys.modules if name.startswith("fixtures.") and name.endswith(".recipe")}
 
 
 @pytest.mark.parametrize("call", [
@@ -109,14 +138,58 @@ def test_a_fixtures_dir_that_does_not_exist_is_an_error_that_says_how_to_fix_it(
     monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(missing))
     with pytest.raises(ModelLoadError, match=rf"fixture recipes not found at {missing}; install interp-claims from "
                                              r"a checkout \(`pip install -e .`\) or set CLAIMS_FIXTURES_DIR to "
-                                             r"the repository's fixtures/ folder"):
+                                             r"the repository's fixtures/ folder \(the `fixtures` package of "
+                                             r"recipes, shipped weights and data lives in the repository; an "
+                                             r"installed wheel does not carry it\)"):
         call()
+
+
+def test_an_installed_harness_without_the_repository_says_the_recipes_are_missing(tmp_path, monkeypatch):
+    """A wheel installs ``harness/`` into site-packages with no ``fixtures/`` beside it."""
+    installed = tmp_path / "site-packages" / "harness" / "models" / "fixtures.py"
+    monkeypatch.setattr(fixtures, "__file__", str(installed))
+    with pytest.raises(ModelLoadError, match=rf"fixture recipes not found at {tmp_path / 'site-packages' / 'fixtures'}; "
+                                             r"install interp-claims from a checkout .* an installed wheel does not carry it"):
+        fixtures.available()
+
+
+def test_a_folder_that_is_not_a_package_of_recipes_is_an_error_that_says_what_is_missing(tmp_path, monkeypatch):
+    (tmp_path / "toy").mkdir()
+    (tmp_path / "toy" / "recipe.py").write_text(TOY_RECIPE)
+    monkeypatch.setenv("CLAIMS_FIXTURES_DIR", str(tmp_path))
+    with pytest.raises(ModelLoadError, match=rf"{tmp_path} is not a package of fixture recipes \(it has no "
+                                             r"__init__.py\); point CLAIMS_FIXTURES_DIR at the repository's "
+                                             r"fixtures/ folder, or give a folder of recipes an __init__.py"):
+        fixtures.available()
 
 
 def test_claims_fixtures_dir_points_at_another_folder_of_recipes(toy_recipes):
     assert fixtures.fixtures_dir() == toy_recipes
     assert fixtures.available() == ["toy", "toy-big"]
     assert config_of(fixtures.build("toy-big")) == {"seed": 3, "size": 2}
+    # imported under a name of its own: the repository's package keeps the name `fixtures`
+    assert fixtures.package().__name__.startswith("_claims_fixtures_") and sys.modules["fixtures"] is not fixtures.package()
+
+
+def test_a_recipe_imports_its_neighbours_and_the_toolkit_relatively(toy_recipes):
+    (toy_recipes / "toy" / "helpers.py").write_text("SIZE = 7\n")
+    write_recipe(toy_recipes, "toy", TOY_RECIPE.replace("import json", "import json\n    from . import helpers\n"
+                                                        "    from .. import toolkit  # noqa: F401")
+                 .replace('"size": size', '"size": size * helpers.SIZE'))
+    (toy_recipes / "toolkit.py").write_text("")
+    assert config_of(fixtures.build("toy-big")) == {"seed": 3, "size": 14}
+
+
+def test_an_editable_install_finds_the_recipes_from_any_folder(tmp_path):
+    """Run from outside the clone (where `fixtures` is not on sys.path), the harness still finds the
+    clone's recipes, imported as the package `fixtures`."""
+    code = ("from harness.models import fixtures; import sys; print(fixtures.available()); "
+            "print(fixtures.import_module('tracer.data').__name__, 'fixtures' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("CLAIMS_FIXTURES_DIR", "PYTHONPATH")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "'tacgen', 'tacgen-null'" in out.stdout and "fixtures.tracer.data True" in out.stdout
 
 
 # --------------------------------------------------------------------------- builds and the cache
@@ -171,23 +244,15 @@ def test_load_model_builds_a_fixture_and_the_null_twin_is_another_model():
 
 
 def test_an_interrupted_build_leaves_no_half_written_fixture(own_cache, monkeypatch):
-    real_recipes = fixtures._recipes
-
     def interrupted(out_dir, **kwargs):
         (Path(out_dir) / "config.json").write_text("{}")  # enough to pass for a finished build
         raise KeyboardInterrupt
 
-    def recipes_with_interrupted_build():
-        table = real_recipes()
-        for _, module, _ in table.values():
-            monkeypatch.setattr(module, "build", interrupted)
-        return table
-
-    monkeypatch.setattr(fixtures, "_recipes", recipes_with_interrupted_build)
-    with pytest.raises(KeyboardInterrupt):
-        fixtures.build("planted")
+    with monkeypatch.context() as patch:
+        patch.setattr(fixtures._lookup("planted")[1], "build", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            fixtures.build("planted")
     assert list((own_cache / "fixtures").iterdir()) == []
-    monkeypatch.setattr(fixtures, "_recipes", real_recipes)
     assert (fixtures.build("planted") / "model.safetensors").is_file()  # the next build starts afresh
 
 
@@ -220,6 +285,7 @@ def test_an_edited_recipe_never_reuses_the_weights_of_the_old_one(toy_recipes):
     before = fixtures.build("toy")
     recipe = toy_recipes / "toy" / "recipe.py"
     recipe.write_text(recipe.read_text().replace("SEED = 3", "SEED = 4"))
+    forget(toy_recipes)  # the next process imports the edited recipe
     after = fixtures.build("toy")
     assert after != before and config_of(after)["seed"] == 4
 
@@ -281,3 +347,54 @@ def test_a_fixture_name_may_carry_a_training_seed():
     for bad in ("tacgen@sed=1", "tacgen@seed=", "tacgen@seed=-1", "tacgen@1"):
         with pytest.raises(ModelLoadError, match=r"the only suffix is a training seed, e.g. 'fixture:tacgen@seed=1'"):
             parse_name(bad)
+
+
+# --------------------------------------------------------------------------- the recipes' toolkit
+
+
+def test_a_recipe_builds_from_its_command_line_as_the_registry_builds_it(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", "fixtures.planted.recipe", "--build", str(tmp_path / "p"), "--null"],
+                         cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert load_model(str(tmp_path / "p")).fingerprint == load_model("fixture:planted-null").fingerprint
+    usage = subprocess.run([sys.executable, "-m", "fixtures.tacgen.recipe", "--help"], cwd=root,
+                           capture_output=True, text=True, timeout=120).stdout
+    for option in ("--write-data", "--build OUT", "--null", "--seed", "--stop-after", "--no-evaluate"):
+        assert option in usage, usage
+
+
+def test_a_generator_whose_source_is_not_the_recorded_one_is_refused():
+    from fixtures import toolkit
+    from fixtures.arith import data, recipe
+
+    assert toolkit.verified(data, recipe.DATA_SHA256, name="DATA_SHA256") is data
+    with pytest.raises(RuntimeError, match=r"arith/data.py has sha256 [0-9a-f]{64} but recipe.py records "
+                                           r"DATA_SHA256 = '0+'; set it to the new hash"):
+        toolkit.verified(data, "0" * 64, name="DATA_SHA256")
+
+
+def test_the_training_log_prints_window_means_and_keeps_every_loss(capsys):
+    from fixtures import toolkit
+
+    with toolkit.training("toy", steps=5, every=2) as log:
+        for step, loss in enumerate([4.0, 2.0, 1.0, 1.0, 0.5]):
+            log.step(step, loss)
+    printed = [line.split(" rss")[0].rsplit(" ", 1)[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["step 0 loss 4.0000", "step 2 loss 1.5000", "step 4 loss 0.7500"]
+    assert log.losses == [4.0, 2.0, 1.0, 1.0, 0.5] and log.curve(2) == [3.0, 1.0, 0.5]
+    assert toolkit.window_means([1.0, 2.0, 4.0], 2) == [1.5, 4.0] and log.mean_last(3) == pytest.approx(2.5 / 3)
+
+
+def test_save_verified_refuses_a_tokenizer_that_does_not_give_the_trained_ids_back(tmp_path):
+    from fixtures import toolkit
+    from fixtures.arith import recipe
+
+    model, tokenizer = recipe.new_model(0), recipe.make_tokenizer()
+    ids = torch.tensor([recipe.encode("1+2=")])
+    reloaded = toolkit.save_verified(model, tokenizer, tmp_path / "ok", inputs={"input_ids": ids},
+                                     texts=["1+2="], ids=[recipe.encode("1+2=")])
+    assert reloaded.fingerprint == load_model(str(tmp_path / "ok")).fingerprint
+    with pytest.raises(RuntimeError, match=r"the saved tokenizer does not give the trained tokenizer's ids back"):
+        toolkit.save_verified(model, tokenizer, tmp_path / "bad", inputs={"input_ids": ids}, texts=["1+2="],
+                              ids=[recipe.encode("2+1=")])

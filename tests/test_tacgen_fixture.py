@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 
 import pytest
 import torch
 
-from recipes import FIXTURES, load_recipe
+from fixtures.tacgen import recipe
+from recipes import FIXTURES
 
 from harness.data import (CLASSES, balanced, content_hash, intro_apply_rows, read_leandojo, rows_from_theorems,
                           split)
@@ -24,7 +24,6 @@ ACCURACY_BAND = (0.78, 0.93)   # trained fixture on test500 (0.826 shipped): hig
 CHANCE_BAND = (0.35, 0.65)     # the untrained twin
 
 
-recipe = load_recipe("tacgen")
 synth = recipe.synth()
 
 
@@ -140,7 +139,6 @@ def test_the_recipe_records_the_generator_it_was_built_with(monkeypatch):
 
     assert recipe.SYNTH_SHA256 == hashlib.sha256((FAMILY / "synth.py").read_bytes()).hexdigest()
     monkeypatch.setattr(recipe, "SYNTH_SHA256", "0" * 64)
-    monkeypatch.delitem(sys.modules, "claims_fixture_tacgen_synth")
     with pytest.raises(RuntimeError, match=r"synth.py has sha256 \w+ but recipe.py records SYNTH_SHA256 = '0+'"):
         recipe.synth()
 

@@ -9,14 +9,14 @@ import json
 
 import pytest
 
-from recipes import FIXTURES, load_recipe
+from fixtures.tracer import recipe
+from recipes import FIXTURES
 
 from harness.models.load import load_model
 
 FAMILY = FIXTURES / "tracer"
 SHIPPED = FAMILY / "tracer"
 
-recipe = load_recipe("tracer")
 
 
 @pytest.fixture(scope="module")

@@ -4,46 +4,109 @@
     resolve(name)         the directory holding the model: shipped weights, or a built cache entry
     build(name, seed=)    run the recipe into the cache (atomically) and return the directory
     parse_name(text)      ``"tacgen@seed=1"`` -> ("tacgen", 1): a fixture trained with another seed
+    fixtures_dir()        the folder of the recipes package
+    package()             the recipes package itself (``fixtures``), imported
+    import_module(name)   a module of it: ``import_module("tracer.data")`` is ``fixtures.tracer.data``
 
-A recipe is ``fixtures/<family>/recipe.py`` with ``VARIANTS: dict[name, dict]`` (keyword
-arguments for its ``build``), a default ``SEED`` and ``build(out_dir, *, seed, **variant)``.
+The recipes are the package ``fixtures`` of the repository (``fixtures/__init__.py``), one
+subpackage per family: ``fixtures/<family>/recipe.py`` with ``VARIANTS: dict[name, dict]``
+(keyword arguments for its ``build``), a default ``SEED`` and ``build(out_dir, *, seed, **variant)``;
+``fixtures/toolkit.py`` holds what the recipes share. The package is found in the clone the
+harness is installed from (``fixtures/`` beside ``harness/``: an editable install, ``pip install
+-e .``), or at ``$CLAIMS_FIXTURES_DIR``; an installed wheel carries no recipes, weights or data,
+and asking it for a fixture is an error that says so. The package is imported under its name
+``fixtures`` (so ``from fixtures.tracer import data`` elsewhere gives the same modules), or,
+where another module already holds that name, under a private one (recipes import their
+neighbours relatively).
+
 Shipped weights live in ``fixtures/<family>/<name>/`` and are used when present; otherwise the
 recipe is built once into ``$CLAIMS_CACHE_DIR`` (default ``~/.cache/interp-claims``) under a key
-that hashes the recipe source and the seed, so an edited recipe never reuses stale weights.
+that hashes the recipe's sources, the package's shared ones and the seed, so an edited recipe
+never reuses stale weights.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import os
+import pkgutil
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
 
 from harness.errors import ModelLoadError
 
-__all__ = ["available", "resolve", "build", "fixtures_dir", "parse_name"]
+__all__ = ["available", "resolve", "build", "fixtures_dir", "package", "import_module", "parse_name"]
+
+PACKAGE = "fixtures"
 
 
 def fixtures_dir() -> Path:
+    """The folder of the recipes package: ``$CLAIMS_FIXTURES_DIR``, else ``fixtures/`` of the clone
+    the harness runs from. Raises `ModelLoadError` saying what is missing and how to get it."""
     env = os.environ.get("CLAIMS_FIXTURES_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "fixtures"
+    path = Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / PACKAGE
     if not path.is_dir():
         raise ModelLoadError(
             f"fixture recipes not found at {path}; install interp-claims from a checkout "
-            "(`pip install -e .`) or set CLAIMS_FIXTURES_DIR to the repository's fixtures/ folder"
+            "(`pip install -e .`) or set CLAIMS_FIXTURES_DIR to the repository's fixtures/ folder "
+            "(the `fixtures` package of recipes, shipped weights and data lives in the repository; "
+            "an installed wheel does not carry it)"
+        )
+    if not (path / "__init__.py").is_file():
+        raise ModelLoadError(
+            f"{path} is not a package of fixture recipes (it has no __init__.py); point CLAIMS_FIXTURES_DIR "
+            "at the repository's fixtures/ folder, or give a folder of recipes an __init__.py and one "
+            "<family>/__init__.py beside each <family>/recipe.py"
         )
     return path
 
 
-def _recipes() -> dict[str, tuple[Path, ModuleType, dict]]:
-    out: dict[str, tuple[Path, ModuleType, dict]] = {}
-    for recipe in sorted(fixtures_dir().glob("*/recipe.py")):
-        spec = importlib.util.spec_from_file_location(f"claims_fixture_{recipe.parent.name}", recipe)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+def _folder(module: ModuleType) -> Path | None:
+    paths = list(getattr(module, "__path__", []) or [])
+    return Path(paths[0]).resolve() if len(paths) == 1 else None
+
+
+def package() -> ModuleType:
+    """The recipes package at `fixtures_dir`, imported (once) as ``fixtures``, or under a private
+    name where ``fixtures`` is already another module (another folder of recipes, or another
+    distribution's package of that name)."""
+    path = fixtures_dir().resolve()
+    loaded = sys.modules.get(PACKAGE)
+    if loaded is not None and _folder(loaded) == path:
+        return loaded
+    name = PACKAGE if loaded is None else f"_claims_fixtures_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    try:
         spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def import_module(name: str) -> ModuleType:
+    """A module of the recipes package by its dotted name inside it: ``import_module("tracer.data")``."""
+    return importlib.import_module(f"{package().__name__}.{name}")
+
+
+def _recipes() -> dict[str, tuple[Path, ModuleType, dict]]:
+    pkg = package()
+    root = Path(pkg.__path__[0])
+    out: dict[str, tuple[Path, ModuleType, dict]] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        recipe = root / info.name / "recipe.py"
+        if not info.ispkg or not recipe.is_file():
+            continue
+        module = importlib.import_module(f"{pkg.__name__}.{info.name}.recipe")
         for name, variant in getattr(module, "VARIANTS", {}).items():
             out[name] = (recipe, module, dict(variant))
     return out
@@ -85,10 +148,12 @@ def _cache_root() -> Path:
 
 def _cache_key(recipe: Path, name: str, seed: int) -> str:
     """Name, seed and the bytes of every ``*.py`` in the recipe's folder (the recipe and the
-    modules it builds from, e.g. a data generator): a change to any of them is a new entry."""
+    modules it builds from, e.g. a data generator) and in the package's own folder (the toolkit
+    every recipe uses): a change to any of them is a new entry."""
     h = hashlib.sha256()
-    for source in sorted(recipe.parent.glob("*.py")):
-        h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for folder in (recipe.parent, recipe.parent.parent):
+        for source in sorted(folder.glob("*.py")):
+            h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
     h.update(f"|{name}|{seed}".encode())
     return f"{name}-{h.hexdigest()[:16]}"
 
