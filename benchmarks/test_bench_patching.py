@@ -121,18 +121,9 @@ TRACER_PAIRS, TRACER_STEPS = 64, 6
 
 
 def _tracer_recipe():
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from harness.models.fixtures import import_module
 
-    name = "claims_fixture_tracer"  # the name harness.models.fixtures loads it under
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "fixtures" / "tracer" / "recipe.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return import_module("tracer.recipe")  # the module harness.models.fixtures builds fixture:tracer with
 
 
 @pytest.fixture(scope="module")

@@ -16,33 +16,24 @@ times one call of each).
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from harness.interventions import Noise, Patch, Positions, Record, intervene
+from harness.models.fixtures import import_module as fixture_module
 from harness.models.load import load_model, pad_rows
 from harness.measures.patching import answer_prob
 from harness.measures.tracing import noise_seed, trace_resid_map
 from timing import best_of
 
 N_PROGRAMS, N_STEPS, STEP, SAMPLES, SEED = 8, 6, 2, 3, 0
-RECIPE = Path(__file__).resolve().parents[1] / "fixtures" / "tracer" / "recipe.py"
 
 
 def _recipe():
-    name = "bench_fixture_tracer_recipe"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, RECIPE)
-        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        sys.modules[name] = module
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return sys.modules[name]
+    return fixture_module("tracer.recipe")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -27,6 +26,8 @@ from harness.data import by_complexity, complexity, extract_code, mbpp_fewshot, 
 from harness.data.programs import COMPLEXITY_EDGES
 from harness.execution import run_many
 
+from fixtures.codegen import data   # the generator, the module the recipe uses
+
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "fixtures" / "codegen" / "data.py"
 DATA = GENERATOR.parent / "data"
@@ -34,18 +35,6 @@ HELD_OUT = ("selection", "tuning", "test")
 PER_STRATUM = 60          # problems of each complexity stratum in each held-out split
 PER_CELL = 12             # of each family in each stratum
 
-
-def _load():
-    name = "claims_fixture_codegen_data"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GENERATOR)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module      # dataclasses need the module registered while it executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-data = _load()
 
 
 def _stratum(c: int) -> int:

@@ -12,7 +12,6 @@ when too few pairs can be formed, split disjointness and balance, and the write/
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import random
@@ -25,21 +24,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fixtures.tracer import data   # the generator, the module the recipe and the study use
+
 ROOT = Path(__file__).resolve().parents[1]
 GENERATOR = ROOT / "fixtures" / "tracer" / "data.py"
 
-
-def _load():
-    name = "claims_fixture_tracer_data"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, GENERATOR)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module      # dataclasses need the module registered while it executes
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-data = _load()
 EXAMPLE = "a=3;b=a+4;a=b*2;c=a-b;c?"
 
 
