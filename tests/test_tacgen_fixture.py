@@ -1,6 +1,6 @@
 """The tacgen fixture: the synthetic Lean-4 data and its rule, the shipped study data, the shipped
 trained weights (ByT5 topology, an untied head, save/reload identity, accuracy in its band), the
-untrained null twin near chance, and (slow) a rebuild from the recipe that reproduces the weights."""
+untrained null twin near chance, and (slow) the recipe's first steps, which replay the shipped run."""
 
 from __future__ import annotations
 
@@ -216,16 +216,24 @@ def test_the_null_twin_has_the_same_topology_and_is_near_chance(cache, tacgen, t
     assert CHANCE_BAND[0] <= acc <= CHANCE_BAND[1], acc
 
 
+REPLAY_STEPS = 60    # the warm-up (30 steps) and 30 steps of the decay: three windows of the loss curve
+
+
 @pytest.mark.slow
-def test_rebuilding_the_fixture_from_its_recipe_reproduces_the_shipped_weights(tmp_path, tacgen, test500):
-    """Same seed, same platform: the same fingerprint. Float reductions may differ on another CPU
-    (instruction set) or torch version, so there the rebuilt model must match in accuracy instead."""
-    from harness.models import fixtures
-    out = fixtures.build("tacgen", out=tmp_path / "tacgen")
-    rebuilt = load_model(str(out))
+def test_the_recipe_replays_the_shipped_runs_first_steps(tmp_path):
+    """The recipe rebuilds the shipped model: on the platform that built it, its first
+    `REPLAY_STEPS` steps (the full run's data order and learning-rate schedule, stopped early)
+    give the shipped run's loss curve bit for bit (a full rebuild is ``python -m
+    fixtures.tacgen.recipe --build OUT``, about 6 minutes on one thread, too long for CI).
+    Elsewhere float reductions may differ in the last bits, so there the curve must match to two
+    decimals."""
+    recipe.build(tmp_path, seed=recipe.SEED, train=True, stop_after=REPLAY_STEPS, evaluate=False)
+    log = json.loads((tmp_path / "train_log.json").read_text())
     shipped_log = json.loads((SHIPPED / "train_log.json").read_text())
-    log = json.loads((out / "train_log.json").read_text())
+    replayed, shipped = log["loss_curve"], shipped_log["loss_curve"][: len(log["loss_curve"])]
+    assert log["stopped_after"] == REPLAY_STEPS and len(replayed) == REPLAY_STEPS // 20
+    assert (log["steps"], log["train_pairs"]) == (shipped_log["steps"], shipped_log["train_pairs"])
     if log["platform"] == shipped_log["platform"]:
-        assert rebuilt.fingerprint == tacgen.fingerprint
-        assert log["final_loss"] == shipped_log["final_loss"]
-    assert abs(accuracy(rebuilt, test500) - accuracy(tacgen, test500)) <= 0.03
+        assert replayed == shipped
+    else:
+        assert replayed == pytest.approx(shipped, abs=0.01)
