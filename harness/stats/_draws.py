@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from harness.errors import StatsError
 from harness.verdicts.estimate import Estimate
-from harness.stats._checks import _fmt
 
 
 def _reach(est: Estimate) -> float:
@@ -61,7 +60,7 @@ def strongest_of(estimates: Sequence[Estimate], *, what: str = "draws") -> Estim
     bad = next((i for i, est in enumerate(estimates) if est.degenerate), None)
     chosen = bad if bad is not None else max(range(len(estimates)), key=lambda i: (_reach(estimates[i]), -i))
     est = estimates[chosen]
-    values = ", ".join(_fmt(e.value) for e in estimates)
+    values = ", ".join(f"{e.value:.3g}" for e in estimates)
     base = est.statistic or "estimate"
     label = (f"{base} (the strongest of {len(estimates)} {what}: draw {chosen}; all draws: {values})"
              if len(estimates) > 1 else f"{base} (1 draw)")
