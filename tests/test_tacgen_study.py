@@ -37,11 +37,11 @@ def test_every_effect_claim_fails_on_the_untrained_twin(null_outcomes):
 
 def test_the_real_direction_no_longer_exceeds_random_directions_on_the_untrained_twin(null_outcomes):
     versus_random = {k: v for k, v in by_kind(null_outcomes, (ABOVE_RANDOM,)).items() if "random" in k}
-    assert len(versus_random) == 6
+    assert len(versus_random) == 2   # layer 11 and 12, each against the strongest of 5 random directions
     assert set(versus_random.values()) == {"failed"}, versus_random
 
 
 def test_the_label_controls_still_hold_on_the_untrained_twin(null_outcomes):
     controls = {k: v for k, v in by_kind(null_outcomes, CONTROL_CLAIMS).items() if "random" not in k}
-    assert len(controls) == 4
+    assert len(controls) == 4   # shuffled and within-intro (each the strongest of 5 draws) at layers 11 and 12
     assert set(controls.values()) == {"passed"}, {k: v for k, v in controls.items() if v != "passed"}

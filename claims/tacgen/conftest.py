@@ -95,7 +95,7 @@ def held_out_pooled(tacgen, tacgen_split):
 def sweeps(tacgen, claims_settings):
     """Sweeps shared by the claims of a session, keyed by what they measure; at the end of the
     session the ones computed are plotted into the report directory (``tacgen/*.png``)."""
-    from harness import logprob_diff, scorer, sweep
+    from harness import logprob_diff, scorer, sweep, sweep_directions
 
     cache: dict = {}
     score = scorer(logprob_diff, "intro", "apply", max_length=MAX_LENGTH)
@@ -107,6 +107,17 @@ def sweeps(tacgen, claims_settings):
                                score=score, rms_scaled=rms_scaled, **kw)
         return cache[key]
 
+    def draws(keys, *, rows, site, directions, alphas, positions=None, rms_scaled=False):
+        """Several directions (a control's random draws) swept in one pass (`sweep_directions`:
+        one encoder prefix for all), curve i cached under ``keys[i]``."""
+        if any(key not in cache for key in keys):
+            kw = {} if positions is None else {"positions": positions}
+            curves = sweep_directions(tacgen, [r.state for r in rows], at=site, directions=directions, alphas=alphas,
+                                      score=score, rms_scaled=rms_scaled, **kw)
+            cache.update(zip(keys, curves))
+        return [cache[key] for key in keys]
+
+    get.draws = draws
     yield get
     _plot(cache, Path(claims_settings.report_dir) / "tacgen")
 
@@ -117,8 +128,8 @@ def _plot(cache: dict, folder: Path) -> None:
 
     ylabel = "shift of logP(intro) - logP(apply)"
     for layer in LAYERS:
-        group = {"class-mean": cache.get(("global", layer))} | {
-            key[2]: curve for key, curve in cache.items() if key[:2] == ("control", layer)}
+        group = {"class-mean": cache.get(("global", layer))} | {   # each control's draws: "shuffled 3"
+            " ".join(map(str, key[2:])): curve for key, curve in cache.items() if key[:2] == ("control", layer)}
         group = {k: v for k, v in group.items() if v is not None}
         if group:
             plot_sweeps(group, folder / f"steering_layer{layer}.png", ylabel=ylabel,
@@ -143,25 +154,23 @@ def strongest_random(sweeps, directions):
     """The strongest of three norm-matched random directions' slopes near 0 at a site (and
     positions), for claims that must stand out from what any direction of that size does: an
     untrained model's score moves under every direction, so a positive slope alone says little.
-    The RMSNorm claims measure it on test200 (a wider CI only makes the comparison stricter); the
-    span claims on test500, the rows their own effect is measured on: judged at their family's
-    corrected level (98.3%), goal_head's slope 0.225 [0.190, 0.276] did not exceed 1.5x a test200
-    control's [-0.137, -0.041] at any resampling seed, and does exceed the same control on the
-    same 500 rows ([-0.100, -0.050]).
+    The three are swept in one pass and judged by `stats.strongest_of`. The RMSNorm claims
+    measure it on test200 (a wider CI only makes the comparison stricter); the span claims on
+    test500, the rows their own effect is measured on: judged at their family's corrected level
+    (98.3%), goal_head's slope 0.225 [0.190, 0.276] did not exceed 1.5x a test200 control's
+    [-0.137, -0.041] at any resampling seed, and does exceed the same control on the same 500
+    rows ([-0.100, -0.050]).
     """
-    from harness import random_direction, symmetric
+    from harness import random_direction, stats, symmetric
 
     from claims.tacgen.settings import NEAR
 
     def get(key, *, rows, site, like, seed, n_resamples, positions=None, rms_scaled=False):
-        slopes = []
-        for r in RANDOM_SEEDS:
-            d = random_direction(like, seed=r)
-            curve = sweeps(("random", *key, r), rows=rows, site=site, direction=d.vector,
-                           alphas=symmetric(NEAR, steps=3), positions=positions, rms_scaled=rms_scaled)
-            slopes.append(curve.slope(near=NEAR, seed=seed, n_resamples=n_resamples).with_context(
-                statistic=f"slope of random direction {r}"))
-        return max(slopes, key=lambda e: max(abs(e.ci_low), abs(e.ci_high)))
+        curves = sweeps.draws([("random", *key, r) for r in RANDOM_SEEDS], rows=rows, site=site,
+                              directions=[random_direction(like, seed=r).vector for r in RANDOM_SEEDS],
+                              alphas=symmetric(NEAR, steps=3), positions=positions, rms_scaled=rms_scaled)
+        return stats.strongest_of([c.slope(near=NEAR, seed=seed, n_resamples=n_resamples) for c in curves],
+                                  what=f"norm-matched random directions, seeds {RANDOM_SEEDS[0]}-{RANDOM_SEEDS[-1]}")
 
     return get
 
