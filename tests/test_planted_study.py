@@ -51,20 +51,27 @@ def null_outcomes(tmp_path_factory):
     return run_study(tmp_path_factory.mktemp("null"), "--claims-model", "planted=fixture:planted-null")
 
 
+# measured not to hold on the shipped fixture (THRESHOLDS' refuted list): a strict xfail there
+REFUTED = {"test_planted_slope_exceeds_every_control[random]"}
+
+
 def test_every_claim_holds_on_the_planted_fixture(planted_outcomes):
-    assert len(planted_outcomes) >= 10
-    assert set(planted_outcomes.values()) == {"passed"}, planted_outcomes
+    """Every claim but the refuted one holds; that one runs as a strict xfail."""
+    assert len(planted_outcomes) == 7
+    assert {k: v for k, v in planted_outcomes.items() if k not in REFUTED} == dict.fromkeys(
+        set(planted_outcomes) - REFUTED, "passed"), planted_outcomes
+    assert {planted_outcomes[k] for k in REFUTED} == {"xfailed"}, planted_outcomes
 
 
 def test_every_effect_claim_fails_on_the_null_twin(null_outcomes):
     effects = by_kind(null_outcomes, EFFECT_CLAIMS)
-    assert len(effects) == 6
+    assert len(effects) == 4
     assert set(effects.values()) == {"failed"}, effects
 
 
 def test_the_controls_still_hold_on_the_null_twin(null_outcomes):
     controls = by_kind(null_outcomes, CONTROL_CLAIMS)
-    assert len(controls) == 4
+    assert len(controls) == 2
     assert set(controls.values()) == {"passed"}, controls
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import expect, random_direction
+from harness import expect, logit_diff, random_direction, scorer, stats, sweep_directions, symmetric
 
 LAYERS = pytest.mark.parametrize("site", ["blocks.3.resid_post", "blocks.4.block_out"],
                                  ids=["layer3", "layer4"])
@@ -44,38 +44,52 @@ def test_null_direction_stays_near_zero(curves, thresholds, claim_seed, claims_s
     expect(slope).within(-thresholds.null_margin, thresholds.null_margin)
 
 
-CONTROLS = pytest.mark.parametrize("control", ["null", "random0", "random1", "random2"])
+# The norm-matched random control is RANDOM_DRAWS directions, draw i from
+# random_direction(planted, seed=CONTROL_SEED + i), swept in one pass on a 3-point grid (the slope over
+# |alpha| <= 0.25 from its ends and 0) and judged by the strongest: a control that is one draw lets the
+# verdict hang on that draw (on the shipped fixture seeds 0-7 give 0.28, 0.29, 0.67, 1.17, 0.52, -0.40,
+# 1.23, -1.11).
+CONTROL_SEED = 0
+RANDOM_DRAWS = 5
+CONTROL_ALPHAS = symmetric(0.25, steps=3)
 
 
-@pytest.mark.claim("Norm-matched random directions leave logit(A) - logit(B) near zero",
-                   source="control: random direction with the planted direction's norm")
-@pytest.mark.parametrize("control", ["random0", "random1", "random2"])
-def test_random_directions_stay_near_zero(control_curve, thresholds, claim_seed, claims_settings, control):
-    slope = control_curve(control).slope(near=0.25, seed=claim_seed, n_resamples=claims_settings.resamples)
-    expect(slope).within(-thresholds.control_margin, thresholds.control_margin)
+@pytest.mark.claim("Norm-matched random directions (the strongest of 5 draws) leave logit(A) - logit(B) near zero",
+                   source="control: random directions with the planted direction's norm")
+def test_random_directions_stay_near_zero(random_control, thresholds, claim_seed, claims_settings):
+    expect(random_control(seed=claim_seed, n_resamples=claims_settings.resamples)).within(
+        -thresholds.control_margin, thresholds.control_margin)
 
 
-@pytest.mark.claim("The planted direction's slope is many times any slope a control's CI allows",
+@pytest.mark.claim("The planted direction's slope is many times any slope a control's CI allows (the designed "
+                   "null direction; the strongest of 5 norm-matched random directions)",
                    source="planted recipe vs null and norm-matched random directions")
-@CONTROLS
-def test_planted_slope_exceeds_every_control(curves, control_curve, thresholds, claim_seed, claims_settings,
+@pytest.mark.parametrize("control", ["null", "random"])
+def test_planted_slope_exceeds_every_control(curves, random_control, thresholds, claim_seed, claims_settings,
                                              control):
     planted = curves("blocks.4.block_out", "planted").slope(near=0.25, seed=claim_seed,
                                                             n_resamples=claims_settings.resamples)
-    slope = control_curve(control).slope(near=0.25, seed=claim_seed, n_resamples=claims_settings.resamples)
+    if control == "null":
+        slope = curves("blocks.4.block_out", "null").slope(near=0.25, seed=claim_seed,
+                                                           n_resamples=claims_settings.resamples)
+    else:
+        slope = random_control(seed=claim_seed, n_resamples=claims_settings.resamples)
     expect(planted).exceeds(slope, factor=thresholds.min_factor)
 
 
 @pytest.fixture(scope="module")
-def control_curve(curves, planted_directions):
-    """The sweep of a control direction at the final residual: `null` or `random<seed>`."""
+def random_control(planted, planted_directions, prompts):
+    """``random_control(seed=, n_resamples=)``: the slopes of the RANDOM_DRAWS norm-matched random
+    directions at the final residual (swept once), judged by the strongest (`stats.strongest_of`)."""
+    draws = [random_direction(planted_directions["planted"], seed=CONTROL_SEED + i).vector
+             for i in range(RANDOM_DRAWS)]
+    found = sweep_directions(planted, prompts, at="blocks.4.block_out", directions=draws, alphas=CONTROL_ALPHAS,
+                             score=scorer(logit_diff, "A", "B"))
 
-    def get(control: str):
-        if control == "null":
-            return curves("blocks.4.block_out", "null")
-        seed = int(control.removeprefix("random"))
-        vector = random_direction(planted_directions["planted"], seed=seed).vector
-        return curves("blocks.4.block_out", control, vector)
+    def get(*, seed: int, n_resamples: int):
+        return stats.strongest_of([c.slope(near=0.25, seed=seed, n_resamples=n_resamples) for c in found],
+                                  what=f"norm-matched random directions, seeds {CONTROL_SEED}-"
+                                       f"{CONTROL_SEED + RANDOM_DRAWS - 1}")
 
     return get
 
