@@ -48,9 +48,6 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "whole answers restored: layer1-head0 0.075 [0.053, 0.105] vs layer1's lowest-ranked head 0.055 "
                 "[0.037, 0.082] (600 pairs, 98.3% CIs of a family of 3): every layer-1 head carries some of the "
                 "bracketing (patching_heads.png)",
-            "test_patching_the_head_restores_the_answer_more_than_a_control[layer1-head0-random-head]":
-                "whole answers restored: 0.075 [0.053, 0.105] vs the random head's 0.055 [0.037, 0.082] (98.3%); one "
-                "head moves the first token's logit difference (0.43 recovered) but rarely the whole answer",
             "test_patching_the_head_restores_the_answer_more_than_a_control[layer1-head0-wrong-to-wrong]":
                 "not shown at the family's 98.3% level: 0.075 [0.053, 0.105] vs 0.022 [0.007, 0.066] from "
                 "incorrect sources (uncorrected, 95%, it would pass by a hair: 0.057 vs 0.055); the few "

@@ -17,11 +17,12 @@ names it. Which heads qualify depends on the loaded model, which pytest loads af
 so the test ids carry the pattern (``-k to-matching-paren``), not the heads.
 
 Control: the same ratio, for the same heads and queries, to as many positions drawn uniformly at
-random from the attended ones. Whatever a head does, that ratio averages 1 over the draws (the
-weights of a query sum to 1 over its attended positions), so it checks the measure's baseline.
-The draw includes the matching position: excluding it would push a head that does attend to it
-below 1 by construction. Each example draws from a generator of its own, seeded from (seed,
-pattern, the example's tokens), so its draw does not depend on the other examples or their order.
+random from the attended ones, averaged over `CONTROL_DRAWS` draws per example (so no verdict
+hangs on one draw). Whatever a head does, that ratio averages 1 over the draws (the weights of a
+query sum to 1 over its attended positions), so it checks the measure's baseline. The draw
+includes the matching position: excluding it would push a head that does attend to it below 1 by
+construction. Each example draws from a generator of its own, draw i seeded from (seed + i,
+pattern, the example's tokens), so its draws do not depend on the other examples or their order.
 
 Specificity: a head that attends to every `(` also scores on to-matching-paren. So the paren
 heads' ratio to the matching `(` is compared, per `)`, with their mean ratio to the other `(`
@@ -43,6 +44,7 @@ from harness import attention_weights, DataError, expect, ratio_to_uniform, stat
 
 OPERATORS = ("+", "-", "*")
 CALIBRATION_TOLERANCE = 0.2   # the control's CI must lie within 1 +- this
+CONTROL_DRAWS = 8             # random-key draws per example, averaged (draw i from seed + i)
 
 Targets = list[tuple[int, list[int]]]   # (query position, key positions) pairs of one example
 
@@ -97,17 +99,21 @@ def random_targets(targets: Targets, *, seed: int, key: str) -> Targets:
 
 
 def pattern_ratios(rows: list[tuple[list[str], np.ndarray]], pattern: str,
-                   seed: int | None = None) -> np.ndarray:
+                   seed: int | None = None, draws: int = 1) -> np.ndarray:
     """``[examples, layers, heads]`` ratios of `pattern` over the (tokens, weights) rows that have
-    its targets; with `seed`, to random keys instead (the control: each example's keys drawn
-    from (seed, pattern, its tokens), whatever the other rows and their order)."""
+    its targets; with `seed`, to random keys instead, averaged over `draws` draws per example (the
+    control: draw i of an example's keys from (seed + i, pattern, its tokens), whatever the other
+    rows and their order)."""
     out = []
     for tokens, weights in rows:
         targets = PATTERNS[pattern](tokens)
         if targets:
-            if seed is not None:
-                targets = random_targets(targets, seed=seed, key=example_key(tokens, pattern))
-            out.append(example_ratio(weights, targets))
+            if seed is None:
+                out.append(example_ratio(weights, targets))
+                continue
+            key = example_key(tokens, pattern)
+            out.append(np.mean([example_ratio(weights, random_targets(targets, seed=seed + i, key=key))
+                                for i in range(draws)], 0))
     return np.stack(out)
 
 
@@ -194,17 +200,18 @@ def test_identified_heads_attend_to_the_pattern(ratios, thresholds, claim_seed, 
                                 site=f"blocks.{layer}.attn.head{head}")).at_least(thresholds.attention_factor)
 
 
-@pytest.mark.claim("Control: the identified heads' ratio to as many randomly drawn earlier positions is "
-                   "uniform (1 within the calibration tolerance)",
+@pytest.mark.claim("Control: the identified heads' ratio to as many randomly drawn earlier positions (the mean of "
+                   "8 draws per example) is uniform (1 within the calibration tolerance)",
                    source="002/003: attention patterns (control for the uniform baseline)")
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_random_positions_get_the_uniform_share(attention, ratios, thresholds, claim_seed, claims_settings,
                                                 pattern):
-    control = pattern_ratios(attention("test"), pattern, seed=claim_seed)
+    control = pattern_ratios(attention("test"), pattern, seed=claim_seed, draws=CONTROL_DRAWS)
     for layer, head in identify(ratios("selection", pattern), thresholds.attention_factor):
         est = stats.bootstrap_mean(control[:, layer - 1, head], seed=claim_seed, n_resamples=claims_settings.resamples)
-        expect(est.with_context(statistic=f"test split: attention to random positions / uniform "
-                                          f"({pattern} queries, {head_name(layer, head)})",
+        expect(est.with_context(statistic=f"test split: attention to random positions / uniform, the mean of "
+                                          f"{CONTROL_DRAWS} draws per example ({pattern} queries, "
+                                          f"{head_name(layer, head)})",
                                 site=f"blocks.{layer}.attn.head{head}")
                ).within(1 - CALIBRATION_TOLERANCE, 1 + CALIBRATION_TOLERANCE)
 

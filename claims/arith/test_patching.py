@@ -15,7 +15,7 @@ import pytest
 from claims.arith import measure
 from harness import expect
 
-HEAD_CONTROLS = ["other-head-same-layer", "random-head"]
+HEAD_CONTROLS = ["other-head-same-layer", "random-heads"]   # random-heads: the mean of 5 (conftest.RANDOM_HEADS)
 CONTROLS = [*HEAD_CONTROLS, "wrong-to-wrong"]   # the last has other pairs, so no shared logit-difference scale
 
 
@@ -28,7 +28,8 @@ def test_the_restoration_check_agrees_with_the_unpatched_runs(arith, patch_pairs
 
 
 @pytest.mark.claim("Patching the selected head (all positions) from the clean run restores the whole clean answer "
-                   "more often than each control",
+                   "more often than each control (the lowest-ranked head of its layer, the mean of 5 random "
+                   "heads, the head patched from incorrectly answered sources)",
                    source="002/003: activation patching of layer 2 head 2 from a correct into an incorrect "
                           "expression; controls: another head of the layer, from another incorrect example")
 @pytest.mark.parametrize("control", CONTROLS)
@@ -37,7 +38,8 @@ def test_patching_the_head_restores_the_answer_more_than_a_control(restoration, 
 
 
 @pytest.mark.claim("Patching the selected head recovers more of the first answer token's logit difference "
-                   "(clean answer - corrupt answer) than each control",
+                   "(clean answer - corrupt answer) than each control (the lowest-ranked head of its layer, "
+                   "the mean of 5 random heads)",
                    source="002/003: the patching metric is the logit difference of the correct answer token")
 @pytest.mark.parametrize("control", HEAD_CONTROLS)
 def test_patching_the_head_recovers_the_logit_difference_more_than_a_control(restoration, head, control):
@@ -46,11 +48,13 @@ def test_patching_the_head_recovers_the_logit_difference_more_than_a_control(res
 
 def test_the_controls_are_what_they_say(restoration, ranked_heads, head):
     """The same-layer control is the head of the selected layer that ablation ranks lowest; the
-    random head is another head; wrong-to-wrong patches the selected head."""
+    random heads are 5 other heads, each its own run; wrong-to-wrong patches the selected head."""
     layer = measure.head_id(head)[0]
     same_layer = [h for h in ranked_heads if measure.head_id(h)[0] == layer]
     assert restoration.heads["other-head-same-layer"] == (same_layer[-1],) != (head,)
-    assert head not in restoration.heads["random-head"]
+    randoms = restoration.heads["random-heads"]
+    assert head not in randoms and len(set(randoms)) == len(randoms) == 5
+    assert restoration.means["random-heads"] == randoms   # each drawn head patched on its own
     assert restoration.heads["wrong-to-wrong"] == (head,)
 
 

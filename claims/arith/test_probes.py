@@ -100,7 +100,8 @@ def margin(outcomes, target: str, layer: int, *, site, seed: int, n_resamples: i
     probe correctness minus the fraction of controls right on it)."""
     probe, control = (outcomes[target][kind][:, layer].astype(float) for kind in ("probe", "control"))
     return stats.paired_difference(probe, control, seed=seed, n_resamples=n_resamples).with_context(
-        site=str(site), statistic=f"{target} probe minus shuffled-label control, test accuracy (paired over rows)")
+        site=str(site), statistic=f"{target} probe minus shuffled-label control (the mean of {len(CONTROL_SEEDS)} "
+                                  "shuffles per row), test accuracy (paired over rows)")
 
 
 def accuracies(outcomes, *, seed: int, n_resamples: int) -> dict[str, list]:
@@ -128,7 +129,8 @@ def outcomes(arith, splits, claims_settings):
     return out
 
 
-@pytest.mark.claim("At its probe layer, a linear probe at '=' beats its shuffled-label control by the margin",
+@pytest.mark.claim("At its probe layer, a linear probe at '=' beats its shuffled-label control (the mean of 10 "
+                   "shuffles) by the margin",
                    source="002/003: linear probes for has-parentheses and the outermost operator")
 def test_the_probe_beats_its_control_at_the_probe_layer(arith, outcomes, thresholds, claim_seed, claims_settings,
                                                         target, probe_layer):
@@ -136,7 +138,8 @@ def test_the_probe_beats_its_control_at_the_probe_layer(arith, outcomes, thresho
                   n_resamples=claims_settings.resamples)).greater_than(thresholds.probe_margin)
 
 
-@pytest.mark.claim("Before its probe layer, a linear probe at '=' does not beat its control by the margin",
+@pytest.mark.claim("Before its probe layer, a linear probe at '=' does not beat its shuffled-label control (the "
+                   "mean of 10 shuffles) by the margin",
                    source="002/003: linear probes; the feature is not linearly readable earlier")
 def test_the_probe_does_not_beat_its_control_before_the_probe_layer(arith, outcomes, thresholds, claim_seed,
                                                                     claims_settings, target, early_layer):
