@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import math
+import re
 import subprocess
 import sys
 
@@ -224,3 +226,64 @@ def test_importing_evidence_loads_neither_numpy_nor_torch():
     code = "import sys, harness.verdicts.evidence; print(sorted(m for m in ('numpy', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- evidence kinds: estimates and exact comparisons ---------------------------------------------
+
+from harness.verdicts.evidence import EVIDENCE_KINDS, ZERO_WIDTH_RTOL, zero_width  # noqa: E402
+
+
+def exact_evidence(**changes) -> Evidence:
+    fields = dict(statistic="recovery", value=1.0, ci_low=1.0, ci_high=1.0, level=1.0, n=60, method="exact",
+                  unit="values", site=None, seed=None, fingerprint=None, expectation="equals(1, tol=1e-06)",
+                  held=True, kind="exact", expected=1.0, tolerance=1e-6, deviation=0.0)
+    fields.update(changes)
+    return Evidence(**fields)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "zero"),
+    [(0.0, 0.0, True), (3.92, 3.92, True), (3.919999917, 3.920000378, True), (-5.0, -5.0 + 4e-6, True),
+     (0.0, 1e-9, False), (3.9, 3.94, False), (None, 1.0, False), (math.nan, math.nan, False),
+     (math.inf, math.inf, False)],
+)
+def test_zero_width_is_narrower_than_a_millionth_of_the_magnitude(low, high, zero):
+    assert ZERO_WIDTH_RTOL == 1e-6
+    assert zero_width(low, high) is zero
+
+
+def test_the_evidence_of_an_estimate_is_kind_estimate_and_writes_no_exact_fields():
+    ev = evidence()
+    assert (ev.kind, ev.exact, ev.expected, ev.tolerance, ev.deviation) == ("estimate", False, None, None, None)
+    assert not {"kind", "expected", "tolerance", "deviation"} & set(ev.to_dict())
+    assert Evidence.from_dict(ev.to_dict()) == ev
+
+
+def test_the_evidence_of_an_exact_comparison_round_trips_with_its_fields():
+    ev = exact_evidence()
+    assert ev.exact and EVIDENCE_KINDS == ("estimate", "exact")
+    d = ev.to_dict()
+    assert list(d)[-4:] == ["kind", "expected", "tolerance", "deviation"]
+    assert (d["kind"], d["expected"], d["tolerance"], d["deviation"]) == ("exact", 1.0, 1e-6, 0.0)
+    assert Evidence.from_dict(d) == ev
+    assert exact_evidence(deviation=math.inf).to_dict()["deviation"] is None
+
+
+def test_a_report_reads_exact_evidence_and_plain_checks_back(tmp_path):
+    from harness.reports import ClaimResult, ReportError, build_report, read_report, write_report
+
+    claims = [ClaimResult(nodeid="t.py::test_exact", text="exact", source=None, params={}, outcome="passed",
+                          message="", duration_s=0.1, seed=1, evidence=(exact_evidence(), evidence())),
+              ClaimResult(nodeid="t.py::test_check", text="check", source=None, params={}, outcome="passed",
+                          message="", duration_s=0.1, seed=2, check=True)]
+    report = build_report(seed=0, resamples=9, command="pytest", started="2026-01-02T03:04:05+00:00",
+                          duration_s=1.0, claims=claims)
+    path = write_report(report, tmp_path)
+    assert read_report(path) == report
+    data = json.loads(path.read_text())
+    assert "check" not in data["claims"][0] and data["claims"][1]["check"] is True
+    data["claims"][0]["evidence"][0]["kind"] = "guess"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ReportError, match=re.escape(
+            "has `claims[0].evidence[0].kind` = 'guess', expected one of ('estimate', 'exact')")):
+        read_report(path)

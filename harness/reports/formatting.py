@@ -2,7 +2,8 @@
 
 Contents:
 
-- `format_number(x)`, `format_ci(evidence)`: numbers as every view shows them (terminal, HTML, diff).
+- `format_number(x)`, `format_ci(evidence)`: numbers as every view shows them (terminal, HTML, diff);
+  an exact comparison's evidence shows ``exact (max |dev| ..., tol ...)`` where a CI would be.
 - `table_rows(report)`: the rows of the terminal table, as `Row` values.
 - `column_widths(rows, total=...)`: the table's column widths within a terminal's width, none
   narrower than its longest word (up to `UNBROKEN` characters), so the table wraps only at spaces.
@@ -48,8 +49,9 @@ class Row:
 
 def table_rows(report: Report) -> tuple[Row, ...]:
     """One row per evidence record; a claim without evidence, or one that failed for a reason
-    its evidence does not show, also gets a row with its outcome and message. A record that
-    judges the same numbers as the row above it shows only its verdict."""
+    its evidence does not show, also gets a row with its outcome and message (a plain check
+    that passed without evidence: ``check passed``). A record that judges the same numbers as
+    the row above it shows only its verdict."""
     rows: list[Row] = []
     for c in report.claims:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
@@ -84,7 +86,10 @@ def table_rows(report: Report) -> tuple[Row, ...]:
             previous = numbers
         shown_failure = any(not ev.held for ev in c.evidence)
         if not c.evidence or (c.outcome != "passed" and not shown_failure):
-            verdict = c.outcome.upper() if c.outcome != "passed" else "passed (no evidence recorded)"
+            if c.outcome != "passed":
+                verdict = c.outcome.upper()
+            else:  # a plain check; a claim without evidence passed only in reports from before that was an error
+                verdict = "check passed" if c.check else "passed (no evidence recorded)"
             if c.message:
                 verdict += f": {_shorten(c.message, 160)}"
             ok = None if c.outcome in ("skipped", "xfailed") else c.outcome == "passed"
@@ -106,7 +111,12 @@ def format_number(x: float | None) -> str:
 
 
 def format_ci(ev: Evidence) -> str:
-    """``95% [low, high]`` of an evidence record."""
+    """``95% [low, high]`` of an evidence record; ``exact (max |dev| 0, tol 1e-06)`` for the
+    evidence of an exact comparison (kind ``"exact"``), which has no interval."""
+    if ev.kind == "exact":
+        dev = "" if ev.deviation is None else f"max |dev| {format_number(ev.deviation)}, "
+        tol = "-" if ev.tolerance is None else f"{ev.tolerance:g}"
+        return f"exact ({dev}tol {tol})"
     level = ev.level * 100 if ev.level <= 1 else ev.level
     return f"{level:.4g}% [{format_number(ev.ci_low)}, {format_number(ev.ci_high)}]"
 

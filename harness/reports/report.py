@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
-from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
+from harness.verdicts.evidence import EVIDENCE_KINDS, DatasetRecord, Evidence, ModelRecord
 from harness.reports.schema import (
     OUTCOMES,
     REPORT_FILENAME,
@@ -292,6 +292,7 @@ class _Reader:
             seed=self.get(c, "seed", where, int),
             evidence=tuple(self.evidence(e, f"{where}.evidence[{j}]") for j, e in enumerate(evidence)),
             identity=self.get(c, "identity", where, str) if "identity" in c else "",
+            check=self.get(c, "check", where, bool) if "check" in c else False,
             **self.family(c, where),
         )
 
@@ -319,8 +320,15 @@ class _Reader:
         values = {k: self.get(e, k, where, *ks) for k, ks in kinds.items()}
         if "resamples" in e:   # schema 3: the resamples the CI used (None: no bootstrap)
             values["resamples"] = self.get(e, "resamples", where, int, type(None))
-        for k in ("value", "ci_low", "ci_high", "level"):
-            if values[k] is not None:
+        if "kind" in e:        # optional: "estimate" (older reports) or "exact"
+            values["kind"] = self.get(e, "kind", where, str)
+            if values["kind"] not in EVIDENCE_KINDS:
+                raise self.fail(f"has `{where}.kind` = {values['kind']!r}, expected one of {EVIDENCE_KINDS}")
+        for k in ("expected", "tolerance", "deviation"):   # optional: an exact comparison's numbers
+            if k in e:
+                values[k] = self.get(e, k, where, *num)
+        for k in ("value", "ci_low", "ci_high", "level", "expected", "tolerance", "deviation"):
+            if values.get(k) is not None:
                 values[k] = float(values[k])
         return Evidence(**values)
 

@@ -76,7 +76,9 @@ class ClaimResult:
     `claim_seed` fixture hands the test. `family` names the family the claim was judged in
     (`harness.verdicts.families`), `family_size` its number of claims, `correction` the rule its
     verdict used and `level` the confidence level its CI was judged at (None without
-    evidence; schema 1 reports read as families of one, uncorrected).
+    evidence; schema 1 reports read as families of one, uncorrected). `check` is True for a
+    plain check (``@pytest.mark.claim(..., check=True)``), which may pass without evidence;
+    any other claim that records no evidence ends as an error.
     """
 
     nodeid: str
@@ -93,6 +95,7 @@ class ClaimResult:
     correction: str = "none"
     level: float | None = None
     identity: str = ""
+    check: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +112,7 @@ class ClaimResult:
             "family_size": self.family_size,
             "correction": self.correction,
             "level": self.level,
+            **({"check": True} if self.check else {}),   # written for a plain check only
             "evidence": [ev.to_dict() for ev in self.evidence],
         }
 

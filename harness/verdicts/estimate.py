@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.verdicts.evidence import zero_width
+
 __all__ = ["Estimate"]
 
 
@@ -27,7 +29,8 @@ class Estimate:
         est.value, est.ci_low, est.ci_high   # 0.41, 0.37, 0.45
 
     `status` is ``"ok"`` or ``"degenerate"``; a degenerate estimate (n < 2, constant data,
-    NaN in the input) carries a `reason` and never passes an expectation silently.
+    NaN in the input) carries a `reason` and never passes an expectation silently. An estimate
+    whose CI has `zero_width` is not degenerate, but `expect(...)` judges no effect on it.
     """
 
     value: float
@@ -49,6 +52,14 @@ class Estimate:
     @property
     def degenerate(self) -> bool:
         return self.status != "ok"
+
+    @property
+    def zero_width(self) -> bool:
+        """Whether the CI has zero width up to rounding (narrower than 1e-6 of its magnitude,
+        `harness.verdicts.evidence.zero_width`). Every resample gave the same value: an effect
+        expectation never holds on such a CI, and an exact finding is stated with
+        ``expect(values).equals(...)``."""
+        return zero_width(self.ci_low, self.ci_high)
 
     @property
     def can_change_level(self) -> bool:

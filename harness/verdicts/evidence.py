@@ -2,8 +2,11 @@
 
 Contents:
 
-- `Evidence`: one judged statistic (the numbers of an `Estimate`, the expectation it was held
-  to, and whether it held). `Evidence.from_estimate(est, expectation=..., held=...)`.
+- `Evidence`: one judgement: the numbers of an `Estimate` (kind ``"estimate"``) or of an exactly
+  computed value (kind ``"exact"``: `expect(values).equals(...)`), the expectation it was held
+  to, and whether it held. `Evidence.from_estimate(est, expectation=..., held=...)`.
+- `zero_width(ci_low, ci_high)`: whether an interval is narrower than rounding
+  (`ZERO_WIDTH_RTOL` of its magnitude); `EVIDENCE_KINDS`.
 - `recording()` / `record(evidence)`: the plugin opens a recorder around each test call;
   `expect(...)` calls `record`, so a test records its evidence without extra code. Outside a
   recorder (a notebook, a script) `record` does nothing.
@@ -32,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; Estimate imports numpy
 
 __all__ = [
     "Evidence",
+    "EVIDENCE_KINDS",
+    "ZERO_WIDTH_RTOL",
+    "zero_width",
     "ModelRecord",
     "DatasetRecord",
     "Registry",
@@ -60,17 +66,51 @@ def _json_float(x: float | None) -> float | None:
     return x if math.isfinite(x) else None
 
 
+EVIDENCE_KINDS: tuple[str, ...] = ("estimate", "exact")
+
+# An interval narrower than this fraction of its magnitude has zero width: about 8 float32 ulps,
+# the rounding of the arithmetic that produced it, not sampling variation. A bootstrap whose every
+# resample gives the same value up to rounding (near-constant data, a discrete statistic that
+# never moves) says nothing about how uncertain an effect is.
+ZERO_WIDTH_RTOL = 1e-6
+
+
+def zero_width(ci_low: float | None, ci_high: float | None) -> bool:
+    """Whether the interval [ci_low, ci_high] has zero width up to rounding:
+    ``ci_high - ci_low <= ZERO_WIDTH_RTOL * max(|ci_low|, |ci_high|)`` (so [0, 0] and [3.92, 3.92]
+    do, [3.9199999, 3.9200001] does too, [0, 1e-9] does not). False for a missing or non-finite bound.
+
+    Example::
+
+        zero_width(3.919999917, 3.920000378)   # True: a width of 4.6e-07 on 3.92
+    """
+    if ci_low is None or ci_high is None:
+        return False
+    lo, hi = float(ci_low), float(ci_high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return False
+    return hi - lo <= ZERO_WIDTH_RTOL * max(abs(lo), abs(hi))
+
+
 @dataclass(frozen=True)
 class Evidence:
-    """One statistic as a claim judged it.
+    """One judgement a claim made: what was measured, what it was held to, and whether it held.
 
     Example::
 
         Evidence.from_estimate(est, expectation="ci_excludes(0)", held=True)
 
-    The numeric fields copy the `Estimate`; `expectation` says what it was held to
-    (``"ci_excludes(0)"``, ``"within(-0.1, 0.1)"``) and `held` whether it passed. A degenerate
-    estimate has ``status="degenerate"``, a `reason`, and never ``held=True``.
+    `kind` says what the numbers are. ``"estimate"``: they copy an `Estimate` (a value and its
+    confidence interval at `level`). ``"exact"``: a value computed exactly and compared with
+    `expected` within an absolute `tolerance` (``expect(values).equals(1.0, tol=1e-6)``); `value`
+    is the measured value farthest from its expected value, `deviation` that largest absolute
+    deviation, `n` the number of values compared, ``ci_low == ci_high == value`` and `level` 1.0
+    (there is no interval). `expected`, `tolerance` and `deviation` are None for an estimate.
+
+    `expectation` says what it was held to (``"ci_excludes(0)"``, ``"within(-0.1, 0.1)"``,
+    ``"equals(1, tol=1e-06)"``) and `held` whether it passed. A degenerate judgement (a
+    degenerate estimate, too few examples, an effect judged on a zero-width CI) has
+    ``status="degenerate"``, a `reason`, and never ``held=True``.
     """
 
     statistic: str
@@ -89,6 +129,15 @@ class Evidence:
     status: str = "ok"
     reason: str = ""
     resamples: int | None = None
+    kind: str = "estimate"
+    expected: float | None = None
+    tolerance: float | None = None
+    deviation: float | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether this is the evidence of an exact comparison (kind ``"exact"``)."""
+        return self.kind == "exact"
 
     @classmethod
     def from_estimate(cls, est: "Estimate", *, expectation: str, held: bool) -> "Evidence":
@@ -121,9 +170,14 @@ class Evidence:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe fields, in schema order (non-finite numbers become None)."""
+        """JSON-safe fields, in schema order (non-finite numbers become None). `kind`,
+        `expected`, `tolerance` and `deviation` are written for an exact comparison only: the
+        evidence of an estimate reads as before (`from_dict` takes their absence as an estimate)."""
         out = dataclasses.asdict(self)
-        for key in ("value", "ci_low", "ci_high"):
+        if not self.exact:
+            for key in _EXACT_FIELDS:
+                del out[key]
+        for key in ("value", "ci_low", "ci_high", *(k for k in _EXACT_FIELDS[1:] if k in out)):
             out[key] = _json_float(out[key])
         return out
 
@@ -132,6 +186,9 @@ class Evidence:
         """The inverse of `to_dict`; `data` must hold every field (see `harness.reports.report.read_report`)."""
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data or
                       f.default is dataclasses.MISSING})
+
+
+_EXACT_FIELDS = ("kind", "expected", "tolerance", "deviation")
 
 
 def _maybe_float(x: Any) -> float | None:
