@@ -201,15 +201,72 @@ def test_overlapping_and_disjoint_cis():
         diff_reports(base, with_claim(base, STEER, evidence=steer_value(0.65)), tolerance=1), width=300)
 
 
-def test_a_zero_width_baseline_ci():
+def test_a_zero_width_baseline_ci_is_compared_with_an_absolute_tolerance():
     base = report(claims=[claim(evidence=(evidence(value=0.5, ci_low=0.5, ci_high=0.5),))])
     same = diff_reports(base, base).claims[0].evidence[0]
-    assert same.shift == 0 and same.shift_note == "" and not same.moved
+    assert same.delta == 0 and same.atol == pytest.approx(1e-6) and not same.moved and same.compared
     changed = diff_reports(base, report(claims=[claim(evidence=(evidence(value=0.51, ci_low=0.5, ci_high=0.52),))]))
     e = changed.claims[0].evidence[0]
-    assert e.shift == math.inf and e.moved and "zero width" in e.shift_note
+    assert math.isnan(e.shift) and e.delta == pytest.approx(0.01) and e.moved and "zero width" in e.shift_note
     assert changed.exit_status == 1
-    assert "shift +inf half-widths (the baseline CI has zero width)" in render_diff(changed, width=300)
+    assert ("change +0.01 (the baseline CI has zero width; absolute tolerance 1e-06), CIs overlap [MOVED]"
+            in render_diff(changed, width=300))
+    rounding = diff_reports(base, report(claims=[claim(evidence=(evidence(value=0.5000001, ci_low=0.4, ci_high=0.6),))]))
+    assert not rounding.claims[0].evidence[0].moved and not rounding.regressed
+
+
+def test_a_near_zero_width_baseline_ci_never_moves_by_millions_of_half_widths():
+    # a bootstrap of near-constant data: 3.92 with a CI 2e-09 wide (float noise); the new run
+    # measures 3.905. In half-widths of the baseline that was a shift of -14821789.65.
+    base = report(claims=[claim(evidence=(evidence(value=3.92, ci_low=3.92 - 1e-9, ci_high=3.92 + 1e-9,
+                                                   expectation="within(3, 5)"),))])
+    new = report(claims=[claim(evidence=(evidence(value=3.905, ci_low=3.90, ci_high=3.91,
+                                                  expectation="within(3, 5)"),))])
+    diff = diff_reports(base, new)
+    e = diff.claims[0].evidence[0]
+    assert math.isnan(e.shift) and e.atol == pytest.approx(3.92e-6) and e.delta == pytest.approx(-0.015)
+    assert e.moved and diff.exit_status == 1
+    text = render_diff(diff, width=300)
+    assert "half-widths, CIs" not in text
+    assert "change -0.015 (the baseline CI has zero width; absolute tolerance 3.92e-06), CIs disjoint [MOVED]" in text
+    jitter = report(claims=[claim(evidence=(evidence(value=3.920001, ci_low=3.91, ci_high=3.93,
+                                                     expectation="within(3, 5)"),))])
+    assert not diff_reports(base, jitter).regressed   # 1e-06 is within 3.92e-06
+
+
+def exact(value: float = 1.0, **changes) -> Evidence:
+    fields = dict(statistic="recovery", value=value, ci_low=value, ci_high=value, level=1.0, n=60,
+                  method="exact", unit="values", site=None, seed=None, fingerprint=None,
+                  expectation="equals(1, tol=1e-06)", held=abs(value - 1.0) <= 1e-6, kind="exact",
+                  expected=1.0, tolerance=1e-6, deviation=abs(value - 1.0))
+    fields.update(changes)
+    return Evidence(**fields)
+
+
+def test_exact_evidence_is_compared_with_its_own_tolerance():
+    base = report(claims=[claim(evidence=(exact(1.0),))])
+    same = diff_reports(base, report(claims=[claim(evidence=(exact(1.0 + 5e-7),))]))
+    assert not same.regressed and same.claims[0].evidence[0].atol == 1e-6
+    looser = exact(1.0004, tolerance=1e-3, held=True, expectation="equals(1, tol=0.001)")
+    moved = diff_reports(base, report(claims=[claim(evidence=(looser,))]))
+    e = moved.claims[0].evidence[0]
+    assert e.moved and e.delta == pytest.approx(4e-4) and moved.exit_status == 1   # beyond the baseline's 1e-06
+    assert "change +0.0004 (an exact comparison; absolute tolerance 1e-06)" in render_diff(moved, width=300)
+
+
+def test_an_exact_comparison_that_held_and_now_does_not_is_a_regression():
+    base = report(claims=[claim(evidence=(exact(1.0),))])
+    new = report(claims=[claim(outcome="failed", message="expected `recovery` (60 values) to equal 1 within 1e-06",
+                               evidence=(exact(0.93),))])
+    diff = diff_reports(base, new)
+    assert diff.regressed and diff.claims[0].change == "regressed" and diff.claims[0].evidence[0].moved
+    text = render_diff(diff, width=300)
+    assert ("recovery: 1 exact (max |dev| 0, tol 1e-06) -> 0.93 exact (max |dev| 0.07, tol 1e-06)  "
+            "change -0.07 (an exact comparison; absolute tolerance 1e-06) [MOVED]  "
+            "(equals(1, tol=1e-06) held -> NOT HELD)") in text
+    # held -> not held alone moves it, even inside the tolerance (a claim kept passing by pytest.raises, say)
+    flipped = diff_reports(base, report(claims=[claim(evidence=(exact(1.0, held=False),))]))
+    assert flipped.claims[0].evidence[0].moved and flipped.regressed
 
 
 def test_missing_values_give_a_nan_shift_that_never_moves():

@@ -3,15 +3,18 @@
 Contents:
 
 - `diff_reports(base, new, tolerance=3.0)` -> `ReportDiff`: claims matched by node id, their
-  verdict changes, how far each effect moved (in units of the baseline CI's half-width),
-  claims added and removed, and provenance changes (models, data sets, versions, run).
+  verdict changes, how far each effect moved (in units of the baseline CI's half-width; against
+  an absolute tolerance where the baseline CI has zero width or the evidence is an exact
+  comparison), claims added and removed, and provenance changes (models, data sets, versions, run).
 - `diff_files(base_path, new_path, tolerance=3.0)`: the same, reading two ``report.json`` files.
 - `check_tolerance(tolerance)`: the validation `--tolerance` gets.
 - `write_baseline(report, path)`: write a report to any file name, atomically (for
   ``--claims-update-baseline``; `harness.reports.report.write_report` always names it ``report.json``).
 
 A diff *regresses* (`ReportDiff.regressed`, `exit_status` 1) when a claim that passed now
-failed or errored, or when any matched effect moved by more than `tolerance` half-widths.
+failed or errored, or when any matched effect moved: by more than `tolerance` half-widths, by
+more than the absolute tolerance of a zero-width baseline CI or an exact comparison, or from an
+exact comparison that held to one that does not.
 Claims added or removed, claims fixed, other outcome changes (passed -> skipped) and
 provenance changes are reported but do not by themselves regress.
 
@@ -83,10 +86,10 @@ class ClaimDiff:
 
     @property
     def uncompared(self) -> tuple[EvidenceDiff, ...]:
-        """Matched entries whose values differ but whose shift is NaN (no value, no CI)."""
+        """Matched entries whose values differ but could not be compared (no value, no CI)."""
         return tuple(
             e for e in self.evidence
-            if e.base is not None and e.new is not None and math.isnan(e.shift)
+            if e.base is not None and e.new is not None and not e.compared
             and _numbers(e.base) != _numbers(e.new)
         )
 

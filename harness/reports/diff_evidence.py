@@ -14,12 +14,24 @@ Evidence matching within a claim (a claim records one evidence entry per `expect
 Entries left over (a failed claim stops at its first failing expectation, so it often has
 fewer) are listed as only in the baseline or only in the new run; they never regress.
 
-Effect movement: ``shift = (new.value - base.value) / h`` with ``h = (base.ci_high -
-base.ci_low) / 2``. If the values are equal, the shift is 0. If either value is missing
-(null/NaN) the shift is NaN. If `h` is 0 the shift is +-inf (any change is infinitely many
-half-widths, so it moves); if `h` is missing or not finite the shift is NaN. A NaN shift never
-counts as moved; `shift_note` says why it is not a number. `overlap` is whether the two CIs
-share a point (None when a bound is missing).
+Effect movement, by what the baseline measured:
+
+- an estimate with a CI of positive width: ``shift = (new.value - base.value) / h`` with ``h =
+  (base.ci_high - base.ci_low) / 2``; it moved when ``|shift| > tolerance`` (in half-widths);
+- an estimate whose CI has zero width (`harness.verdicts.evidence.zero_width`: narrower than
+  1e-6 of its magnitude), where half-widths would turn rounding into millions: the change
+  ``delta = new.value - base.value`` is compared with an absolute tolerance, `ZERO_WIDTH_ATOL`
+  scaled by the value's magnitude (``1e-6 * max(1, |base.value|)``, the rounding of float32
+  arithmetic); it moved when ``|delta|`` exceeds it;
+- an exact comparison (kind ``"exact"``): ``delta`` is compared with the baseline's own
+  tolerance (``equals(..., tol=...)``); it moved when ``|delta| > tol``, and an exact
+  comparison that held and now does not is moved too (a regression) whatever the values.
+
+`atol` is the absolute tolerance of the last two (None when compared in half-widths), and
+`shift` is NaN for them. If the values are equal nothing moved. If either value is missing
+(null/NaN), or the baseline has no CI, the change is not a number and never counts as moved;
+`shift_note` says why. `overlap` is whether the two CIs share a point (None when a bound is
+missing, or either side is an exact comparison).
 """
 
 from __future__ import annotations
@@ -29,11 +41,16 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.verdicts.evidence import Evidence
+from harness.verdicts.evidence import ZERO_WIDTH_RTOL, Evidence, zero_width
 
 __all__ = [
     "EvidenceDiff",
+    "ZERO_WIDTH_ATOL",
 ]
+
+# How far a value measured with a zero-width CI may move, per unit of its magnitude (at least
+# 1): the same rounding scale that makes a CI zero-width.
+ZERO_WIDTH_ATOL = ZERO_WIDTH_RTOL
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,10 @@ class EvidenceDiff:
 
     `base` or `new` is None for an entry found in only one of the runs (then the numbers are
     NaN / None and `moved` is False). `match` says how the pair was made:
-    ``"statistic+expectation"``, ``"statistic"``, ``"position"`` or ``"unmatched"``.
+    ``"statistic+expectation"``, ``"statistic"``, ``"position"`` or ``"unmatched"``. `shift` is
+    the move in half-widths of the baseline CI; `delta` the change of value; `atol` the absolute
+    tolerance `delta` was compared with, for a baseline of zero width or an exact comparison
+    (None when compared in half-widths; see the module docstring).
     """
 
     index_base: int | None
@@ -54,6 +74,13 @@ class EvidenceDiff:
     shift_note: str
     overlap: bool | None
     moved: bool
+    delta: float = math.nan
+    atol: float | None = None
+
+    @property
+    def compared(self) -> bool:
+        """Whether the two values were compared (in half-widths or against `atol`)."""
+        return self.atol is not None or not math.isnan(self.shift)
 
     @property
     def statistic(self) -> str:
@@ -106,8 +133,29 @@ def _diff_evidence(base: Sequence[Evidence], new: Sequence[Evidence], tol: float
             out.append(EvidenceDiff(i, j, b, n, how, math.nan, note, None, False))
             continue
         shift, note = _shift(b, n)
-        out.append(EvidenceDiff(i, j, b, n, how, shift, note, _overlap(b, n), abs(shift) > tol))
+        delta = n.value - b.value if _finite(b.value) and _finite(n.value) else math.nan  # type: ignore[operator]
+        atol = _absolute_tolerance(b)
+        if atol is None:
+            moved = abs(shift) > tol
+        else:
+            if not math.isnan(delta):
+                note = "an exact comparison" if b.exact else "the baseline CI has zero width"
+            shift = math.nan
+            moved = abs(delta) > atol or (b.exact and b.held and not n.held)
+        overlap = None if b.exact or n.exact else _overlap(b, n)   # an exact value has no interval
+        out.append(EvidenceDiff(i, j, b, n, how, shift, note, overlap, moved, delta, atol))
     return tuple(out)
+
+
+def _absolute_tolerance(b: Evidence) -> float | None:
+    """The absolute tolerance a change from baseline `b` is judged by: its own for an exact
+    comparison, `ZERO_WIDTH_ATOL` x max(1, |value|) for a zero-width CI; None (half-widths) else."""
+    if b.exact:
+        return float(b.tolerance) if b.tolerance is not None and math.isfinite(b.tolerance) else 0.0
+    if zero_width(b.ci_low, b.ci_high):
+        scale = abs(b.value) if _finite(b.value) else 0.0  # type: ignore[arg-type]
+        return ZERO_WIDTH_ATOL * max(1.0, scale)
+    return None
 
 
 def _finite(x: float | None) -> bool:
@@ -127,8 +175,8 @@ def _shift(b: Evidence, n: Evidence) -> tuple[float, str]:
     half = (b.ci_high - b.ci_low) / 2  # type: ignore[operator]
     if half < 0:
         return math.nan, "the baseline CI is inverted"
-    if half == 0:
-        return math.copysign(math.inf, delta), "the baseline CI has zero width"
+    if half == 0:   # compared with an absolute tolerance instead (`_absolute_tolerance`)
+        return math.nan, "the baseline CI has zero width"
     return delta / half, ""
 
 
@@ -142,7 +190,7 @@ def _overlap(b: Evidence, n: Evidence) -> bool | None:
 def _numbers(ev: Evidence | None) -> tuple:
     if ev is None:
         return ()
-    return (ev.statistic, ev.site, ev.value, ev.ci_low, ev.ci_high, ev.n)
+    return (ev.statistic, ev.site, ev.value, ev.ci_low, ev.ci_high, ev.n, ev.kind, ev.deviation)
 
 
 def _distinct(items: Iterable[EvidenceDiff]) -> list[EvidenceDiff]:

@@ -24,7 +24,12 @@ def _est(ev: Evidence) -> str:
 
 
 def _shift_text(e: EvidenceDiff) -> str:
-    if math.isnan(e.shift):
+    """How far the value moved: ``shift +0.50 half-widths``, or for a zero-width baseline CI
+    or an exact comparison ``change -0.015 (the baseline CI has zero width; absolute tolerance
+    3.92e-06)``."""
+    if e.atol is not None and not math.isnan(e.delta):
+        text = f"change {e.delta:+.4g} ({e.shift_note}; absolute tolerance {e.atol:.3g})"
+    elif math.isnan(e.shift):
         text = f"shift n/a ({e.shift_note})"
     elif math.isinf(e.shift):
         text = f"shift {'+' if e.shift > 0 else '-'}inf half-widths ({e.shift_note})"
