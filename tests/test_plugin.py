@@ -113,9 +113,9 @@ def study(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def test_a_claims_run_prints_the_table_with_the_seed_and_the_reproduce_command(study):
     result = run(study, "--claims-seed", "7")
-    result.assert_outcomes(passed=4, failed=1)
+    result.assert_outcomes(passed=4, failed=1, errors=1)   # the claim without evidence passes its call, errs after
     section = claims_section(result)
-    assert section[0].startswith("claims: seed 7, resamples 9999; 4 claims (3 passed, 1 failed) in ")
+    assert section[0].startswith("claims: seed 7, resamples 9999; 4 claims (2 passed, 1 failed, 1 error) in ")
     reproduce = next(line for line in section if line.startswith("reproduce: "))
     assert reproduce.startswith("reproduce: pytest -p no:cacheprovider")
     assert reproduce.endswith(" --claims-seed=7")
@@ -128,14 +128,14 @@ def test_a_claims_run_prints_the_table_with_the_seed_and_the_reproduce_command(s
     # the parametrized claim is a family of 2: its effect expectations are judged at 97.5%
     assert "family of 2: bonferroni" in text and "97.5% [" in text
     assert "held: ci_excludes(0)" in text and "NOT HELD: ci_excludes(0)" in text
-    assert "passed (no evidence recorded)" in text
+    assert "ERROR: claim recorded no" in text   # the verdict column wraps the rest of the message
     assert max(len(line) for line in section) <= 160
 
 
 def test_the_table_has_one_row_per_estimate_and_verdict_and_one_for_a_claim_without_evidence(study):
     result = run(study)
     section = claims_section(result)
-    rows = [line for line in section if "held" in line or "HELD" in line or "no evidence" in line]
+    rows = [line for line in section if "held" in line or "HELD" in line or "ERROR: claim recorded no" in line]
     # two claims whose estimate held twice (one row each), one control held once then not held
     # (two rows), one claim without evidence
     assert len(rows) == 1 + 1 + 2 + 1
@@ -214,7 +214,7 @@ def test_evidence_recorded_before_a_failure_is_kept(study):
 def test_the_report_reads_back_through_read_report(study):
     run(study)
     report = read_report(study.path / "reports/latest/report.json")
-    assert report.counts() == {"passed": 3, "failed": 1}
+    assert report.counts() == {"passed": 2, "failed": 1, "error": 1}
 
 
 def test_the_report_goes_to_the_directory_given_with_claims_report(study, tmp_path):
@@ -330,7 +330,7 @@ def test_registered_models_and_data_sets_appear_in_the_header_and_the_report(pyt
     pytester.makepyfile(test_uses_model='''
         import pytest
 
-        @pytest.mark.claim("The model loads")
+        @pytest.mark.claim("The model loads", check=True)
         def test_loads(tacgen):
             assert tacgen
     ''')
@@ -352,7 +352,7 @@ def test_each_session_starts_with_an_empty_registry(pytester):
         import pytest
         from harness.verdicts.evidence import register_model, registered_models
 
-        @pytest.mark.claim("Registers a model")
+        @pytest.mark.claim("Registers a model", check=True)
         def test_register():
             assert registered_models() == ()
             register_model("m", spec="fixture:m", fingerprint="1", device="cpu", dtype="float32")
@@ -485,14 +485,16 @@ def test_json_safe_params_keep_primitives_and_repr_the_rest():
 
 def test_the_claim_marker_is_registered_with_its_signature_and_an_example(pytester):
     result = run(pytester, "--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.claim(text, *, source=None, family=None): this test states a finding *Example: @pytest.mark.claim(*"])
+    result.stdout.fnmatch_lines(["@pytest.mark.claim(text, *, source=None, family=None, check=False): this test "
+                                 "states a finding *`check=True` a plain check that may record no evidence*"
+                                 "Example: @pytest.mark.claim(*"])
 
 
 def test_a_claim_marker_passes_under_strict_markers_and_a_typo_fails(pytester):
     pytester.makepyfile(test_markers='''
         import pytest
 
-        @pytest.mark.claim("Spelled right")
+        @pytest.mark.claim("Spelled right", check=True)
         def test_right():
             pass
     ''')
@@ -516,7 +518,8 @@ def test_a_claim_marker_passes_under_strict_markers_and_a_typo_fails(pytester):
         ("claim(3)", "@pytest.mark.claim text must be a string, got int 3; e.g. *"),
         ("claim('   ')", "@pytest.mark.claim text must state the finding, got '   '; e.g. *"),
         ("claim('a', 'b')", "@pytest.mark.claim takes one text, got 2: ('a', 'b'); give the source as a keyword, e.g. *"),
-        ("claim('a', sources='nb')", "@pytest.mark.claim got unexpected keyword argument(s) 'sources'; it takes the text and source=..., e.g. *"),
+        ("claim('a', sources='nb')", "@pytest.mark.claim got unexpected keyword argument(s) 'sources'; did you mean "
+                                     "source=? it takes the text and source=, family=, check=, e.g. *"),
         ("claim('a', source=12)", "@pytest.mark.claim source must be a string or None, got int 12; e.g. *"),
     ],
     ids=["no-text", "int-text", "blank-text", "two-texts", "unknown-keyword", "int-source"],
@@ -657,3 +660,142 @@ def test_importing_the_plugin_loads_neither_torch_transformers_nor_numpy():
             "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'scipy', 'rich') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# =============================================================================================
+# Evidence that says what it is: a claim without evidence, plain checks, exact findings.
+# (One block; tests added by others go below or above it, not inside.)
+
+from harness.plugin.outcomes import NO_EVIDENCE  # noqa: E402
+
+EVIDENCE_STUDY = '''
+import numpy as np
+import pytest
+
+from harness.verdicts.estimate import Estimate
+from harness.verdicts.expect import expect
+
+
+@pytest.mark.claim("Patching the only differing token restores every pair")
+def test_exact():
+    expect(np.ones(60), name="recovery").equals(1.0, tol=1e-6)
+
+
+@pytest.mark.claim("A claim that forgot its expect")
+def test_forgot():
+    assert 1 + 1 == 2
+
+
+@pytest.mark.claim("The controls are what they say", check=True)
+def test_plain_check():
+    assert "random" != "shuffled"
+
+
+@pytest.mark.claim("A check may still record evidence", check=True)
+def test_check_with_evidence():
+    expect(Estimate(value=0.5, ci_low=0.4, ci_high=0.6, level=0.95, n=500, method="wilson",
+                    statistic="accuracy")).at_least(0.3)
+'''
+
+
+@pytest.fixture
+def evidence_study(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(test_evidence_study=EVIDENCE_STUDY)
+    return pytester
+
+
+def test_a_claim_that_records_no_evidence_ends_as_an_error_that_says_so(evidence_study):
+    result = run(evidence_study)
+    result.assert_outcomes(passed=4, errors=1)   # its call passed; pytest reports the error at teardown
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_forgot*", NO_EVIDENCE.replace("[", "[[]")])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    claim = claims_by_nodeid(report_of(evidence_study))["test_evidence_study.py::test_forgot"]
+    assert (claim["outcome"], claim["message"], claim["evidence"]) == ("error", NO_EVIDENCE, [])
+    assert NO_EVIDENCE == ("claim recorded no evidence: state the finding with expect(...), or mark it check=True "
+                           'if it is a plain check (@pytest.mark.claim("...", check=True))')
+    assert "check" not in claim
+    assert any("ERROR: claim recorded no" in line for line in claims_section(result))
+
+
+def test_a_plain_check_passes_without_evidence_and_shows_as_check_passed(evidence_study):
+    result = run(evidence_study)
+    claims = claims_by_nodeid(report_of(evidence_study))
+    check = claims["test_evidence_study.py::test_plain_check"]
+    assert (check["outcome"], check["message"], check["evidence"], check["check"]) == ("passed", "", [], True)
+    row = next(line for line in claims_section(result) if line.startswith("The controls are what"))
+    assert row.rstrip().endswith("check passed")
+    with_evidence = claims["test_evidence_study.py::test_check_with_evidence"]
+    assert with_evidence["check"] is True and [e["held"] for e in with_evidence["evidence"]] == [True]
+    read = read_report(evidence_study.path / "reports/latest/report.json")
+    assert [c.check for c in read.claims] == [False, False, True, True]
+
+
+def test_an_exact_finding_is_reported_as_exact_in_the_table_the_json_and_the_html(evidence_study):
+    result = run(evidence_study)
+    claim = claims_by_nodeid(report_of(evidence_study))["test_evidence_study.py::test_exact"]
+    assert claim["outcome"] == "passed"
+    (ev,) = claim["evidence"]
+    assert {k: ev[k] for k in ("statistic", "value", "ci_low", "ci_high", "level", "n", "method", "unit",
+                               "expectation", "held", "status", "kind", "expected", "tolerance", "deviation")} == {
+        "statistic": "recovery", "value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "level": 1.0, "n": 60,
+        "method": "exact", "unit": "values", "expectation": "equals(1, tol=1e-06)", "held": True, "status": "ok",
+        "kind": "exact", "expected": 1.0, "tolerance": 1e-06, "deviation": 0.0}
+    row = next(line for line in claims_section(result) if "recovery" in line)
+    assert "exact (max |dev| 0, tol 1e-06)" in row and "held: equals(1, tol=1e-06)" in row
+    html = (evidence_study.path / "reports/latest/report.html").read_text()
+    assert "exact (max |dev| 0, tol 1e-06)" in html and "equals(1, tol=1e-06)" in html
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        ("claim('a', chek=True)", "@pytest.mark.claim got unexpected keyword argument(s) 'chek'; did you mean check=? "
+                                  "it takes the text and source=, family=, check=, e.g. *"),
+        ("claim('a', famly='f', sorce='s')", "@pytest.mark.claim got unexpected keyword argument(s) 'famly', 'sorce'; "
+                                             "did you mean family=, source=? it takes the text and *"),
+        ("claim('a', checks=1)", "*unexpected keyword argument(s) 'checks'; did you mean check=? *"),
+        ("claim('a', check='yes')", "@pytest.mark.claim check must be True or False, got str 'yes'; e.g. check=True "
+                                    "for a plain check that states no finding with expect(...)"),
+        ("claim('a', zzz=1)", "@pytest.mark.claim got unexpected keyword argument(s) 'zzz'; it takes the text and "
+                              "source=, family=, check=, e.g. *"),
+    ],
+    ids=["misspelt-check", "two-misspelt", "plural-check", "check-not-bool", "unknown-keyword-without-a-match"],
+)
+def test_a_misspelt_or_mistyped_check_keyword_is_a_collection_error(pytester, marker, message):
+    pytester.makepyfile(test_bad=f'''
+        import pytest
+
+        @pytest.mark.{marker}
+        def test_bad():
+            pass
+    ''')
+    result = run(pytester)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*", f"test_bad.py::test_bad: {message}"])
+
+
+def test_parse_claim_mark_reads_check():
+    assert parse_claim_mark(("t",), {"check": True}) == ClaimMark("t", check=True)
+    assert parse_claim_mark(("t",), {}).check is False
+    with pytest.raises(ClaimMarkerError, match=r"check must be True or False, got int 1"):
+        parse_claim_mark(("t",), {"check": 1})
+
+
+PASSED = [PhaseResult("setup", "passed", 0), PhaseResult("call", "passed", 0), PhaseResult("teardown", "passed", 0)]
+
+
+@pytest.mark.parametrize(
+    ("phases", "evidence", "check", "expected"),
+    [
+        (PASSED, (), False, ("error", NO_EVIDENCE)),
+        (PASSED, (), True, ("passed", "")),
+        (PASSED, ("an evidence record",), False, ("passed", "")),
+        (PASSED, None, False, ("passed", "")),   # evidence not known: not checked
+        ([*PASSED[:1], PhaseResult("call", "failed", 0, "m"), PASSED[2]], (), False, ("failed", "m")),
+        ([PhaseResult("setup", "skipped", 0, "why")], (), False, ("skipped", "why")),
+        ([*PASSED[:1], PhaseResult("call", "skipped", 0, "r", xfail=True)], (), False, ("xfailed", "r")),
+    ],
+    ids=["no-evidence", "plain-check", "evidence", "unknown", "failed", "skipped", "xfailed"],
+)
+def test_claim_outcome_makes_a_passing_claim_without_evidence_an_error(phases, evidence, check, expected):
+    assert claim_outcome(phases, evidence=evidence, check=check) == expected

@@ -1,14 +1,21 @@
 """The outcome of one test, from what the plugin saw of its phases (pure functions).
 
-`PhaseResult` is one phase (setup, call, teardown); `claim_outcome` turns the phases into the
-claim's outcome and message; `json_safe_params` makes parametrize values fit for report.json.
+`PhaseResult` is one phase (setup, call, teardown); `claim_outcome` turns the phases (and the
+evidence the call recorded) into the claim's outcome and message, and a claim that passed
+without recording evidence into an error (`NO_EVIDENCE`) unless it is a plain check;
+`json_safe_params` makes parametrize values fit for report.json.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+NO_EVIDENCE = (
+    "claim recorded no evidence: state the finding with expect(...), or mark it check=True if it is "
+    "a plain check (@pytest.mark.claim(\"...\", check=True))"
+)
 
 
 @dataclass(frozen=True)
@@ -22,11 +29,15 @@ class PhaseResult:
     xfail: bool = False
 
 
-def claim_outcome(phases: Iterable[PhaseResult]) -> tuple[str, str]:
+def claim_outcome(
+    phases: Iterable[PhaseResult], *, evidence: Sequence[Any] | None = None, check: bool = False
+) -> tuple[str, str]:
     """(outcome, message) of a test from its phases.
 
-    "error" is a failure in setup or teardown; "failed" a failure in the call; "xfailed" and
-    "xpassed" are the xfail marker's outcomes.
+    "error" is a failure in setup or teardown, or (given the call's `evidence`) a claim that
+    passed without recording any, unless `check` (a plain check): message `NO_EVIDENCE`.
+    "failed" is a failure in the call; "xfailed" and "xpassed" are the xfail marker's
+    outcomes. `evidence` None: not known, not checked.
     """
     by = {p.when: p for p in phases}
     setup, call, teardown = by.get("setup"), by.get("call"), by.get("teardown")
@@ -44,6 +55,8 @@ def claim_outcome(phases: Iterable[PhaseResult]) -> tuple[str, str]:
             outcome, message = "xpassed", call.message
     if teardown is not None and teardown.outcome == "failed" and outcome in ("passed", "xpassed"):
         outcome, message = "error", f"error in teardown: {teardown.message}"
+    if outcome == "passed" and evidence is not None and not evidence and not check:
+        outcome, message = "error", NO_EVIDENCE
     return outcome, message
 
 
