@@ -69,12 +69,13 @@ __all__ = ["expect", "Expectation", "RatioExpectation", "ExactExpectation", "Exp
 
 # The fewest examples a bootstrap estimate is judged on unless the claim states its own minimum.
 # A bootstrap CI undercovers on few examples (it resamples the sample's own spread, which is too
-# narrow): measured here over 600 replications each (BCa and percentile, 95%, means of normal and
-# exponential data), coverage was 78-82% at 5 examples, 87-91% at 10, 90-92% at 20, 92-93% at
-# 30 and 50, where tests/test_stats_calibration.py pins 93-97% at 100. Below 20 an effect
-# claimed at "95%" is claimed at about 90% or less (and a Bonferroni level of a family lower
-# still); 20 keeps the worst of it out without refusing the small patching experiments that
-# interpretability studies run. A claim that accepts fewer says so: expect(est, min_n=10).
+# narrow). The 95% BCa interval of a normal mean covered the truth in about 82% of runs at 5
+# examples, 89-90% at 10 and 93% at 20 (4,000 replications at 20; percentile intervals and
+# exponential data alike), where tests/test_stats_calibration.py pins 93-97% at 100 and
+# tests/test_min_n_calibration.py pins these. Below 20 an effect claimed at "95%" is claimed at
+# about 90% or less (and a family's Bonferroni level lower still); 20 keeps the worst of it out
+# without refusing the small patching experiments that interpretability studies run. A claim
+# that accepts fewer says so: expect(est, min_n=10).
 MIN_BOOTSTRAP_N = 20
 
 
