@@ -110,7 +110,7 @@ _EXPORTS: dict[str, str] = {
     "attention_weights": "harness.measures.attention",
     "eager_attention": "harness.measures.attention",
     "ratio_to_uniform": "harness.measures.attention",
-    "Estimate": "harness.verdicts.estimate",
+    "Estimate": "harness.stats.estimate",
     "expect": "harness.verdicts.expect",
     "HarnessError": "harness.errors",
     "SiteError": "harness.errors",

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from harness.errors import HarnessError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.evidence import (
     DatasetRecord,
     Evidence,

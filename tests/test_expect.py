@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.errors import HarnessError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.evidence import recording
 from harness.verdicts.expect import Expectation, ExpectationError, RatioExpectation, expect
 

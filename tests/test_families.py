@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import harness.verdicts.estimate  # noqa: F401  (imported once, so pytester runs do not re-import it)
+import harness.stats.estimate  # noqa: F401  (imported once, so pytester runs do not re-import it)
 import harness.verdicts.expect  # noqa: F401
 from harness import stats
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.evidence import recording
 from harness.verdicts.expect import expect
 from harness.verdicts.families import Family, claim_correction, expectation_kind, judging

@@ -18,7 +18,7 @@ import rich.table  # noqa: F401
 
 # Modules that the in-process runs below would import: imported once here, so pytester's
 # sys.modules snapshot keeps them and each run does not import (and assert-rewrite) them again.
-import harness.verdicts.estimate  # noqa: F401
+import harness.stats.estimate  # noqa: F401
 import harness.verdicts.expect  # noqa: F401
 from harness.plugin import (
     ClaimMark,
@@ -41,7 +41,7 @@ from statistics import NormalDist
 
 import pytest
 
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.expect import expect
 
 
@@ -672,7 +672,7 @@ EVIDENCE_STUDY = '''
 import numpy as np
 import pytest
 
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.expect import expect
 
 

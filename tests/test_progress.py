@@ -113,7 +113,7 @@ LONG_CLAIM = '''
 import pytest
 
 from harness import progress
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.expect import expect
 
 

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 
 from harness import stats
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 
 ALPHAS = np.linspace(-1.0, 1.0, 21)
 FAST = dict(n_resamples=199)

@@ -16,7 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from harness import stats
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import torch
 from harness import stats
 from harness.measures.directions import Direction, random_direction
 from harness.errors import DataError, ShapeError, SiteError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.interventions import Add, Positions, RmsAdd
 from harness.models.load import LoadedModel
 from harness.measures.scores import logit_diff, logprob_diff

@@ -24,7 +24,7 @@ import torch
 
 from harness import progress
 from harness.errors import DataError, ShapeError, SiteError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.interventions.edits import Add, RmsAdd
 from harness.interventions.positions import ALL, Positions
 from harness.models.load import LoadedModel, length_order
@@ -104,8 +104,8 @@ class Curve:
         y = self.scores[:, keep] - self.scores[:, keep].mean(1, keepdims=True)
         return (y @ a) / float(a @ a)
 
-    def slope(self, *, near: float | None = None, seed: int, level: float = 0.95,
-              n_resamples: int = 9999, method: str = "BCa") -> Estimate:
+    def slope(self, *, near: float | None = None, seed: int | None = None, level: float = 0.95,
+              n_resamples: int | None = None, method: str = "BCa") -> Estimate:
         """Least-squares slope of score vs alpha over ``|alpha| <= near``, CI over examples."""
         from harness import stats
 

@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from harness.errors import DataError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.measures.sweeps import Curve
 
 __all__ = ["plot_heatmap", "plot_heatmaps", "plot_layers", "plot_panels", "plot_sweeps"]

@@ -1,4 +1,5 @@
-"""Statistics for claims: each returns an `Estimate` (a value, a CI, and what it rests on).
+"""Statistics for claims: each returns an `Estimate` (a value, a CI, and what it rests on;
+`harness.stats.estimate`).
 
 Contents, with the resampling unit each one uses:
 

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats as _scipy_stats
 
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import (
     _as_1d,
     _as_array,

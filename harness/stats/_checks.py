@@ -12,7 +12,7 @@ import numpy as np
 
 from harness.errors import StatsError
 from harness.verdicts.context import default_resamples, default_seed
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 
 # Elements per resample batch (indices plus resampled values, ~16 MB of each at float64).
 # The batch size changes memory only: scipy draws the same stream of indices either way.

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import _check_estimate, _check_level, _show
 from harness.stats._results import _degenerate, _denominator_reason, _frozen, _recomputable
 

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 
 
 def _reach(est: Estimate) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import _as_1d, _check_bootstrap_args, _check_same_length, _fmt
 from harness.stats._resampling import _bootstrap_values, _finish, _resample
 from harness.stats._results import (

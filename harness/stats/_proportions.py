@@ -9,7 +9,7 @@ import numpy as np
 from scipy import special
 
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._results import _count_nonfinite, _degenerate, _recomputable
 from harness.stats._checks import (
     _PROPORTION_METHODS,

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as _scipy_stats
 
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import (
     _BATCH_ELEMENTS,
     _STATISTICS,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import _fmt
 
 # `_warn` attributes a warning to the first frame outside these modules: this one and the

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import StatsError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.stats._checks import (
     _as_1d,
     _as_array,

@@ -14,7 +14,7 @@ from harness.errors import StatsError
 from harness.stats._checks import _check_bootstrap_args, _fmt
 from harness.stats._resampling import _finish, _resample
 from harness.stats._results import _count_nonfinite, _degenerate, _recomputable
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 
 
 def bootstrap_statistic(

@@ -1,6 +1,6 @@
-"""Verdicts: an estimate, the expectation it is judged against, and the evidence recorded.
+"""Verdicts: the expectation an estimate (`harness.stats.estimate.Estimate`) is judged against,
+and the evidence recorded.
 
-    estimate      Estimate: a value, its CI and what it rests on
     expect        expect(estimate).ci_excludes(0) ... (judged at the family's level)
     evidence      what a running claim records for the report
     families      families of claims and the multiple-comparison correction

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import HarnessError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; Estimate imports numpy
-    from harness.verdicts.estimate import Estimate
+    from harness.stats.estimate import Estimate
 
 __all__ = [
     "Evidence",

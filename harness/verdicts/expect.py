@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.verdicts.estimate import Estimate
+from harness.stats.estimate import Estimate
 from harness.verdicts.evidence import ZERO_WIDTH_RTOL, Evidence, record
 from harness.verdicts.families import current_family
 
