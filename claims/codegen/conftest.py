@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from harness import DataError, evidence, load_study_model
 from harness.atomic import write_text_atomic
@@ -164,15 +165,30 @@ def features(feature_means, baseline) -> dict:
             "random_sign": [1.0 if auroc[f] >= 0.5 else -1.0 for f in randoms]}
 
 
+# Each steering control is CONTROL_DRAWS draws, each steering its share of the problems (a seeded
+# balanced assignment by task id, `control_draws`), so its flip rate is a mean over draws and problems,
+# not one draw's: random direction i is `measure.random_unit(d, SEED + i)`, random feature i the i-th of
+# the seeded random features. Every problem still runs once per control (the cost of one draw).
+CONTROL_DRAWS = 5
+
+
 @pytest.fixture(scope="session")
 def directions(codegen, sae, features) -> dict:
-    """Unit steering directions ``[d_model]``: the chosen features' decoder rows, a random direction
-    (the norm-matched control) and a random SAE feature's decoder row (the first random feature)."""
+    """Unit steering directions: the chosen features' decoder rows ``[d_model]``; the controls'
+    `CONTROL_DRAWS` draws ``[k, d_model]``: random directions (the norm-matched control) and random
+    SAE features' decoder rows (the first k random features)."""
     row = lambda f: measure.unit(feature_direction(codegen, sae, f).vector)   # noqa: E731 (checks the index)
     out = {name: row(f) for name, f in features["chosen"].items()}
-    out["random-direction"] = measure.random_unit(int(sae.cfg.d_in), SEED)
-    out["random-feature"] = row(features["random"][0])
+    out["random-direction"] = torch.stack([measure.random_unit(int(sae.cfg.d_in), SEED + i)
+                                           for i in range(CONTROL_DRAWS)])
+    out["random-feature"] = torch.stack([row(f) for f in features["random"][:CONTROL_DRAWS]])
     return out
+
+
+@pytest.fixture(scope="session")
+def control_draws(problems) -> dict[int, int]:
+    """Which of a control's `CONTROL_DRAWS` draws steers each test problem: ``{task_id: draw}``."""
+    return measure.balanced_draws([p.task_id for p in problems["test"]], CONTROL_DRAWS, seed=SEED)
 
 
 @pytest.fixture(scope="session")
@@ -240,7 +256,7 @@ def selection(tuning_grid, thresholds, scale, features, claims_settings) -> dict
 
 @pytest.fixture(scope="session")
 def test_grid(codegen, problems, prompts, directions, site, scale, thresholds, executor, baseline,
-              claims_settings) -> dict:
+              control_draws, claims_settings) -> dict:
     """The whole grid, both features and both controls, on `N_TEST_GRID` test problems (stratified):
     ``{"problems", "rows" (their indices in the test split), "runs": {Condition: Outcomes},
     "similarity": {Condition: {"char", "token"}: [n] similarity to the baseline generation}}``."""
@@ -250,7 +266,7 @@ def test_grid(codegen, problems, prompts, directions, site, scale, thresholds, e
     texts = [prompts["test"][0][i] for i in rows]
     runs = measure.steer(codegen, picked, texts, _grid_conditions(FEATURES + CONTROLS)[1:], directions=directions,
                          site=site, scale=scale["factor"], max_new_tokens=thresholds.max_new_tokens,
-                         executor=executor)
+                         executor=executor, draw_of=[control_draws[p.task_id] for p in picked])
     base = baseline["test"]
     runs[Condition(None)] = measure.Outcomes(*(tuple(getattr(base, f)[i] for i in rows)
                                                for f in ("texts", "codes", "tokens", "statuses")))
@@ -264,7 +280,7 @@ def test_grid(codegen, problems, prompts, directions, site, scale, thresholds, e
 
 @pytest.fixture(scope="session")
 def held_out(codegen, problems, prompts, directions, site, scale, thresholds, executor, baseline, test_grid,
-             claims_settings) -> dict:
+             control_draws, claims_settings) -> dict:
     """Every test problem under each feature and both controls at the stated coefficients
     (`Thresholds.selected`): ``{Condition: Outcomes}`` in test-split order (grid rows reused)."""
     wanted = sorted({Condition(d, float(thresholds.selected[f])) for f in FEATURES for d in (f, *CONTROLS)},
@@ -275,7 +291,8 @@ def held_out(codegen, problems, prompts, directions, site, scale, thresholds, ex
     if rest:
         runs = measure.steer(codegen, [problems["test"][i] for i in rest], [prompts["test"][0][i] for i in rest],
                              wanted, directions=directions, site=site, scale=scale["factor"],
-                             max_new_tokens=thresholds.max_new_tokens, executor=executor)
+                             max_new_tokens=thresholds.max_new_tokens, executor=executor,
+                             draw_of=[control_draws[problems["test"][i].task_id] for i in rest])
     out = {}
     for c in wanted:
         grid = test_grid["runs"][c] if c.coefficient in GRID else None

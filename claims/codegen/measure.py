@@ -5,6 +5,7 @@ the tests, feature separation, the coefficient scale and the selection rule.
     problem_feature_means(...)           each SAE feature's mean activation over a problem's block, [n, d_sae]
     separation(means, solved)            AUROC of every feature for solved vs failed, [d_sae]
     Steering / steer(...)                one batched greedy run of many (direction, coefficient) conditions
+    balanced_draws(task_ids, k, seed=)   which of a control's k random draws steers each problem
     Outcomes                             per problem: text, code, tokens, status, passed, syntax error
     Executor                             runs extracted code against a problem's tests, once per distinct code
     select_coefficient(grid, ...)        the source's hand selection as a rule
@@ -127,15 +128,17 @@ class Condition:
 
 def steer(model, problems: Sequence[MbppProblem], prompts: Sequence[str], conditions: Sequence[Condition], *,
           directions: dict[str, torch.Tensor], site: str, scale: float, max_new_tokens: int,
-          executor: Executor, batch_size: int = 64) -> dict[Condition, Outcomes]:
+          executor: Executor, batch_size: int = 64, draw_of: Sequence[int] | None = None) -> dict[Condition, Outcomes]:
     """Greedy generation of every problem under every condition in one batched run, executed.
 
     The steering vector of a condition is ``coefficient * scale * directions[name]`` (unit
     directions ``[d_model]``), added to the residual stream at `site` at every position of the
-    prompt and of each generated token (the source's forward pre-hook on the next layer). All
-    rows go through one `generate` call: one chained `Add` per direction with a per-row alpha
-    that is 0 on the other directions' rows. Raises `DataError` for an empty or non-finite
-    coefficient list, an unknown direction name.
+    prompt and of each generated token (the source's forward pre-hook on the next layer). A
+    direction given as ``[k, d_model]`` is a control's k random draws: problem i is steered by
+    its row ``draw_of[i]``. All rows go through one `generate` call: one chained `Add` per
+    direction (per draw) with a per-row alpha that is 0 on the other rows. Raises `DataError`
+    for an empty or non-finite coefficient list, an unknown direction name, a stack of draws
+    without `draw_of` (one draw index per problem, below k).
     """
     if not conditions:
         raise DataError("`conditions` is empty; give at least one (direction, coefficient)")
@@ -148,9 +151,19 @@ def steer(model, problems: Sequence[MbppProblem], prompts: Sequence[str], condit
     used = sorted({c.direction for c in conditions if c.direction is not None})
     plan = []
     for name in used:
-        alpha = torch.tensor([c.coefficient * scale if c.direction == name else 0.0 for c, _ in rows],
-                             dtype=torch.float32)
-        plan.append(Add(directions[name].float(), alpha=alpha))
+        stack = directions[name]
+        if stack.dim() == 1:
+            alpha = torch.tensor([c.coefficient * scale if c.direction == name else 0.0 for c, _ in rows],
+                                 dtype=torch.float32)
+            plan.append(Add(stack.float(), alpha=alpha))
+            continue
+        if draw_of is None or len(draw_of) != len(problems) or not all(0 <= j < stack.shape[0] for j in draw_of):
+            raise DataError(f"direction {name!r} is {stack.shape[0]} draws; give `draw_of`, one draw index in "
+                            f"0..{stack.shape[0] - 1} per problem ({len(problems)})")
+        for j in range(stack.shape[0]):
+            alpha = torch.tensor([c.coefficient * scale if c.direction == name and draw_of[i] == j else 0.0
+                                  for c, i in rows], dtype=torch.float32)
+            plan.append(Add(stack[j].float(), alpha=alpha))
     gens = generate(model, [prompts[i] for _, i in rows], max_new_tokens=max_new_tokens, stop=[DONE],
                     interventions={site: plan} if plan else None, batch_size=batch_size)
     codes = [extract_code(g.text) for g in gens]
@@ -194,6 +207,13 @@ def unit(v: torch.Tensor) -> torch.Tensor:
     if not norm > 0:
         raise DataError("a steering direction has norm 0; a dead SAE feature's decoder row cannot steer")
     return v / norm
+
+
+def balanced_draws(task_ids: Sequence[int], k: int, *, seed: int) -> dict[int, int]:
+    """Which of a control's `k` draws steers each problem: a seeded permutation of the problems
+    dealt round-robin (``{task_id: draw}``, every draw within one problem of ``n / k``)."""
+    order = np.random.default_rng(seed).permutation(len(task_ids))
+    return {int(task_ids[i]): j % k for j, i in enumerate(order)}
 
 
 def random_unit(d: int, seed: int) -> torch.Tensor:

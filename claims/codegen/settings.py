@@ -71,11 +71,13 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "no coefficient qualifies for feature 165 on the tuning split: flips 0.13 at 30 (syntax errors "
                 "0.03), then 0.50 at 100 with syntax errors 0.81; the grid jumps over the band. Finding 4 runs at 30",
             "test_steering_flips_more_than_the_control[correct-coef30-vs-random-direction]":
-                "feature 165 at 30 fixes 14 of 144 failing problems, the random direction 13: difference 0.007 "
-                "[-0.056, 0.076] (98.75%); it breaks 17 passing ones (the random direction 28)",
+                "feature 165 at 30 fixes 14 of 144 failing problems, 5 random directions (each on a fifth of the "
+                "problems) 16: difference -0.014 [-0.097, 0.076] (98.75%); it breaks 17 passing ones (the random "
+                "directions 24). One random direction fixed 13",
             "test_steering_flips_more_than_the_control[correct-coef30-vs-random-feature]":
-                "feature 165 at 30 fixes 14 of 144 failing problems, random feature 6: difference 0.056 [-0.014, "
-                "0.132] (98.75%)",
+                "feature 165 at 30 fixes 14 of 144 failing problems, 5 random features (each on a fifth of the "
+                "problems) 12: difference 0.014 [-0.063, 0.090] (98.75%). One random feature fixed 6 (0.056 "
+                "[-0.014, 0.132])",
             "test_the_extreme_end_corrupts_the_code[incorrect-syntax-errors]":
                 "at 1000 the incorrect-preferring feature makes the model write only spaces: no code at all, so 0 "
                 "of 60 generations is a syntax error (0 [0, 0.094], 98.75%); all 60 fail, and similarity to the "
