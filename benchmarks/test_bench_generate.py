@@ -30,7 +30,7 @@ SITE = "blocks.2.resid_post"
 
 @pytest.fixture(scope="module")
 def gpt2():
-    """A 4-block GPT-2 of width 64 (4 heads), seeded, with the byte tokenizer (as tests/tiny.py)."""
+    """A 4-block GPT-2 of width 64 (4 heads), seeded, with the byte tokenizer (as tests/_support/tiny.py)."""
     import transformers as tf
 
     config = tf.GPT2Config(vocab_size=384, n_positions=256, n_embd=64, n_layer=4, n_head=4, resid_pdrop=0.0,

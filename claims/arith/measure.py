@@ -52,7 +52,7 @@ def read_rows(path: str | Path) -> list[Row]:
                                 f"{obj.get(name, '<missing>') if isinstance(obj, dict) else obj!r}")
         rows.append(Row(**{k: obj[k] for k in FIELDS}))
     if not rows:
-        raise DataError(f"{path} holds no rows; write the split with fixtures/arith/recipe.py --write-data")
+        raise DataError(f"{path} holds no rows; write the split with python -m fixtures.arith.recipe --write-data")
     return rows
 
 

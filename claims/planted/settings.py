@@ -24,7 +24,7 @@ class Thresholds:
 
 # The planted recipe sets the read-out gain so the final-residual slope is about 5.5 per unit
 # alpha; the thresholds leave room for a retrained seed but not for a missing plant. The null
-# twin is held to the same bars (its effect claims must fail, tests/test_planted_study.py).
+# twin is held to the same bars (its effect claims must fail, tests/studies/planted/test_planted_study.py).
 THRESHOLDS: dict[str, Thresholds] = {
     "fixture:planted": Thresholds(
         min_slope=2.5, null_margin=0.25, control_margin=1.5, min_factor=5.0,

@@ -36,7 +36,7 @@ THRESHOLDS: dict[str, Thresholds] = {
     # context 0.46, goal_head 0.22 [0.195, 0.266]; largest control |CI| 0.28 (random2);
     # inside/after-norm ratio 0.032; RMS-scaled global / goal / context 1.78 / 0.75 / 0.98.
     # Each bound sits at about half to two thirds of the measured effect; the untrained twin
-    # fails every effect bound (tests/test_tacgen_study.py).
+    # fails every effect bound (tests/studies/tacgen/test_tacgen_study.py).
     "fixture:tacgen": Thresholds(min_accuracy=0.75, min_separation=0.58, min_slope=0.5, min_span_slope=0.1,
                                  control_margin=0.35, control_factor=1.5, linearity_margin=0.2,
                                  max_norm_ratio=0.2, min_rms_slope=0.4),

@@ -14,7 +14,7 @@
 Layer index 0 is block 1 (site ``blocks.1.attn.head{h}``), as everywhere in the harness.
 Fused attention kernels (``sdpa``, flash) never form the weights, and transformers then returns
 none; `attention_weights` switches to the ``eager`` implementation, which computes the same
-function (the logits agree to float rounding, pinned by tests/test_attention.py).
+function (the logits agree to float rounding, pinned by tests/harness/measures/test_attention.py).
 Rows are right-padded in batches of similar length; padded keys are masked, so a row's weights
 equal its unbatched weights and each query's weights sum to 1 over its row's real tokens.
 """

@@ -42,7 +42,7 @@ pairs x cells, in chunks of ``batch_size``); and a resid cell whose clean value 
 the corrupt value (a position before the first token where the pair differs: the model is
 causal) is exactly the corrupt run, so its value is the corrupt metric without any forward.
 Values equal a per-cell loop of full forwards within 1e-4 under every attention implementation
-the model can run here (``eager``, ``sdpa``; pinned by tests/test_replay_implementations.py).
+the model can run here (``eager``, ``sdpa``; pinned by tests/harness/measures/test_replay_implementations.py).
 Every hook is removed when a call returns or raises. How the replayed blocks get their
 attention mask is told in `harness.measures.replay`.
 """

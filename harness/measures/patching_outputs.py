@@ -18,7 +18,7 @@ arguments (`harness.measures.replay`); a cell at block L replays only blocks L..
 run (on the suffix path only from its patched position), cells of all pairs in the batch
 dimension; a cell whose clean value equals the corrupt value bit for bit at every patched
 position is the corrupt run, with no forward. Values equal a per-cell loop of full forwards
-within 1e-4 (tests/test_patching.py). Every hook is removed when a call returns or raises.
+within 1e-4 (tests/harness/measures/test_patching.py). Every hook is removed when a call returns or raises.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ cells, chunks of ``batch_size``). A state before the span's start is the same in
 the corrupted run (the model is causal and the noise starts at the span), and so is a state of
 block 1 outside the span (an embedding); restoring it is the corrupted run itself: its value is
 the corrupted metric, with no forward. Values equal a per-cell loop of full forwards (each with
-the same `Noise` and a `Patch` of the clean state) within 1e-4 (tests/test_tracing.py). Every
+the same `Noise` and a `Patch` of the clean state) within 1e-4 (tests/harness/measures/test_tracing.py). Every
 hook is removed when a call returns or raises.
 
 The metric protocol is `harness.measures.patching`'s: ``metric(logits [rows, vocab], pairs

@@ -186,6 +186,9 @@ def build(name: str, *, seed: int | None = None, out: Path | None = None, force:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    from harness.verdicts.evidence import close_registry, open_registry
+
+    registry = open_registry()   # the recipe's own reloads are not models of the run's report
     try:
         module.build(tmp, seed=seed, **variant)
         if force and target.exists():
@@ -196,6 +199,7 @@ def build(name: str, *, seed: int | None = None, out: Path | None = None, force:
             if not (target / "config.json").is_file():  # lost a race to a complete build: keep theirs
                 raise
     finally:
+        close_registry(registry)
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -26,7 +26,7 @@ So Gemma Scope's ``layer_12`` residual SAE (``blocks.12.hook_resid_post``) reads
 is ``S.n.block_out``, never the normalised ``S.n.resid_post``; `hook_for_site` names the latter
 by the final norm's module path (no TransformerLens hook holds it: ``ln_final.hook_normalized``
 is taken before the norm's weight). Module paths are those sae-lens hooks on a Hugging Face
-model (``hook_name="model.layers.12"``; Gemma Scope 2's ``hf_hook_name``). tests/test_saes.py
+model (``hook_name="model.layers.12"``; Gemma Scope 2's ``hf_hook_name``). tests/harness/saes/test_saes.py
 pins the table against each model's ``output_hidden_states`` and against TransformerLens itself
 (a HookedTransformer with the same weights, GPT-2 and Gemma-2, every block).
 """

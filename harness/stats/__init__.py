@@ -64,7 +64,7 @@ person can read, CI bounds equal to the value (NaN only where the value itself i
 and a ``RuntimeWarning``. Bad arguments
 (a level outside (0, 1), an unknown method, mismatched shapes) raise `StatsError`.
 
-Calibration (tests/test_stats_calibration.py): the 95% BCa slope CI over 100 examples x 21
+Calibration (tests/harness/stats/test_stats_calibration.py): the 95% BCa slope CI over 100 examples x 21
 alphas covered the true slope in 94.7% of 2,000 simulated replications, and a "CI excludes
 zero" verdict on null data came up in 5.5%. Like any bootstrap interval it runs narrow on few
 examples (about 92.5% coverage at 40 examples), so read a CI from a few dozen examples as

@@ -71,8 +71,8 @@ __all__ = ["expect", "Expectation", "RatioExpectation", "ExactExpectation", "Exp
 # A bootstrap CI undercovers on few examples (it resamples the sample's own spread, which is too
 # narrow). The 95% BCa interval of a normal mean covered the truth in about 82% of runs at 5
 # examples, 89-90% at 10 and 93% at 20 (4,000 replications at 20; percentile intervals and
-# exponential data alike), where tests/test_stats_calibration.py pins 93-97% at 100 and
-# tests/test_min_n_calibration.py pins these. Below 20 an effect claimed at "95%" is claimed at
+# exponential data alike), where tests/harness/stats/test_stats_calibration.py pins 93-97% at 100 and
+# tests/harness/stats/test_min_n_calibration.py pins these. Below 20 an effect claimed at "95%" is claimed at
 # about 90% or less (and a family's Bonferroni level lower still); 20 keeps the worst of it out
 # without refusing the small patching experiments that interpretability studies run. A claim
 # that accepts fewer says so: expect(est, min_n=10).
