@@ -110,7 +110,7 @@ def test_verdicts_do_not_hang_on_the_resampling_seed(tmp_path, planted_outcomes)
 def test_claims_run_in_reverse_order_give_the_same_report_numbers(tmp_path):
     forward = run_report(tmp_path / "forward")
     backward = run_report(tmp_path / "backward", "-p", "tests._support.reverse_order",
-                          env={"PYTHONPATH": str(TESTS)})
+                          env={"PYTHONPATH": str(ROOT)})
     assert set(backward) == set(forward)
     for name, claim in forward.items():
         assert backward[name]["evidence"] == claim["evidence"], name
