@@ -9,10 +9,10 @@ this module, so it imports every hook and fixture from the modules that define t
 - `marker` -- the marker ``claim(text, *, source=None, family=None)``, checked at collection
   (`parse_claim_mark`), and the family a claim belongs to (`family_name`);
 - `studies` -- a study is a folder whose ``study.py`` sets ``STUDY = Study(...)`` (its default
-  model, threshold rows, the data and SAE names it reads); the plugin finds each test's study,
-  checks every name on the command line, resolves each study's threshold row
-  (`thresholds_for`), runs the claims a row lists as refuted as strict xfails, and gives each
-  claim a stable identity (`claim_identity`);
+  model, threshold rows, the data and SAE names it reads); the plugin finds each test's study
+  and gives each claim a stable identity (`claim_identity`);
+- `thresholds` -- each study's threshold row (`resolve_row`, `thresholds_for`), every name on the
+  command line checked, the claims a row lists as refuted run as strict xfails;
 - `fixtures` -- fixtures ``claims_settings`` (session, a `ClaimsSettings`) and ``claim_seed``
   (per test, derived from the base seed and the claim's identity by `derive_seed`, so ``-k``
   slices and runs from any folder reproduce the full run);
@@ -73,16 +73,8 @@ from .state import (
     SESSION_KEY,
     SETTINGS_KEY,
 )
-from .studies import (
-    Choice,
-    Study,
-    StudyError,
-    claim_identity,
-    resolve_row,
-    study_of_path,
-    threshold_row,
-    thresholds_for,
-)
+from .studies import Study, StudyError, claim_identity, study_of_path
+from .thresholds import Choice, resolve_row, threshold_row, thresholds_for
 from .transport import REGISTRY_PROPERTY, RESULT_PROPERTY
 
 __all__ = [

@@ -22,7 +22,8 @@ from .fixtures import derive_seed, item_identity
 from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
 from .outcomes import NO_EVIDENCE, PhaseResult, _short_message, claim_outcome, json_safe_params
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
-from .studies import StudyError, check_names, mark_refuted, register, session_studies, study_of_path
+from .studies import StudyError, study_of_path
+from .thresholds import check_names, mark_refuted, register, session_studies
 
 _STUDY_ERROR = pytest.StashKey[StudyError]()   # a bad study declaration, raised when collection finishes
 from .transport import _claim_properties

@@ -26,7 +26,7 @@ from .marker import MARKER_HELP
 from .options import settings_from_options
 from .state import SESSION_KEY, SETTINGS_KEY, _SessionState
 from .live import LiveHooks
-from .studies import resolved_choices
+from .thresholds import resolved_choices
 from .transport import _ClaimCollector
 
 TERMINAL_WIDTH = 160

@@ -17,7 +17,7 @@ from types import MappingProxyType, SimpleNamespace
 import pytest
 
 from harness.plugin import SETTINGS_KEY, ClaimsSettings, resolve_row, study_of_path, thresholds_for
-from harness.plugin.studies import register
+from harness.plugin.thresholds import register
 
 from tests._support.paths import ROOT
 HUB_ID = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
