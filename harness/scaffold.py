@@ -125,7 +125,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import Direction, expect, logit_diff, random_direction, scorer, sweep, symmetric
+from harness import Direction, expect, logit_diff, random_direction, scorer, stats, sweep, sweep_directions, symmetric
 
 N_CONTROLS = 8                          # norm-matched random directions; the strongest is the control
 ALPHAS = symmetric(0.25, steps=11)
@@ -143,12 +143,11 @@ def test_unembedding_direction_moves_the_logit_difference(model, prompts, top_to
     direction = Direction((unembed[a] - unembed[b]).cpu(), str(site), "unembedding difference")
     score = scorer(logit_diff, a, b)
     slope = sweep(model, prompts, at=site, direction=direction, alphas=ALPHAS, score=score).slope(near=0.25)
-    controls = [sweep(model, prompts, at=site, direction=random_direction(direction, seed=claim_seed + i),
-                      alphas=ALPHAS, score=score).slope(near=0.25) for i in range(N_CONTROLS)]
-    strongest = max(controls, key=lambda c: max(abs(c.ci_low), abs(c.ci_high)))
+    draws = [random_direction(direction, seed=claim_seed + i) for i in range(N_CONTROLS)]
+    curves = sweep_directions(model, prompts, at=site, directions=draws, alphas=ALPHAS, score=score)
+    strongest = stats.strongest_of([c.slope(near=0.25) for c in curves], what="random directions")
     expect(slope).ci_excludes(0).positive()
-    expect(slope).exceeds(strongest.with_context(statistic=f"strongest of {{N_CONTROLS}} random directions"),
-                          factor=thresholds.min_factor)
+    expect(slope).exceeds(strongest, factor=thresholds.min_factor)
 '''
 
 _PROMPTS = """The capital of France is
