@@ -23,10 +23,11 @@ from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
 from .outcomes import NO_EVIDENCE, PhaseResult, _short_message, claim_outcome, json_safe_params
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
 from .studies import StudyError, study_of_path
-from .thresholds import check_names, mark_refuted, register, session_studies
+from .thresholds import check_names, mark_refuted, register
+from .transport import _claim_properties
 
 _STUDY_ERROR = pytest.StashKey[StudyError]()   # a bad study declaration, raised when collection finishes
-from .transport import _claim_properties
+_CHECKED = pytest.StashKey[bool]()              # the controller checked the names (once, not per worker)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -94,22 +95,25 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
-    """`pytest_collection_finish` for ``-n N``, on the controller, from a worker's selected ids."""
+    """`pytest_collection_finish` for ``-n N``, on the controller, from the first worker's selected
+    ids (every worker collects the same tests)."""
     config = node.config
-    paths = {config.rootpath / nodeid.split("::")[0] for nodeid in ids}
-    selected = _selected_studies(config, paths)
+    if config.stash.get(_CHECKED, False):
+        return
+    config.stash[_CHECKED] = True
+    selected = _selected_studies(config, {config.rootpath / nodeid.split("::")[0] for nodeid in ids})
     for study in selected:
         register(config, study)
     check_names(config, selected)
 
 
 def _selected_studies(config: pytest.Config, paths: Any) -> list:
-    studies = session_studies(config)
+    """The studies the files at `paths` belong to (each once)."""
     found = {}
     for path in set(paths):
         study = study_of_path(path)
         if study is not None:
-            found[study.name] = studies.get(study.name, study)
+            found[study.name] = study
     return list(found.values())
 
 
