@@ -3,7 +3,6 @@ the `cache` fixture in conftest.py), and running a study's claims on another mod
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import importlib
 import json
 import os
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Sequence
+from tests._support.paths import ROOT
 
 FIXTURES = ROOT / "fixtures"
 
@@ -37,3 +37,15 @@ def run_study_on(study: str, model: str, names: Sequence[str], report_dir: Path,
 def by_kind(claims: dict, names: Sequence[str]) -> dict:
     """The entries of `claims` whose test function is one of `names`."""
     return {k: v for k, v in claims.items() if k.split("[")[0] in names}
+
+
+def assert_replays_the_shipped_run(replayed: Sequence[float], shipped: Sequence[float], *, platform: object,
+                                   shipped_platform: object) -> None:
+    """A recipe's replayed losses are the shipped run's: bit for bit on the platform that built
+    it; elsewhere float reductions may differ in the last bits, so to two decimals."""
+    import pytest
+
+    if platform == shipped_platform:
+        assert list(replayed) == list(shipped)
+    else:
+        assert list(replayed) == pytest.approx(list(shipped), abs=0.01)

@@ -4,9 +4,9 @@ import ast
 import importlib
 import subprocess
 import sys
-from pathlib import Path
 
 import harness
+from tests._support.paths import ROOT
 
 
 def test_every_name_in_all_resolves_to_an_object():
@@ -66,7 +66,6 @@ PUBLIC = {
 STUDY_MODULES = {"harness", "harness.data", "harness.execution", "harness.saes", "harness.models.fixtures",
                  "harness.reports.plots", "harness.plugin", "harness.atomic"}
 
-from tests._support.paths import ROOT
 
 
 def test_all_is_exactly_the_public_surface():

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as claims_main
-
 from tests._support.paths import ROOT
+
 BIN = Path(sys.executable).parent
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 from harness.reports import read_report
-
 from tests._support.paths import ROOT
+
 
 
 def excerpt() -> str:

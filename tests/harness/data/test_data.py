@@ -3,9 +3,7 @@ the test500/test200 slices and goal spans checked against the ByT5 tokenizer."""
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +14,7 @@ from harness.data import (
     load_split, read_leandojo, rows_from_theorems, save_split, split, tactic_class,
 )
 from harness.errors import DataError, HarnessError
+from tests._support.paths import ROOT
 
 SHIPPED = ROOT / "fixtures" / "tacgen" / "data" / "benchmark.json"
 

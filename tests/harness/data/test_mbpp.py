@@ -4,7 +4,6 @@ selection."""
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import json
 import math
 import random
@@ -17,6 +16,7 @@ from harness.data import (
     mbpp_fewshot, mbpp_prompt, mbpp_split, mbpp_split_of, read_mbpp, stratified_sample,
 )
 from harness.errors import DataError
+from tests._support.paths import ROOT
 
 MBPP = ROOT.parent / "shared" / "data" / "mbpp"
 real = pytest.mark.skipif(not (MBPP / "mbpp.jsonl").is_file(),

@@ -9,13 +9,12 @@ Slow: about 100 s and 45 s on 2 workers of a shared 2-core machine.
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
-from pathlib import Path
 
 import pytest
 
 from harness.data import read_mbpp
 from harness.execution import run_many
+from tests._support.paths import ROOT
 
 MBPP = ROOT.parent / "shared" / "data" / "mbpp"
 pytestmark = [

@@ -7,7 +7,6 @@ Every test builds into a temporary ``CLAIMS_CACHE_DIR``: nothing here touches th
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from harness.errors import ModelLoadError
 from harness.interventions import Add
 from harness.models.load import load_model
 from harness.measures.scores import logit_diff
+from tests._support.paths import ROOT
 
 PLANT_SITE = "blocks.4.block_out"
 PROMPTS = ["hello there", "the cat sat on", "xyz", "seven and a half", "quiet morning"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import datetime as dt
 import json
 import sys
@@ -16,6 +15,7 @@ from harness.cli import main
 from harness.errors import ModelLoadError
 from harness.verdicts.evidence import Evidence
 from harness.reports import ClaimResult, build_report, write_report
+from tests._support.paths import ROOT
 
 
 def a_report(tmp_path: Path) -> Path:

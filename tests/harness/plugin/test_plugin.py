@@ -525,6 +525,11 @@ def test_a_claim_marker_passes_under_strict_markers_and_a_typo_fails(pytester):
     ids=["no-text", "int-text", "blank-text", "two-texts", "unknown-keyword", "int-source"],
 )
 def test_a_malformed_claim_marker_is_a_collection_error(pytester, marker, message):
+    assert_marker_collection_error(pytester, marker, message)
+
+
+def assert_marker_collection_error(pytester, marker: str, message: str) -> None:
+    """A test file whose one test carries `marker` fails collection with `message`."""
     pytester.makepyfile(test_bad=f'''
         import pytest
 
@@ -762,16 +767,7 @@ def test_an_exact_finding_is_reported_as_exact_in_the_table_the_json_and_the_htm
     ids=["misspelt-check", "two-misspelt", "plural-check", "check-not-bool", "unknown-keyword-without-a-match"],
 )
 def test_a_misspelt_or_mistyped_check_keyword_is_a_collection_error(pytester, marker, message):
-    pytester.makepyfile(test_bad=f'''
-        import pytest
-
-        @pytest.mark.{marker}
-        def test_bad():
-            pass
-    ''')
-    result = run(pytester)
-    assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*ERROR collecting test_bad.py*", f"test_bad.py::test_bad: {message}"])
+    assert_marker_collection_error(pytester, marker, message)
 
 
 def test_parse_claim_mark_reads_check():

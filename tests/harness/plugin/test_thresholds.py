@@ -18,8 +18,8 @@ import pytest
 
 from harness.plugin import SETTINGS_KEY, ClaimsSettings, resolve_row, study_of_path, thresholds_for
 from harness.plugin.thresholds import register
-
 from tests._support.paths import ROOT
+
 HUB_ID = "kaiyuy/leandojo-lean4-tacgen-byt5-small"
 TABLE = {"fixture:toy": "toy row", HUB_ID: "hub row", "/models/exact": "exact row"}
 ROWS = "rows: ['/models/exact', 'fixture:toy', 'kaiyuy/leandojo-lean4-tacgen-byt5-small']"

@@ -8,12 +8,10 @@ tacgen study: the trained model (base) and the untrained ``fixture:tacgen-null``
 
 from __future__ import annotations
 
-from tests._support.paths import TESTS
 import dataclasses
 import datetime as dt
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -36,6 +34,7 @@ from harness.reports import (
     read_report,
     report_to_json,
 )
+from tests._support.paths import TESTS
 
 DATA = TESTS / "data"
 STARTED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)

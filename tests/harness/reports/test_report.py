@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import datetime as dt
 import io
 import json
@@ -34,6 +33,7 @@ from harness.reports import (
     table_rows,
     write_report,
 )
+from tests._support.paths import ROOT
 
 STARTED = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 

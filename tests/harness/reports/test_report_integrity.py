@@ -3,7 +3,6 @@ or the new), and writers racing into one directory never leave a torn or mixed f
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 
 from harness.reports import read_report
+from tests._support.paths import ROOT
 
 WRITER = textwrap.dedent('''
     import sys

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-from tests._support.paths import ROOT
 import json
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tests._support.recipes import by_kind, load_recipe, run_study_on
 
 from harness.models.fixtures import resolve
 from harness.models.load import fingerprint, load_model
+from tests._support.paths import ROOT
 
 BASELINE = ("test_baseline_pass_rate_per_complexity_stratum",)
 DEPENDENT = ("test_the_chosen_feature_separates_held_out_problems", "test_the_chosen_feature_beats_random_features",

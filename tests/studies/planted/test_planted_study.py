@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests._support.paths import ROOT
+
 EFFECT_CLAIMS = ("test_planted_direction_moves_the_logit_difference", "test_planted_slope_exceeds_every_control")
 CONTROL_CLAIMS = ("test_null_direction_stays_near_zero", "test_random_directions_stay_near_zero")
 
