@@ -33,6 +33,7 @@ from harness.errors import DataError, ShapeError
 from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel, length_order, pad_rows
 from harness.models.sites import Site
+from harness.verdicts.context import draw_seed
 
 __all__ = [
     "Direction",
@@ -158,16 +159,6 @@ def class_mean_direction(states: torch.Tensor, labels: Sequence[object], *, posi
     return Direction(_mean_diff(states.float(), labels_arr, positive, negative), str(site), "class-mean")
 
 
-def _seed(seed: object, owner: str) -> int:
-    """`seed`, or the claim's (the run's) seed when None (`harness.verdicts.context.default_seed`)."""
-    from harness.verdicts.context import default_seed
-
-    seed = default_seed(seed, owner=owner)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
-                        "pass a whole number, e.g. seed=0")
-    return int(seed)
-
 
 def _key_bytes(key: object, i: int) -> bytes:
     """The bytes a row's key is hashed as (tagged by kind, so "1" and 1 differ)."""
@@ -233,7 +224,7 @@ def random_direction(like: Direction, *, seed: int | None = None) -> Direction:
     The draw depends only on `seed` and the width ``d`` of `like` (a float32 CPU generator of
     its own; the global torch generator is left alone), never on any example or batch.
     """
-    seed = _seed(seed, "random_direction")
+    seed = draw_seed(seed, owner="random_direction")
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(like.vector.shape, generator=g)
     return Direction(v * (like.norm / float(v.norm())), like.site, "random (norm-matched)", seed)
@@ -252,7 +243,7 @@ def shuffled_label_direction(states: torch.Tensor, labels: Sequence[object], *, 
     in the last bits between runs) or, without `keys`, the bytes of ``states[i]``.
     """
     labels_arr = _labels(labels, states.shape[0])
-    seed = _seed(seed, "shuffled_label_direction")
+    seed = draw_seed(seed, owner="shuffled_label_direction")
     order = _keyed_order(states, keys, seed, b"shuffled-label")
     shuffled = _canonical(labels_arr)  # row order[j] gets the j-th smallest label
     return Direction(_mean_diff(states.float()[torch.as_tensor(order)], shuffled, positive, negative), str(site),
@@ -269,7 +260,7 @@ def within_class_direction(states: torch.Tensor, labels: Sequence[object], *, la
     or on the other classes' rows.
     """
     labels_arr = _labels(labels, states.shape[0])
-    seed = _seed(seed, "within_class_direction")
+    seed = draw_seed(seed, owner="within_class_direction")
     idx = np.flatnonzero(labels_arr == label)
     if idx.size < 2:
         raise DataError(f"need at least 2 examples labelled {label!r} to split, got {idx.size}")

@@ -33,7 +33,6 @@ Example::
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -42,6 +41,7 @@ import torch
 
 from harness.measures.directions import _key_bytes, _keyed_order
 from harness.errors import DataError, ShapeError
+from harness.verdicts.context import draw_seed
 
 __all__ = ["Probe", "fit_probe", "fit_control", "control_labels", "balance"]
 
@@ -148,7 +148,7 @@ def fit_control(features: Any, labels: Any, *, seed: int | None = None, keys: Se
 
 def _control_order(x: torch.Tensor, keys: Sequence | None, seed: int, owner: str) -> np.ndarray:
     """The rows of `x` ranked by a hash of (seed, key); the key defaults to the row's float64 bytes."""
-    seed = _seed(seed, owner)
+    seed = draw_seed(seed, owner=owner)
     if keys is None:
         keys = [row.tobytes() for row in x.numpy()]
     return _keyed_order(x, _keys(keys, x.shape[0], "features"), seed, b"probe-control")
@@ -169,7 +169,7 @@ def balance(labels: Any, strata: Sequence | None = None, *, seed: int | None = N
     """
     y = _labels(labels, n=None, name="labels")
     groups = np.zeros(len(y), dtype=int) if strata is None else _labels(strata, n=len(y), name="strata")
-    seed = _seed(seed, "balance")
+    seed = draw_seed(seed, owner="balance")
     keys = _keys(range(len(y)) if keys is None else keys, len(y), "labels")
     rows = torch.zeros(len(y), 0)
     classes = np.unique(y)
@@ -185,16 +185,6 @@ def balance(labels: Any, strata: Sequence | None = None, *, seed: int | None = N
                         "check `labels` and `strata`")
     return out
 
-
-def _seed(seed: Any, owner: str) -> int:
-    """`seed`, or the claim's (the run's) seed when None (`harness.verdicts.context.default_seed`)."""
-    from harness.verdicts.context import default_seed
-
-    seed = default_seed(seed, owner=owner)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
-                        "pass a whole number, e.g. seed=0")
-    return int(seed)
 
 
 def _keys(keys: Any, n: int, against: str) -> list:

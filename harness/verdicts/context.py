@@ -10,6 +10,7 @@ Contents:
 - `default_seed(seed, owner=...)` / `default_resamples(n)`: what a harness function uses when its
   caller left `seed` / `n_resamples` out: the explicit value if given, else the context's,
   else (for the seed) a `HarnessError` that says to pass one.
+- `draw_seed(seed, owner=...)`: `default_seed` checked as the integer seed of a random draw.
 
 So a claim that calls ``stats.bootstrap_mean(x)`` follows ``--claims-seed`` and
 ``--claims-resamples`` without threading them by hand, and its evidence records the seed and
@@ -27,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from harness.errors import StatsError
+from harness.errors import DataError, StatsError
 
-__all__ = ["RunContext", "run_context", "current_context", "default_seed", "default_resamples",
-           "DEFAULT_RESAMPLES"]
+__all__ = ["RunContext", "run_context", "current_context", "default_seed", "draw_seed",
+           "default_resamples", "DEFAULT_RESAMPLES"]
 
 DEFAULT_RESAMPLES = 9999   # outside any run: scipy's default for `bootstrap`
 
@@ -93,6 +94,17 @@ def default_seed(seed: Any, *, owner: str) -> Any:
         raise StatsError(f"{owner}: `seed` is required outside a claim; pass e.g. seed=0 so the draw is "
                          "reproducible (inside a claim test it defaults to the claim's seed)")
     return ctx.seed
+
+
+def draw_seed(seed: Any, *, owner: str) -> int:
+    """The integer seed a random draw of `owner` uses: `seed`, or the one in force
+    (`default_seed`). Raises `DataError` for a bool or a non-integer (a float, a string), and
+    `StatsError` for no seed outside any run."""
+    seed = default_seed(seed, owner=owner)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise DataError(f"`seed` of {owner} must be an integer, got {seed!r} ({type(seed).__name__}); "
+                        "pass a whole number, e.g. seed=0")
+    return int(seed)
 
 
 def default_resamples(n_resamples: Any) -> Any:
