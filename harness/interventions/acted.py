@@ -15,8 +15,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from harness.interventions.hooks import Intervention, _input_hook, _output_hook, intervene
-from harness.interventions.positions import ALL
+from harness.interventions.hooks import _input_hook, _output_hook, intervene
+from harness.interventions.intervention import Intervention
 from harness.models.load import LoadedModel
 from harness.models.sites import Site
 
@@ -61,7 +61,9 @@ def check_acted(model: LoadedModel, site: Site | str, intervention: Intervention
         assert rep.held, str(rep)
 
     For a head site the whole input of the output projection is compared, so a change that
-    leaks into another head's columns counts as leaked.
+    leaks into another head's columns counts as leaked. Where the intervention is meant to act
+    is its ``intended(real)`` (`Intervention`): its positions, less the rows of an `Add` or
+    `RmsAdd` whose per-row alpha is 0.
     """
     site = model.site(site)
     hook = model.hook_for(site)
@@ -72,10 +74,7 @@ def check_acted(model: LoadedModel, site: Site | str, intervention: Intervention
             forward()
     diff = (after[0] - before[0]).abs()
     real = masks[site.stack].bool().to(diff.device)
-    intended = getattr(intervention, "positions", ALL).resolve(real)
-    alpha = getattr(intervention, "alpha", None)
-    if isinstance(alpha, torch.Tensor) and alpha.dim() == 1:
-        intended = intended & (alpha != 0).to(intended.device)[:, None]
+    intended = intervention.intended(real)
     inside_cols = torch.zeros(diff.shape[-1], dtype=torch.bool, device=diff.device)
     if hook.head is not None:
         w = model.width(site)

@@ -20,8 +20,10 @@ use a direction elsewhere on purpose). A Direction whose site is empty is not ch
 other argument that is not a tensor (a list, a numpy array, a float) is an `InterventionError`
 naming the argument and the value.
 
-Each kind's ``apply(act, where, site, run)`` returns the edited activation; `intervene`
-(`harness.interventions.hooks`) calls it from the site's hook. `Noise` lives in
+Each kind is an `Intervention` (`harness.interventions.intervention`, the protocol):
+``apply(act, where, site, run, context)`` returns the edited activation; `intervene`
+(`harness.interventions.hooks`) calls it from the site's hook. These kinds need no `Context`
+(``apply`` may be called without one, as below). `Noise` lives in
 `harness.interventions.noise`.
 
 >>> import torch
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.errors import InterventionError, ShapeError, SiteError
+from harness.interventions.intervention import Context, Intervention
 from harness.interventions.positions import ALL, Positions
 from harness.models.sites import Site, parse_site
 
@@ -136,17 +139,25 @@ def _alpha_column(alpha: float | torch.Tensor, act: torch.Tensor, site: Site) ->
     return torch.as_tensor(float(alpha), device=act.device, dtype=act.dtype)
 
 
+def _rows_with_alpha(intended: torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
+    """`intended` without the rows whose per-row ``alpha`` is 0 (adding 0 changes nothing)."""
+    if isinstance(alpha, torch.Tensor) and alpha.dim() == 1:
+        return intended & (alpha != 0).to(intended.device)[:, None]
+    return intended
+
+
 @dataclass(frozen=True)
-class Record:
+class Record(Intervention):
     """Capture the activation at the site into ``run.recorded[site]`` (``[batch, pos, d]``)."""
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         run.recorded[site] = act.detach().clone()
         return act
 
 
 @dataclass(frozen=True)
-class Add:
+class Add(Intervention):
     """``act + alpha * direction`` at the chosen positions; ``alpha`` may be ``[batch]``.
 
     ``direction``: a ``[d]`` tensor or a `Direction` (its vector; its site must be the site the
@@ -168,7 +179,12 @@ class Add:
     def __post_init__(self) -> None:
         _check_vector_arg(self.direction, "direction", "Add", "[d]")
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def intended(self, real: torch.Tensor) -> torch.Tensor:
+        """The resolved ``positions``, less the rows whose per-row ``alpha`` is 0."""
+        return _rows_with_alpha(self.positions.resolve(real), self.alpha)
+
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         direction = _vector_at(self.direction, site, "direction", "Add")
         _check_direction(direction, act.shape[-1], site)
         delta = _alpha_column(self.alpha, act, site) * direction.to(act.device, act.dtype)
@@ -176,7 +192,7 @@ class Add:
 
 
 @dataclass(frozen=True)
-class RmsAdd:
+class RmsAdd(Intervention):
     """``act + alpha * rms(act) * direction``: the edit scales with the residual's RMS at each
     position (pass an RMS-normalised direction so alpha is a fraction of the residual's size).
 
@@ -196,7 +212,12 @@ class RmsAdd:
     def __post_init__(self) -> None:
         _check_vector_arg(self.direction, "direction", "RmsAdd", "[d]")
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def intended(self, real: torch.Tensor) -> torch.Tensor:
+        """The resolved ``positions``, less the rows whose per-row ``alpha`` is 0."""
+        return _rows_with_alpha(self.positions.resolve(real), self.alpha)
+
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         direction = _vector_at(self.direction, site, "direction", "RmsAdd")
         _check_direction(direction, act.shape[-1], site)
         rms = act.float().pow(2).mean(-1, keepdim=True).sqrt().to(act.dtype)
@@ -205,7 +226,7 @@ class RmsAdd:
 
 
 @dataclass(frozen=True)
-class Patch:
+class Patch(Intervention):
     """Replace the activation with ``source`` (same ``[batch, pos, d]``) at the chosen positions.
 
     ``source`` is an activation (a tensor), never a `Direction`: to move along a direction use
@@ -227,13 +248,14 @@ class Patch:
         _check_tensor_arg(self.source, "source", "Patch", "[batch, pos, d]",
                           "the source run's activation at the site (`Record` it)")
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         _check_source(self.source, act, site, "patch", "patches")
         return torch.where(where[..., None], self.source.to(act.device, act.dtype), act)
 
 
 @dataclass(frozen=True)
-class Interchange:
+class Interchange(Intervention):
     """An interchange intervention along a subspace (distributed alignment search, DAS):
     ``act + ((source - act) @ basis) @ basis.T`` at the chosen positions.
 
@@ -277,7 +299,8 @@ class Interchange:
                           "the source run's activation at the site (`Record` it)")
         _check_vector_arg(self.basis, "basis", "Interchange", "[d, k]")
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         _check_source(self.source, act, site, "interchange", "interchanges")
         basis = _vector_at(self.basis, site, "basis", "Interchange")
         if not isinstance(self.basis, torch.Tensor):  # a Direction: the line it spans, [d, 1]
@@ -305,7 +328,7 @@ class Interchange:
 
 
 @dataclass(frozen=True)
-class Ablate:
+class Ablate(Intervention):
     """Zero, mean or resample ablation.
 
     Example::
@@ -384,7 +407,8 @@ class Ablate:
             raise ShapeError(f"`donor` must be [batch, pos, d], got {tuple(donor.shape)}")
         return cls("resample", donor, positions)
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run") -> torch.Tensor:
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
         if self.kind == "zero":
             value = torch.zeros_like(act)
         elif self.kind == "mean":

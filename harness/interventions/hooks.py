@@ -1,34 +1,29 @@
 """Installing interventions: the one context manager that adds hooks and always removes them.
 
-    Intervention    any one of Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise
     Run             what one `intervene` block observed: recordings, hook call counts
     intervene       ``with intervene(model, {site: Add(...)}, masks=...) as run:``
 
 Every site is validated before any hook is registered, and every hook registered here is
-removed in ``finally``. The intervention kinds themselves live in
-`harness.interventions.edits` and `harness.interventions.noise`.
+removed in ``finally``. Every kind is an `Intervention` (`harness.interventions.intervention`,
+the protocol) and is installed alike: its ``positions`` resolved against the stack's mask, its
+``apply`` called with a `Context`. The library's kinds live in `harness.interventions.edits`
+and `harness.interventions.noise`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
 from harness.errors import InterventionError, ShapeError
-from harness.interventions.edits import Ablate, Add, Interchange, Patch, Record, RmsAdd
-from harness.interventions.noise import Noise
-from harness.interventions.positions import ALL
+from harness.interventions.intervention import Context, Intervention, known_kinds
 from harness.models.load import LoadedModel
 from harness.models.sites import Site
 
-__all__ = ["Intervention", "Run", "intervene"]
-
-
-Intervention = Union[Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise]
-_KINDS = (Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise)
+__all__ = ["Run", "intervene"]
 
 
 @dataclass
@@ -46,10 +41,10 @@ def _normalise(model: LoadedModel, interventions: Mapping[Site | str, Any]
         site = model.site(key)
         chain = tuple(value) if isinstance(value, (list, tuple)) else (value,)
         for item in chain:
-            if not isinstance(item, _KINDS):
+            if not isinstance(item, Intervention):
                 raise InterventionError(
-                    f"intervention at {site} must be one of "
-                    f"{[k.__name__ for k in _KINDS]}, got {type(item).__name__}"
+                    f"intervention at {site} must be an Intervention, one of {known_kinds()} or a "
+                    f"subclass of harness.interventions.Intervention, got {type(item).__name__}"
                 )
         out.append((site, chain))
     return out
@@ -57,8 +52,7 @@ def _normalise(model: LoadedModel, interventions: Mapping[Site | str, Any]
 
 def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, ...],
                     masks: Mapping[str, torch.Tensor], run: Run,
-                    ids_seen: Mapping[str, torch.Tensor | None] | None = None
-                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+                    ids_seen: Mapping[str, torch.Tensor | None]) -> Callable[[torch.Tensor], torch.Tensor]:
     hook = model.hook_for(site)
     width = model.width(site)
 
@@ -82,13 +76,10 @@ def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, .
             act = full
         if act.shape[-1] != width:
             raise ShapeError(f"activation at {site} has width {act.shape[-1]}, expected {width}")
+        context = Context(real=mask.bool(), input_ids=ids_seen.get(site.stack))
         for item in chain:
-            where = getattr(item, "positions", ALL).resolve(mask).to(act.device)
-            if isinstance(item, Noise):  # keyed by each row's real tokens, not by its row
-                ids = None if ids_seen is None else ids_seen.get(site.stack)
-                act = item.apply(act, where, site, run, real=mask, ids=ids)
-            else:
-                act = item.apply(act, where, site, run)
+            where = item.positions.resolve(mask).to(act.device)
+            act = item.apply(act, where, site, run, context)
         if hook.head is None:
             return act
         out = full.clone()
@@ -128,8 +119,8 @@ def _stack_module(model: LoadedModel, stack: str) -> torch.nn.Module:
 
 
 def _watch_input_ids(model: LoadedModel, stack: str, seen: dict[str, torch.Tensor | None]) -> list[Any]:
-    """Hooks that hold the ``input_ids`` of `stack` while that stack runs (None otherwise), so
-    `Noise` keys each row by its real tokens; returns their handles."""
+    """Hooks that hold the ``input_ids`` of `stack` while that stack runs (None otherwise), for
+    the `Context` of interventions with ``needs_input_ids``; returns their handles."""
     module = _stack_module(model, stack)
 
     def enter(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
@@ -159,9 +150,14 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
     Hooks registered by anyone else are left as they were. A value may be a list of
     interventions, applied in order (e.g. ``[Add(...), Record()]`` records the edited value).
 
-    With a `Noise` in the plan, two more hooks on the module that runs its stack (the parent
-    of the blocks: ``transformer``, ``encoder``, ``model``) hold that stack's ``input_ids`` while
-    it runs, so the noise is keyed by each row's real tokens; they are removed likewise.
+    Each value is an `Intervention` (any subclass: the library's kinds or one's own); anything
+    else is an `InterventionError` listing the library's kinds. Every kind gets the same call,
+    ``apply(act, where, site, run, context)``: ``where`` its ``positions`` resolved against the
+    stack's mask, ``context`` a `Context` with that mask as bool. With an intervention whose
+    class sets ``needs_input_ids`` (`Noise`: keyed by each row's real tokens) in the plan, two
+    more hooks on the module that runs its stack (the parent of the blocks: ``transformer``,
+    ``encoder``, ``model``) hold that stack's ``input_ids`` while it runs and put them in the
+    context; they are removed likewise.
 
     With ``require_fired`` (the default), a block that ends normally while some site's hook
     never ran raises `InterventionError`: an intervention on a module the forward never reached
@@ -172,7 +168,7 @@ def intervene(model: LoadedModel, interventions: Mapping[Site | str, Any], *,
     handles: list[Any] = []
     ids_seen: dict[str, torch.Tensor | None] = {}
     try:
-        for stack in sorted({site.stack for site, chain in plan if any(isinstance(i, Noise) for i in chain)}):
+        for stack in sorted({site.stack for site, chain in plan if any(i.needs_input_ids for i in chain)}):
             handles.extend(_watch_input_ids(model, stack, ids_seen))
         for site, chain in plan:
             hook = model.hook_for(site)

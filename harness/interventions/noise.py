@@ -13,12 +13,13 @@ import hashlib
 import math
 import numbers
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
 from harness.errors import InterventionError, ShapeError
+from harness.interventions.intervention import Context, Intervention
 from harness.interventions.positions import ALL, Positions
 from harness.models.sites import Site
 
@@ -60,7 +61,7 @@ def noise_draw(seed: int, tokens: Sequence[int], position: int, width: int) -> t
 
 
 @dataclass(frozen=True)
-class Noise:
+class Noise(Intervention):
     """``act + std * N(0, 1)`` at the chosen real positions (causal tracing); padding untouched.
 
     What a row's noise depends on: the ``seed``, the row's real token ids (the ids of the
@@ -74,8 +75,9 @@ class Noise:
     same noise (give them different seeds for independent noise). The draw at a position is
     `noise_draw` ``(seed, tokens, position, d)``.
 
-    The token ids come from the forward itself: `intervene` reads the ``input_ids`` the stack
-    (e.g. ``transformer``, ``encoder``) is called with. A forward that does not call the stack
+    The token ids come from the forward itself: Noise sets ``needs_input_ids``, so `intervene`
+    reads the ``input_ids`` the stack (e.g. ``transformer``, ``encoder``) is called with and
+    hands them over in the `Context`, with the real-token mask. A forward that does not call the stack
     with ``input_ids`` (``inputs_embeds``, or a replay of cached blocks as in
     `harness.interventions.prefix` / `harness.measures.patching`) must pass ``tokens``: each row's real token ids, one
     list per batch row; the count must equal the row's real positions in the mask the hook
@@ -87,6 +89,8 @@ class Noise:
     seed: int
     positions: Positions = ALL
     tokens: tuple[tuple[int, ...], ...] | None = None
+
+    needs_input_ids: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         std = self.std
@@ -105,16 +109,16 @@ class Noise:
         if self.tokens is not None:
             object.__setattr__(self, "tokens", _token_rows(self.tokens))
 
-    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run", *,
-              real: torch.Tensor | None = None, ids: torch.Tensor | None = None) -> torch.Tensor:
-        if real is None:
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
+        if context is None:
             raise InterventionError(
                 f"Noise at {site} draws each row's noise from its real token ids and needs the "
                 "attention mask and input ids of the forward; install it with intervene(...) "
                 "instead of calling apply() directly"
             )
-        real = real.bool().cpu()
-        rows = self._rows(real, ids, site)
+        real = context.real.bool().cpu()
+        rows = self._rows(real, context.input_ids, site)
         on = (where.cpu() & real)  # never on padding, whatever `positions` says
         rank = real.long().cumsum(1) - 1  # position counted among the row's real tokens
         width = act.shape[-1]

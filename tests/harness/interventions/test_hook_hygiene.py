@@ -141,7 +141,7 @@ def test_a_bad_plan_is_rejected_before_any_hook_is_registered(m, monkeypatch):
 def test_a_bad_intervention_half_way_through_the_plan_installs_nothing(m):
     before = hooks(m)
     plan = {"blocks.1.resid_post": Record(), SITE: [Record(), "add"], "blocks.6.mlp_out": Record()}
-    with pytest.raises(InterventionError, match=r"intervention at blocks.3.resid_post must be one of .* got str"):
+    with pytest.raises(InterventionError, match=r"intervention at blocks.3.resid_post must be an Intervention, one of .* got str"):
         with intervene(m, plan, masks={"blocks": inputs(m)[1]}):
             pytest.fail("the block must not be entered")
     assert hooks(m) == before

@@ -12,6 +12,7 @@ from harness.errors import InterventionError, ShapeError
 from harness.interventions import (
     Ablate,
     Add,
+    Context,
     Interchange,
     Noise,
     Patch,
@@ -224,8 +225,8 @@ def test_noise_of_a_row_is_drawn_from_the_seed_its_real_tokens_and_the_position_
     act, where = torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool)
     real = torch.tensor([[1, 1, 1], [0, 1, 1]])  # row 1 left-padded: its real tokens are 7, 8
     ids = torch.tensor([[5, 6, 7], [0, 7, 8]])
-    got = Noise(std=2.0, seed=10).apply(act, where, Site("blocks", 1, "resid_post"), None,  # type: ignore[arg-type]
-                                        real=real, ids=ids)
+    got = Noise(std=2.0, seed=10).apply(act, where, Site("blocks", 1, "resid_post"), None,
+                                        Context(real=real.bool(), input_ids=ids))
     expected = 2.0 * torch.stack([noise_draw(10, [7, 8], k, 4) for k in range(2)])
     assert torch.equal(got[1, 1:], expected)
     assert got[1, 0].abs().max() == 0
@@ -368,8 +369,9 @@ def test_a_zero_ablation_with_a_value_is_an_error():
 
 def test_something_that_is_not_an_intervention_is_an_error(m):
     with pytest.raises(InterventionError, match=re.escape(
-            "intervention at blocks.3.resid_post must be one of "
-            "['Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'Noise'], got Tensor")):
+            "intervention at blocks.3.resid_post must be an Intervention, one of "
+            "['Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'Noise'] or a subclass of "
+            "harness.interventions.Intervention, got Tensor")):
         forward(m, {SITE: torch.ones(48)})
 
 

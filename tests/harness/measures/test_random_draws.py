@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from harness.measures.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Noise, Patch, Positions, Record, intervene, noise_draw
+from harness.interventions import Context, Noise, Patch, Positions, Record, intervene, noise_draw
 from harness.models.load import LoadedModel, pad_rows
 from harness.interventions.prefix import capture, replay_start
 from harness.measures.scores import logprob, next_token_logits
@@ -266,7 +266,7 @@ def test_a_replay_of_positions_start_on_is_refused_rather_than_given_shifted_noi
     where = torch.ones(2, ids.shape[1] - 2, dtype=torch.bool)
     with pytest.raises(ShapeError, match=r"`tokens` row 0 of Noise has 12 ids but the mask at blocks.3.resid_pre "
                                          r"marks 10 real positions.*counted from `start`"):
-        noise.apply(act, where, site, None, real=mask[:, 2:])  # type: ignore[arg-type]
+        noise.apply(act, where, site, None, Context(real=mask[:, 2:].bool()))
 
 
 def test_tokens_that_disagree_with_the_forwards_ids_are_an_error():
