@@ -64,27 +64,19 @@ def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, .
                 f"masks={{'{site.stack}': attention_mask}} to intervene()"
             )
         mask = masks[site.stack]
-        if tuple(full.shape[:2]) != tuple(mask.shape):
+        act = hook.view(full, tuple(mask.shape))  # the site's columns; [batch * pos, d] rows unflattened
+        if tuple(act.shape[:2]) != tuple(mask.shape):
             raise ShapeError(
                 f"activation at {site} is {tuple(full.shape)} but the {site.stack} attention "
                 f"mask is {tuple(mask.shape)} [batch, pos]; pass the mask of this forward's batch"
             )
-        if hook.head is not None:
-            cols = slice(hook.head * width, (hook.head + 1) * width)
-            act = full[..., cols]
-        else:
-            act = full
         if act.shape[-1] != width:
             raise ShapeError(f"activation at {site} has width {act.shape[-1]}, expected {width}")
         context = Context(real=mask.bool(), input_ids=ids_seen.get(site.stack))
         for item in chain:
             where = item.positions.resolve(mask).to(act.device)
             act = item.apply(act, where, site, run, context)
-        if hook.head is None:
-            return act
-        out = full.clone()
-        out[..., cols] = act
-        return out
+        return hook.put(full, act)
 
     return transform
 

@@ -36,6 +36,8 @@ import torch
 
 from harness.errors import SiteError
 from harness.models.sites import Site, SiteTable, StackShape
+# where each site lives on a concrete model; re-exported here, their historical home
+from harness.models.site_hooks import Hook, resolve_hook, site_table  # noqa: F401
 
 __all__ = ["StackLayout", "LogitRule", "Layout", "register_architecture", "architectures", "layout_for",
            "markdown_table", "resolve_hook", "site_table", "Hook", "ENTRY_POINT_GROUP"]
@@ -390,75 +392,3 @@ def markdown_table() -> str:
         rows.append(f"| `{model_type}` | {layout.positions} | {'yes' if layout.parallel else 'no'} | "
                     f"{layout.logits.describe()} | {layout.suffix_replay or 'no (full replay)'} |")
     return "\n".join(rows) + "\n"
-
-
-def _get(model: torch.nn.Module, path: str) -> torch.nn.Module:
-    try:
-        return model.get_submodule(path)
-    except AttributeError as err:
-        raise SiteError(f"module path {path!r} does not exist on this model ({err})") from None
-
-
-def site_table(model: torch.nn.Module, layout: Layout, model_name: str) -> SiteTable:
-    """Build the `SiteTable` of a concrete model, checking every path of the layout exists."""
-    config = model.config
-    n_heads = int(getattr(config, layout.n_heads_attr))
-    d_model = int(getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
-                  or getattr(config, "n_embd"))
-    head_dim = getattr(config, layout.head_dim_attr, None) if layout.head_dim_attr else None
-    d_head = int(head_dim) if head_dim else d_model // n_heads
-    shapes = []
-    for stack in layout.stacks:
-        blocks = _get(model, stack.blocks)
-        _get(model, stack.final_norm)
-        for block in blocks:
-            for path in (stack.attn_out, stack.head_in, stack.mlp_out, stack.cross_attn_out):
-                if path is not None:
-                    _get(block, path)
-        points = ["resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "head"]
-        if stack.cross_attn_out is not None:
-            points.append("cross_attn_out")
-        shapes.append(StackShape(stack.name, len(blocks), n_heads, d_model, d_head, tuple(points)))
-    return SiteTable(model_name, tuple(shapes))
-
-
-@dataclass(frozen=True)
-class Hook:
-    """Where a site's activation is read or replaced.
-
-    ``kind`` is "output" (a forward hook on ``module``) or "input" (a forward pre-hook: the
-    first positional argument or ``hidden_states``). ``head`` selects columns
-    ``[head * d_head, (head + 1) * d_head)`` of that tensor.
-    """
-
-    module: torch.nn.Module
-    kind: str
-    head: int | None = None
-    d_head: int | None = None
-
-
-def resolve_hook(model: torch.nn.Module, layout: Layout, table: SiteTable, site: Site) -> Hook:
-    site = table.validate(site)
-    stack = layout.stack(site.stack)
-    shape = table.stack(site.stack)
-    blocks = _get(model, stack.blocks)
-    if site.point == "resid_post":
-        if site.layer == 0:
-            return Hook(blocks[0], "input")
-        if site.layer == shape.n_layers:
-            return Hook(_get(model, stack.final_norm), "output")
-        return Hook(blocks[site.layer - 1], "output")
-    block = blocks[site.layer - 1]
-    if site.point == "resid_pre":
-        return Hook(block, "input")
-    if site.point == "block_out":
-        return Hook(block, "output")
-    if site.point == "attn_out":
-        return Hook(_get(block, stack.attn_out), "output")
-    if site.point == "mlp_out":
-        return Hook(_get(block, stack.mlp_out), "output")
-    if site.point == "cross_attn_out":
-        return Hook(_get(block, stack.cross_attn_out), "output")  # type: ignore[arg-type]
-    if site.point == "head":
-        return Hook(_get(block, stack.head_in), "input", head=site.head, d_head=shape.d_head)
-    raise SiteError(f"point {site.point!r} has no hook rule")  # unreachable after validate

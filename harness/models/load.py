@@ -25,7 +25,7 @@ import torch
 
 from harness.models.architectures import Hook, Layout, layout_for, resolve_hook, site_table
 from harness.errors import DataError, ModelLoadError, SiteError
-from harness.models.sites import Site, SiteTable, parse_site
+from harness.models.sites import POINTS, Site, SiteTable, parse_site
 
 __all__ = ["LoadedModel", "load_model", "load_study_model", "fingerprint", "from_module", "pad_rows", "length_order", "unembed"]
 
@@ -69,11 +69,20 @@ class LoadedModel:
         return self.sites.stacks[0].name
 
     def site(self, stack_or_text: str | Site, layer: int | None = None,
-             point: str | None = None, *, head: int | None = None) -> Site:
-        """A validated site: ``m.site("encoder.12.resid_post")`` or ``m.site("encoder", 12, "resid_post")``."""
+             point: str | None = None, *, head: int | None = None,
+             units: Sequence[int] | range | None = None) -> Site:
+        """A validated site: ``m.site("encoder.12.resid_post")``, ``m.site("encoder", 12, "resid_post")``,
+        ``m.site("blocks", 2, "attn.k", head=0)``, ``m.site("blocks", 1, "mlp_post", units=range(45, 51))``.
+
+        `point` may also be written as in a site string (``"attn.q.head3"``, ``"mlp_post.neuron45"``).
+        Raises `SiteError` for a site the model lacks, listing what it has (see `SiteTable.validate`).
+        """
         if isinstance(stack_or_text, Site):
             return self.sites.validate(stack_or_text)
         if layer is None and point is None:
+            if head is not None or units is not None:
+                raise SiteError("`head` and `units` go with `stack`, `layer` and `point`, not with a site string; "
+                                "write them in the string ('blocks.2.attn.q.head1', 'blocks.1.mlp_post.neuron45')")
             return self.sites.validate(parse_site(stack_or_text))
         if layer is None or point is None:
             raise SiteError("give either a site string, or all of `stack`, `layer` and `point`")
@@ -83,19 +92,29 @@ class LoadedModel:
             layer = operator.index(layer)
         except TypeError:
             raise SiteError(f"`layer` must be an int, got {layer!r}") from None
-        if point.startswith("attn.head"):  # the string form: parse it, so a bad head is a SiteError
-            return self.sites.validate(parse_site(f"{stack_or_text}.{layer}.{point}"))
-        return self.sites.validate(Site(stack_or_text, layer, point, head))
+        if point not in POINTS or point == "head" and head is None:
+            # the string form ("attn.head2", "attn.q.head1", "mlp_post.neuron4"): parse it
+            site = parse_site(f"{stack_or_text}.{layer}.{point}")
+            if head is not None or units is not None:
+                raise SiteError(f"`point` {point!r} already names its head or units; leave out `head` and `units`")
+            return self.sites.validate(site)
+        return self.sites.validate(Site(stack_or_text, layer, point, head,
+                                        None if units is None else tuple(units)))
 
     def hook_for(self, site: Site) -> Hook:
+        """Where `site`'s activation lives on this model (cached): a module, "input" or
+        "output", and the columns the site takes (see `harness.models.site_hooks.Hook`)."""
         if site not in self._hooks:
             self._hooks[site] = resolve_hook(self.module, self.layout, self.sites, site)
         return self._hooks[site]
 
-    def width(self, site: Site) -> int:
-        """The last dimension of the activation at `site` (d_model, or d_head for a head)."""
-        shape = self.sites.stack(site.stack)
-        return shape.d_head if site.point == "head" else shape.d_model
+    def width(self, site: Site | str) -> int:
+        """The last dimension of the activation at `site`: d_model; d_head for one head's
+        output, query, key or value; n_heads * d_head for all queries (n_kv_heads * d_head
+        for all keys or values); d_mlp, or the number of chosen units, for the MLP points;
+        1 for ``final_scale``."""
+        site = self.site(site)
+        return self.sites.stack(site.stack).width(site)
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
                  max_length: int | None = None) -> list[list[int]]:

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import HarnessError, SiteError
-from harness.models.sites import POINTS, Site, SiteTable, StackShape, parse_site
+from harness.models.sites import HEAD_POINTS, POINTS, UNIT_POINTS, Site, SiteTable, StackShape, parse_site
 
 FULL = ("resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "head")
 
@@ -29,8 +29,14 @@ plain_points = st.sampled_from([p for p in POINTS if p != "head"])
 @st.composite
 def sites(draw) -> Site:
     stack, layer = draw(stacks), draw(st.integers(-3, 200))
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["head", "qkv", "units", "plain"]))
+    if kind == "head":
         return Site(stack, layer, "head", head=draw(st.integers(-3, 128)))
+    if kind == "qkv":
+        return Site(stack, layer, draw(st.sampled_from(HEAD_POINTS)), head=draw(st.integers(-3, 128)))
+    if kind == "units":
+        units = draw(st.lists(st.integers(-2, 5000), min_size=1, max_size=8, unique=True))
+        return Site(stack, layer, draw(st.sampled_from(UNIT_POINTS)), units=tuple(units))
     return Site(stack, layer, draw(plain_points))
 
 
@@ -80,8 +86,10 @@ def test_an_unknown_point_lists_the_valid_points_and_suggests_the_closest():
         parse_site("encoder.12.resid_pst")
     message = str(info.value)
     assert "has unknown point 'resid_pst'" in message
-    assert "valid points are ['resid_pre', 'resid_post', 'attn_out', 'mlp_out', 'block_out', " \
-           "'cross_attn_out', 'attn.head{h}']" in message
+    assert "valid points are ['resid_pre', 'resid_mid', 'resid_post', 'attn_out', 'mlp_out', 'block_out', " \
+           "'cross_attn_out', 'attn.head{h}', 'attn.q[.head{h}]', 'attn.k[.head{h}]', 'attn.v[.head{h}]', " \
+           "'mlp_pre[.neuron{i}]', 'mlp_pre_linear[.neuron{i}]', 'mlp_post[.neuron{i}]', 'final_norm_in', " \
+           "'final_scale']" in message
     assert message.endswith("did you mean 'resid_post'?")
 
 
@@ -95,7 +103,7 @@ def test_a_site_built_with_an_unknown_point_is_an_error_with_a_suggestion():
         Site("blocks", 2, "mlp_ot")
 
 
-@pytest.mark.parametrize(("point", "head"), [("head", None), ("resid_post", 3)])
+@pytest.mark.parametrize(("point", "head"), [("head", None), ("resid_post", 3), ("mlp_post", 1)])
 def test_a_head_index_is_required_exactly_for_the_head_point(point, head):
     with pytest.raises(SiteError, match=r"`head` is required exactly for the per-head point"):
         Site("blocks", 2, point, head=head)
@@ -202,3 +210,128 @@ def test_all_sites_of_an_unknown_point_is_an_error_not_an_empty_list():
 def test_all_sites_of_an_unknown_stack_is_an_error_not_an_empty_list():
     with pytest.raises(SiteError, match=r"`stack` must be one of \['encoder', 'decoder'\] for fixture:tacgen, got 'blocks'"):
         TABLE.all_sites("resid_post", "blocks")
+
+
+# --------------------------------------------------------------------------- heads, keys/values and neurons
+
+ALL_POINTS = FULL + ("resid_mid", "attn.q", "attn.k", "attn.v", "mlp_pre", "mlp_pre_linear", "mlp_post",
+                     "final_norm_in", "final_scale")
+# a Qwen2-like stack: 14 query heads sharing 2 key/value heads, d_mlp 64; and a parallel one
+GQA = SiteTable("tiny:qwen2", (StackShape("blocks", n_layers=3, n_heads=14, d_model=56, d_head=4,
+                                          points=ALL_POINTS, n_kv_heads=2, d_mlp=64),))
+PARALLEL = SiteTable("tiny:gpt_neox", (StackShape(
+    "blocks", n_layers=2, n_heads=4, d_model=32, d_head=8, d_mlp=48,
+    points=tuple(p for p in ALL_POINTS if p not in ("resid_mid", "mlp_pre_linear")),
+    lacks=(("resid_mid", "blocks of gpt_neox are parallel (...)"),)),))
+
+
+@pytest.mark.parametrize(("text", "site"), [
+    ("blocks.2.attn.q.head13", Site("blocks", 2, "attn.q", head=13)),
+    ("blocks.2.attn.k.head1", Site("blocks", 2, "attn.k", head=1)),
+    ("blocks.2.attn.v", Site("blocks", 2, "attn.v")),
+    ("blocks.1.resid_mid", Site("blocks", 1, "resid_mid")),
+    ("blocks.1.mlp_post.neuron45", Site("blocks", 1, "mlp_post", units=(45,))),
+    ("blocks.1.mlp_pre.neurons[45:51]", Site("blocks", 1, "mlp_pre", units=(45, 46, 47, 48, 49, 50))),
+    ("blocks.1.mlp_pre_linear.neurons[3, 17, 40:42]", Site("blocks", 1, "mlp_pre_linear", units=(3, 17, 40, 41))),
+    ("blocks.3.final_scale", Site("blocks", 3, "final_scale")),
+])
+def test_the_new_points_parse_into_their_point_head_and_units(text, site):
+    assert parse_site(text) == site
+    assert parse_site(str(site)) == site
+
+
+def test_unit_sets_print_as_one_neuron_a_range_or_a_list():
+    assert str(Site("blocks", 1, "mlp_post", units=(45,))) == "blocks.1.mlp_post.neuron45"
+    assert str(Site("blocks", 1, "mlp_post", units=range(45, 51))) == "blocks.1.mlp_post.neurons[45:51]"
+    assert str(Site("blocks", 1, "mlp_post", units=[9, 2])) == "blocks.1.mlp_post.neurons[9,2]"
+
+
+def test_sites_with_and_without_heads_or_units_sort_together():
+    mixed = [Site("blocks", 1, "attn.q", head=2), Site("blocks", 1, "attn.q"),
+             Site("blocks", 1, "mlp_post", units=(3,)), Site("blocks", 1, "mlp_post")]
+    assert sorted(mixed) == [mixed[1], mixed[0], mixed[3], mixed[2]]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    (dict(point="resid_post", units=(1,)), r"`units` \(neurons\) are addressable only on \['mlp_pre', 'mlp_pre_linear', "
+                                           r"'mlp_post'\], got units for point 'resid_post'"),
+    (dict(point="mlp_post", units=()), r"`units` is empty"),
+    (dict(point="mlp_post", units=(3, 4, 3)), r"`units` must be distinct neuron indices, got \[3\] more than once"),
+    (dict(point="mlp_post", units=(1.5,)), r"`units` must hold neuron indices \(ints\), got 1.5"),
+    (dict(point="mlp_post", units="12"), r"`units` must be a sequence of neuron indices \(ints\), got '12'"),
+    (dict(point="attn.q", head=True), r"`head` must be an int, got True"),
+])
+def test_a_bad_head_or_unit_selection_is_an_error(kwargs, message):
+    with pytest.raises(SiteError, match=message):
+        Site("blocks", 1, **kwargs)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("blocks.1.mlp_post.neurons[5:5]", r"the range '5:5' is empty; write a:b with a < b"),
+    ("blocks.1.mlp_post.neurons[a]", r"`neurons\[...\]` must hold indices or ranges a:b .* got 'a'"),
+    ("blocks.1.mlp_out.neuron3", r"has unknown point 'mlp_out.neuron3'"),
+    ("blocks.1.attn.z.head3", r"has unknown point 'attn.z.head3'"),
+])
+def test_a_malformed_head_or_neuron_suffix_is_an_error(text, message):
+    with pytest.raises(SiteError, match=message):
+        parse_site(text)
+
+
+def test_a_neuron_beyond_d_mlp_is_an_error_naming_the_range():
+    assert GQA.validate("blocks.1.mlp_post.neuron63") == Site("blocks", 1, "mlp_post", units=(63,))
+    with pytest.raises(SiteError, match=re.escape(
+            "`units` must be neuron indices in 0..63 for mlp_post of blocks of tiny:qwen2 (d_mlp = 64), got 64")):
+        GQA.validate("blocks.1.mlp_post.neuron64")
+    with pytest.raises(SiteError, match=re.escape("got 64 (and 1 more)")):
+        GQA.validate("blocks.1.mlp_pre.neurons[60:66]")
+
+
+def test_keys_and_values_are_addressed_by_key_value_head_under_grouped_query_attention():
+    assert GQA.validate("blocks.2.attn.k.head1").head == 1
+    assert GQA.validate("blocks.2.attn.q.head13").head == 13
+    with pytest.raises(SiteError, match=re.escape(
+            "`head` must be a key/value head in 0..1 for attn.k of blocks of tiny:qwen2, got 9: under grouped-query "
+            "attention its 14 query heads share 2 key/value heads, query head h reading key/value head h // 7; "
+            "query head 9 reads key/value head 1: write 'blocks.2.attn.k.head1'")):
+        GQA.validate("blocks.2.attn.k.head9")
+    with pytest.raises(SiteError, match=r"`head` must be a key/value head in 0\.\.1 .* got 14: .* h // 7$"):
+        GQA.validate("blocks.2.attn.v.head14")
+    with pytest.raises(SiteError, match=re.escape("`head` must be in 0..13 for attn.q of blocks of tiny:qwen2 "
+                                                  "(14 heads), got 14")):
+        GQA.validate("blocks.2.attn.q.head14")
+
+
+def test_a_point_a_stack_lacks_says_why():
+    with pytest.raises(SiteError, match=re.escape(
+            "`point` 'resid_mid' is no site of blocks of tiny:gpt_neox: blocks of gpt_neox are parallel (...); "
+            "its points are [")):
+        PARALLEL.validate("blocks.1.resid_mid")
+
+
+@pytest.mark.parametrize("point", ["final_scale", "final_norm_in"])
+def test_the_final_norm_points_exist_only_at_the_last_layer(point):
+    assert GQA.validate(f"blocks.3.{point}").layer == 3
+    with pytest.raises(SiteError, match=re.escape(
+            f"`layer` must be 3 (the last block: {point} belongs to the final norm) for {point} of blocks of "
+            "tiny:qwen2, got 2")):
+        GQA.validate(f"blocks.2.{point}")
+
+
+def test_widths_follow_heads_key_value_heads_units_and_the_scale():
+    shape = GQA.stack("blocks")
+    widths = {text: shape.width(parse_site(text)) for text in (
+        "blocks.1.attn.q", "blocks.1.attn.k", "blocks.1.attn.v.head0", "blocks.1.attn.q.head3", "blocks.1.attn.head3",
+        "blocks.1.mlp_post", "blocks.1.mlp_pre.neurons[4:9]", "blocks.1.resid_mid", "blocks.3.final_scale")}
+    assert widths == {"blocks.1.attn.q": 56, "blocks.1.attn.k": 8, "blocks.1.attn.v.head0": 4,
+                      "blocks.1.attn.q.head3": 4, "blocks.1.attn.head3": 4, "blocks.1.mlp_post": 64,
+                      "blocks.1.mlp_pre.neurons[4:9]": 5, "blocks.1.resid_mid": 56, "blocks.3.final_scale": 1}
+
+
+def test_all_sites_lists_query_heads_key_value_heads_mlp_layers_and_the_final_norm_once():
+    assert len(GQA.all_sites("attn.q")) == 3 * 14
+    assert GQA.all_sites("attn.k")[:3] == [Site("blocks", 1, "attn.k", head=0), Site("blocks", 1, "attn.k", head=1),
+                                          Site("blocks", 2, "attn.k", head=0)]
+    assert GQA.all_sites("mlp_post") == [Site("blocks", layer, "mlp_post") for layer in (1, 2, 3)]
+    assert GQA.all_sites("final_scale") == [Site("blocks", 3, "final_scale")]
+    assert PARALLEL.all_sites("resid_mid") == []
+    assert all(GQA.validate(s) == s for p in ALL_POINTS for s in GQA.all_sites(p))

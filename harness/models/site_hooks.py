@@ -1,0 +1,408 @@
+"""Where each site's activation lives on a concrete model.
+
+    site_table(model, layout, name)         the model's `SiteTable`: every path of the layout
+                                            checked, the widths (heads, key/value heads, d_mlp)
+                                            read off the modules, the points it lacks and why
+    resolve_hook(model, layout, table, site) -> Hook
+    Hook                                    a module, "input" or "output", and how the site's
+                                            activation sits in the tensor seen there
+    NormScale                               the final norm's scale, derived from its input
+
+A site's activation is ``[batch, pos, width]``. The tensor a hook sees may hold more: a head's
+columns of the output projection's input, q, k or v inside a fused projection, chosen neurons,
+or rows flattened to ``[batch * pos, d]`` (OPT's MLP). `Hook.view` takes the site's activation
+out of that tensor and `Hook.put` writes an edited one back; whatever changes a site goes
+through these two.
+
+The columns of the fused layouts (``StackLayout.qkv_layout``), d = d_head, H = n_heads,
+G = n_kv_heads, r = H // G:
+
+    "thirds"    [q (H*d) | k (G*d) | v (G*d)]          GPT-2, MPT, Phi-3, multi-query BigCode/Falcon
+    "per_head"  head h: [q | k | v] at h * 3d            GPT-NeoX, BLOOM (G = H)
+    "grouped"   group g: [q_{g r} .. q_{g r + r - 1} | k_g | v_g] at g * (r + 2) d   Falcon (new)
+
+A gated MLP whose gate and up projections are one module (``mlp_gate == mlp_pre``, Phi-3's
+``gate_up_proj``) holds the gate in its first d_mlp columns and the up projection in the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from harness.errors import InterventionError, SiteError
+from harness.models.sites import HEAD_POINTS, UNIT_POINTS, Site, SiteTable, StackShape
+
+if TYPE_CHECKING:
+    from harness.models.architectures import Layout, StackLayout
+
+__all__ = ["Hook", "NormScale", "resolve_hook", "site_table"]
+
+_BASE_POINTS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "head")
+
+
+@dataclass(frozen=True)
+class NormScale:
+    """The scale a norm multiplies its (centred) input by: ``1 / sqrt(mean(x**2) + eps)`` for an
+    RMSNorm, ``1 / sqrt(var(x) + eps)`` for a LayerNorm (``kind`` "rms" or "layernorm"),
+    computed in float32 over the last dimension: ``[..., d] -> [..., 1]`` (TransformerLens'
+    ``hook_scale``, before the norm's weight)."""
+
+    kind: str
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        if self.kind == "layernorm":
+            x32 = x32 - x32.mean(-1, keepdim=True)
+        return torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(-1, keepdim=True) if self.kind == "layernorm" else x
+        return centred * self(x)
+
+
+@dataclass(frozen=True)
+class Hook:
+    """Where a site's activation is read or replaced.
+
+    ``kind`` is "output" (a forward hook on ``module``) or "input" (a forward pre-hook: the
+    first positional argument or ``hidden_states``). ``columns``: the site's columns of the last
+    dimension of that tensor, in order (None: all of them); ``head`` and ``d_head`` are set for
+    the per-head point ``attn.head{h}`` (its columns ``[head * d_head, (head + 1) * d_head)``).
+    ``derive``: a read-only value computed from the tensor (the final norm's scale).
+    """
+
+    module: torch.nn.Module
+    kind: str
+    head: int | None = None
+    d_head: int | None = None
+    columns: tuple[int, ...] | None = None
+    derive: NormScale | None = None
+
+    def _select(self, device: torch.device) -> slice | torch.Tensor:
+        cols = self.columns
+        assert cols is not None
+        if all(b == a + 1 for a, b in zip(cols, cols[1:])):
+            return slice(cols[0], cols[-1] + 1)
+        return torch.tensor(cols, dtype=torch.long, device=device)
+
+    def view(self, full: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """The site's activation in `full`, the tensor the hook sees: ``[batch, pos, width]``.
+
+        `rows` is ``(batch, pos)``: a 2-D ``[batch * pos, d]`` tensor (a module run on flattened
+        rows) is viewed as ``[batch, pos, d]``. A tensor that fits no such shape is returned as
+        it is, for the caller's shape check to report."""
+        x = _unflatten(full, rows)
+        if self.derive is not None:
+            return self.derive(x)
+        if self.columns is None:
+            return x
+        return x[..., self._select(x.device)]
+
+    def put(self, full: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """`full` with the site's activation replaced by `act` (``[batch, pos, width]``), in
+        `full`'s own shape; `full` itself is never modified.
+
+        Raises `InterventionError` for a changed value of a read-only (derived) site."""
+        if self.derive is not None:
+            if torch.equal(act, self.view(full, tuple(act.shape[:2]))):
+                return full
+            raise InterventionError(
+                "the final norm's scale (final_scale) can be recorded, not edited: the norm computes it "
+                "from its input; edit the input instead (the final_norm_in site)"
+            )
+        if self.columns is None:
+            return act.reshape(full.shape) if act.shape != full.shape else act
+        x = _unflatten(full, tuple(act.shape[:2])).clone()
+        x[..., self._select(x.device)] = act
+        return x.reshape(full.shape)
+
+    def column_mask(self, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``[width]`` bool: True at the site's columns of a tensor of last dimension `width`."""
+        mask = torch.zeros(width, dtype=torch.bool, device=device)
+        if self.columns is None:
+            mask[:] = True
+        else:
+            mask[list(self.columns)] = True
+        return mask
+
+
+def _unflatten(full: torch.Tensor, rows: tuple[int, ...] | None) -> torch.Tensor:
+    if rows is not None and len(rows) == 2 and full.dim() == 2 and full.shape[0] == rows[0] * rows[1] \
+            and rows[1] > 0:
+        return full.reshape(rows[0], rows[1], full.shape[-1])
+    return full
+
+
+def _get(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError as err:
+        raise SiteError(f"module path {path!r} does not exist on this model ({err})") from None
+
+
+def _out_width(module: torch.nn.Module) -> int | None:
+    """The output width of a linear layer (``nn.Linear`` or GPT-2's ``Conv1D``), else None."""
+    for attr in ("out_features", "nf"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _in_width(module: torch.nn.Module) -> int | None:
+    for attr in ("in_features", "nx"):
+        value = getattr(module, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def site_table(model: torch.nn.Module, layout: "Layout", model_name: str) -> "SiteTable":
+    """Build the `SiteTable` of a concrete model, checking every path of the layout exists.
+
+    Widths come from the config (heads, d_head, d_model) and, where the layout names the
+    modules, from those modules (key/value heads, d_mlp), so a site's width is what its hook
+    sees. A point the stack cannot offer is left out with the reason (`StackShape.lacks`).
+
+    Raises `SiteError` for a layout path the model lacks, naming the path.
+    """
+    config = model.config
+    n_heads = int(getattr(config, layout.n_heads_attr))
+    d_model = int(getattr(config, "d_model", None) or getattr(config, "hidden_size", None)
+                  or getattr(config, "n_embd"))
+    head_dim = getattr(config, layout.head_dim_attr, None) if layout.head_dim_attr else None
+    d_head = int(head_dim) if head_dim else d_model // n_heads
+    shapes = []
+    for stack in layout.stacks:
+        blocks = _get(model, stack.blocks)
+        final_norm = _get(model, stack.final_norm)
+        for block in blocks:
+            for path in _paths(stack):
+                _get(block, path)
+        points = list(_BASE_POINTS)
+        lacks: list[tuple[str, str]] = []
+        if stack.cross_attn_out is not None:
+            points.append("cross_attn_out")
+        if getattr(stack, "resid_mid", None) is not None:
+            points.append("resid_mid")
+        else:
+            lacks.append(("resid_mid", _why_no_resid_mid(layout)))
+        block = blocks[0] if len(blocks) else None
+        n_kv, why = _kv_heads(config, layout, stack, block, n_heads, d_head)
+        if why is None:
+            points.extend(HEAD_POINTS)
+        else:
+            lacks.extend((p, why) for p in HEAD_POINTS)
+        d_mlp, mlp_points, mlp_lacks = _mlp(config, layout, stack, block)
+        points.extend(mlp_points)
+        lacks.extend(mlp_lacks)
+        points.append("final_norm_in")
+        if _norm_scale(final_norm, d_model) is not None:
+            points.append("final_scale")
+        else:
+            lacks.append(("final_scale", f"the final norm {type(final_norm).__name__} is neither a LayerNorm nor an "
+                          "RMSNorm with a readable `eps` (checked on a random input); record final_norm_in and "
+                          "compute the scale from it"))
+        shapes.append(StackShape(stack.name, len(blocks), n_heads, d_model, d_head, tuple(points),
+                                 n_kv_heads=n_kv, d_mlp=d_mlp, lacks=tuple(lacks)))
+    return SiteTable(model_name, tuple(shapes))
+
+
+def _paths(stack: "StackLayout") -> list[str]:
+    names = ("attn_out", "head_in", "mlp_out", "cross_attn_out", "attn", "q", "k", "v", "qkv",
+             "mlp_pre", "mlp_gate", "mlp_post", "resid_mid")
+    return [p for p in (getattr(stack, n, None) for n in names) if p is not None]
+
+
+def _why_no_resid_mid(layout: "Layout") -> str:
+    if getattr(layout, "parallel", False):
+        return (f"blocks of {layout.architecture} are parallel (attention and MLP both read resid_pre and "
+                "add their outputs to it together), so no residual lies between them; use resid_pre, "
+                "attn_out or mlp_out")
+    return (f"the architecture table entry of {layout.architecture} names no resid_mid module for this stack "
+            "(StackLayout.resid_mid is None)")
+
+
+def _kv_heads(config: Any, layout: "Layout", stack: "StackLayout", block: torch.nn.Module | None,
+              n_heads: int, d_head: int) -> tuple[int | None, str | None]:
+    """The key/value head count (None: as many as heads), or why q/k/v sites are not offered."""
+    attr = getattr(layout, "n_kv_heads_attr", None)
+    declared = getattr(config, attr, None) if attr else None
+    n_kv = int(declared) if declared else n_heads
+    q, k, qkv = getattr(stack, "q", None), getattr(stack, "k", None), getattr(stack, "qkv", None)
+    if q is None and qkv is None:
+        return None, (f"the architecture table entry of {layout.architecture} names no query/key/value "
+                      "projection for this stack (StackLayout q/k/v and qkv are None)")
+    if block is None:
+        return n_kv, None
+    if qkv is not None:
+        kind, width = stack.qkv_layout, _out_width(_get(block, qkv))
+        if kind == "per_head":
+            if declared and n_kv != n_heads:
+                return None, (f"qkv_layout 'per_head' has one key and value per head, but the config gives "
+                              f"{n_kv} key/value heads for {n_heads} heads")
+            n_kv = n_heads
+        elif not declared and width is not None and width % d_head == 0 and (width // d_head - n_heads) % 2 == 0:
+            n_kv = max((width // d_head - n_heads) // 2, 1)  # e.g. multi-query: read off the width
+        if kind == "grouped" and n_heads % n_kv:
+            return None, f"qkv_layout 'grouped' needs n_heads ({n_heads}) to be a multiple of n_kv_heads ({n_kv})"
+        want = (n_heads + 2 * n_kv) * d_head
+        if width is not None and width != want:
+            return None, (f"the fused projection {qkv!r} outputs {width} columns, not the {want} of its layout "
+                          f"{kind!r} with {n_heads} heads and {n_kv} key/value heads of width {d_head}")
+        return n_kv, None
+    q_width = _out_width(_get(block, q))
+    k_width = _out_width(_get(block, k)) if k is not None else None
+    if k_width is not None and not declared and k_width != n_kv * d_head and k_width % d_head == 0:
+        n_kv = k_width // d_head  # e.g. a multi-query model whose config has no key/value head count
+    if q_width is not None and q_width != n_heads * d_head or k_width is not None and k_width != n_kv * d_head:
+        return None, (f"the projections {q!r} / {k!r} output {q_width} / {k_width} columns, not "
+                      f"{n_heads} x {d_head} / {n_kv} x {d_head} (heads x d_head)")
+    return n_kv, None
+
+
+def _mlp(config: Any, layout: "Layout", stack: "StackLayout", block: torch.nn.Module | None
+         ) -> tuple[int | None, list[str], list[tuple[str, str]]]:
+    """d_mlp, the MLP points offered and those lacked (with why)."""
+    pre, gate, post = (getattr(stack, n, None) for n in ("mlp_pre", "mlp_gate", "mlp_post"))
+    if pre is None or post is None:
+        why = (f"the architecture table entry of {layout.architecture} names no MLP projections for this stack "
+               "(StackLayout mlp_pre / mlp_post are None); a sparse mixture-of-experts block has no single MLP "
+               "of one width d_mlp (each expert has its own, over the tokens routed to it)")
+        return None, [], [(p, why) for p in UNIT_POINTS]
+    d_mlp = _in_width(_get(block, post)) if block is not None else None
+    if d_mlp is None:
+        attr = getattr(layout, "d_mlp_attr", None)
+        value = getattr(config, attr, None) if attr else None
+        d_mlp = int(value) if value else None
+    if d_mlp is None:
+        why = (f"the MLP width of {layout.architecture} is unknown: {post!r} is no linear layer and the "
+               "config has no `d_mlp_attr` value")
+        return None, [], [(p, why) for p in UNIT_POINTS]
+    if block is not None:
+        fused = gate is not None and gate == pre
+        for path in {pre, gate} - {None}:
+            width = _out_width(_get(block, path))
+            want = 2 * d_mlp if fused else d_mlp
+            if width is not None and width != want:
+                why = (f"{path!r} outputs {width} columns, not the {want} the MLP width d_mlp = {d_mlp} "
+                       f"(the input of {post!r}) gives")
+                return None, [], [(p, why) for p in UNIT_POINTS]
+    if gate is None:
+        return d_mlp, ["mlp_pre", "mlp_post"], [(
+            "mlp_pre_linear", f"the MLP of {layout.architecture} is not gated: mlp_pre is its only "
+            "pre-activation (TransformerLens' hook_pre_linear exists only for gated MLPs)")]
+    return d_mlp, list(UNIT_POINTS), []
+
+
+def _norm_scale(norm: torch.nn.Module, d_model: int) -> NormScale | None:
+    """The `NormScale` of a LayerNorm or RMSNorm module, recognised by what it computes: on a
+    random input (a seeded local generator) its output must be an affine function, per column,
+    of the input normalised one of the two ways. None when neither fits or `eps` is unreadable."""
+    eps = next((getattr(norm, a) for a in ("variance_epsilon", "eps", "epsilon")
+                if isinstance(getattr(norm, a, None), (int, float))), None)
+    if eps is None:
+        return None
+    param = next(iter(norm.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, d_model, generator=gen, dtype=torch.float64) + 3 * torch.randn(64, 1, generator=gen,
+                                                                                      dtype=torch.float64)
+    try:
+        with torch.no_grad():  # .forward: hooks a user or an intervention installed on it stay silent
+            y = norm.forward(x.to(device=device, dtype=dtype))
+    except Exception:  # a norm that cannot run alone on [rows, d]
+        return None
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return None
+    y = y.detach().to("cpu", torch.float64)
+    tol = 1e-4 if dtype in (torch.float32, torch.float64) else 3e-2
+    for kind in ("rms", "layernorm"):
+        rule = NormScale(kind, float(eps))
+        n = rule.normalise(x)
+        nc, yc = n - n.mean(0), y - y.mean(0)
+        slope = (nc * yc).sum(0) / (nc * nc).sum(0).clamp_min(1e-30)
+        residual = yc - slope * nc
+        if residual.norm() <= tol * max(float(yc.norm()), 1e-12):
+            return rule
+    return None
+
+
+def resolve_hook(model: torch.nn.Module, layout: "Layout", table: SiteTable, site: Site) -> Hook:
+    """The `Hook` of `site` (validated against `table`) on `model`; see the module docstring."""
+    site = table.validate(site)
+    stack = layout.stack(site.stack)
+    shape = table.stack(site.stack)
+    blocks = _get(model, stack.blocks)
+    point = site.point
+    if point == "resid_post":
+        if site.layer == 0:
+            return Hook(blocks[0], "input")
+        if site.layer == shape.n_layers:
+            return Hook(_get(model, stack.final_norm), "output")
+        return Hook(blocks[site.layer - 1], "output")
+    if point == "final_norm_in":
+        return Hook(_get(model, stack.final_norm), "input")
+    if point == "final_scale":
+        norm = _get(model, stack.final_norm)
+        return Hook(norm, "input", derive=_norm_scale(norm, shape.d_model))
+    block = blocks[site.layer - 1]
+    plain = {"resid_pre": None, "block_out": None, "attn_out": stack.attn_out, "mlp_out": stack.mlp_out,
+             "cross_attn_out": stack.cross_attn_out}
+    if point in plain:
+        path = plain[point]
+        return Hook(block if path is None else _get(block, path), "input" if point == "resid_pre" else "output")
+    if point == "resid_mid":
+        return Hook(_get(block, stack.resid_mid), "input")  # type: ignore[arg-type]
+    if point == "head":
+        d = shape.d_head
+        return Hook(_get(block, stack.head_in), "input", head=site.head, d_head=d,
+                    columns=tuple(range(site.head * d, (site.head + 1) * d)))  # type: ignore[operator]
+    if point in HEAD_POINTS:
+        return _qkv_hook(block, stack, shape, site)
+    return _mlp_hook(block, stack, shape, site)
+
+
+def _qkv_hook(block: torch.nn.Module, stack: "StackLayout", shape: StackShape, site: Site) -> Hook:
+    which = site.point[-1]
+    d, n_heads, n_kv = shape.d_head, shape.n_heads, shape.kv_heads
+    heads = range(shape.heads_of(site.point)) if site.head is None else [site.head]
+    if stack.qkv is None:
+        module = _get(block, getattr(stack, which))
+        columns = None if site.head is None else tuple(range(site.head * d, (site.head + 1) * d))
+        return Hook(module, "output", columns=columns)
+    if stack.qkv_layout == "thirds":
+        base = {"q": 0, "k": n_heads * d, "v": (n_heads + n_kv) * d}[which]
+        starts = [base + h * d for h in heads]
+    elif stack.qkv_layout == "per_head":
+        starts = [(3 * h + "qkv".index(which)) * d for h in heads]
+    else:  # "grouped"
+        r = n_heads // n_kv
+        if which == "q":
+            starts = [((h // r) * (r + 2) + h % r) * d for h in heads]
+        else:
+            starts = [(g * (r + 2) + r + (which == "v")) * d for g in heads]
+    columns = tuple(c for s in starts for c in range(s, s + d))
+    return Hook(_get(block, stack.qkv), "output", columns=columns)
+
+
+def _mlp_hook(block: torch.nn.Module, stack: "StackLayout", shape: StackShape, site: Site) -> Hook:
+    d_mlp = int(shape.d_mlp)  # type: ignore[arg-type]
+    if site.point == "mlp_post":
+        module, kind, offset = _get(block, stack.mlp_post), "input", 0  # type: ignore[arg-type]
+        fused = False
+    else:
+        gated = stack.mlp_gate is not None
+        fused = gated and stack.mlp_gate == stack.mlp_pre  # one gate_up projection: [gate | up]
+        path = stack.mlp_gate if site.point == "mlp_pre" and gated else stack.mlp_pre
+        module, kind = _get(block, path), "output"  # type: ignore[arg-type]
+        offset = d_mlp if site.point == "mlp_pre_linear" and fused else 0
+    if site.units is None and not fused:
+        return Hook(module, kind)
+    units = range(d_mlp) if site.units is None else site.units
+    return Hook(module, kind, columns=tuple(offset + u for u in units))
