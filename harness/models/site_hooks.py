@@ -45,10 +45,10 @@ _BASE_POINTS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "
 
 @dataclass(frozen=True)
 class NormScale:
-    """The scale a norm multiplies its (centred) input by: ``1 / sqrt(mean(x**2) + eps)`` for an
-    RMSNorm, ``1 / sqrt(var(x) + eps)`` for a LayerNorm (``kind`` "rms" or "layernorm"),
-    computed in float32 over the last dimension: ``[..., d] -> [..., 1]`` (TransformerLens'
-    ``hook_scale``, before the norm's weight)."""
+    """The scale a norm divides its (centred) input by, TransformerLens' ``hook_scale``:
+    ``sqrt(mean(x**2) + eps)`` for an RMSNorm, ``sqrt(var(x) + eps)`` for a LayerNorm (``kind``
+    "rms" or "layernorm"), over the last dimension, computed in float32: ``[..., d] -> [..., 1]``.
+    The norm's output is ``(x - mean if layernorm) / scale * weight (+ bias)``."""
 
     kind: str
     eps: float
@@ -57,11 +57,11 @@ class NormScale:
         x32 = x.float()
         if self.kind == "layernorm":
             x32 = x32 - x32.mean(-1, keepdim=True)
-        return torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
+        return torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps).to(x.dtype)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - x.mean(-1, keepdim=True) if self.kind == "layernorm" else x
-        return centred * self(x)
+        return centred / self(x)
 
 
 @dataclass(frozen=True)

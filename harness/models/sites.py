@@ -33,8 +33,9 @@ from 1. The points, with the TransformerLens hook each equals (k = L - 1):
     mlp_post                   the MLP post-activation: the input of the      d_mlp       blocks.k.mlp.hook_post
                                down projection
     final_norm_in              (layer n only) the input of the final norm     d_model     blocks.{n-1}.hook_resid_post
-    final_scale                (layer n only) the final norm's scale, 1/rms   1           ln_final.hook_scale
-                               (RMSNorm) or 1/std (LayerNorm), ``[batch, pos, 1]``;
+    final_scale                (layer n only) the final norm's scale, what it 1           ln_final.hook_scale
+                               divides by: sqrt(mean(x**2) + eps) (RMSNorm) or
+                               sqrt(var(x) + eps) (LayerNorm), ``[batch, pos, 1]``;
                                it can be recorded, not edited
 
 MLP units (neurons) are addressed on ``mlp_pre``, ``mlp_pre_linear`` and ``mlp_post``: one

@@ -263,17 +263,17 @@ def test_all_heads_of_q_k_v_are_the_heads_side_by_side(arch):
 
 
 @archs
-def test_the_final_norm_scale_is_one_over_its_rms_or_std(arch):
+def test_the_final_norm_scale_is_its_rms_or_std(arch):
     m = model(arch)
     scale, inp = Site("blocks", 2, "final_scale"), Site("blocks", 2, "final_norm_in")
     recorded, _ = harness_forward(arch, ROWS, {scale: Record(), inp: Record()})
     x = recorded[inp].double()
     config = m.module.config
     if arch in ("llama", "qwen2"):  # RMSNorm
-        want = 1 / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + config.rms_norm_eps)
+        want = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + config.rms_norm_eps)
     else:
         eps = getattr(config, "layer_norm_epsilon", None) or getattr(config, "layer_norm_eps", 1e-5)
-        want = 1 / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+        want = torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
     assert recorded[scale].shape == (*x.shape[:2], 1)
     assert torch.allclose(recorded[scale].double(), want, rtol=1e-5, atol=0)
     assert m.width(scale) == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Callable
 import socket
 import time
 
@@ -28,6 +29,7 @@ from harness.models.load import pad_rows
 from harness.models.sites import Site
 from harness.saes import (FeatureDirection, encode_at, feature_direction, hook_for_site, load_sae, measure_sae,
                           sae_site, site_activations, site_for_hook, train_sae)
+from harness.saes.hooks import HookRef, hook_ref_for_site
 from tests._support.tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["def add(a, b): return a + b", "x", "for i in range(10): print(i)"]
@@ -182,6 +184,87 @@ def test_every_hook_name_reads_what_transformer_lens_hooks_there(arch):
         assert torch.allclose(run.recorded[site], want, atol=1e-5 * max(1.0, float(want.abs().max()))), (name, site)
 
 
+@pytest.mark.filterwarnings("ignore:HookedTransformer is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("arch", ["gpt2", "gemma-2-2b"])
+def test_the_finer_hook_names_read_what_transformer_lens_hooks_there(arch):
+    """resid_mid, the MLP's pre/post activations (whole, and chosen neurons), q/k/v (every head, and
+    each head: key/value heads under Gemma-2's grouped-query attention), hook_z per head, and the
+    final norm's scale, against a HookedTransformer with the same weights."""
+    m, tl = transformer_lens_twin(arch)
+    text = "def f(x): return x + 1  # longer than gemma's sliding window of 16"
+    ids = torch.tensor([m.tokenize([text])[0]])
+    shape = m.sites.stack("blocks")
+    hooks = ["hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "attn.hook_q", "attn.hook_k", "attn.hook_v"]
+    hooks += ["mlp.hook_pre_linear"] if arch == "gemma-2-2b" else []
+    wanted: dict[Site, tuple[str, Callable]] = {}
+    for k in sorted({0, shape.n_layers // 2, shape.n_layers - 1}):
+        for hook in hooks:
+            name = f"blocks.{k}.{hook}"
+            wanted[site_for_hook(m, name)] = (name, lambda t: t.flatten(2))   # heads side by side
+            if hook.startswith("attn."):
+                for h in range(shape.heads_of(site_for_hook(m, name).point)):
+                    wanted[site_for_hook(m, name, head=h)] = (name, lambda t, h=h: t[:, :, h])
+            if hook.startswith("mlp."):
+                wanted[site_for_hook(m, name, units=[5, 1])] = (name, lambda t: t[..., [5, 1]])
+        for h in range(shape.n_heads):
+            wanted[site_for_hook(m, f"blocks.{k}.attn.hook_z", head=h)] = (f"blocks.{k}.attn.hook_z",
+                                                                         lambda t, h=h: t[:, :, h])
+    wanted[site_for_hook(m, "ln_final.hook_scale")] = ("ln_final.hook_scale", lambda t: t)
+    with torch.no_grad():
+        _, cache = tl.run_with_cache(ids)
+        with intervene(m, {s: Record() for s in wanted}, masks={"blocks": torch.ones_like(ids)}) as run:
+            m.module(input_ids=ids)
+    for site, (name, take) in wanted.items():
+        want = take(cache[name])
+        assert hook_ref_for_site(m, site).name == name
+        assert run.recorded[site].shape == want.shape, (site, name)
+        assert torch.allclose(run.recorded[site], want, atol=1e-5 * max(1.0, float(want.abs().max()))), (name, site)
+
+
+def test_finer_hook_names_map_both_ways_and_refuse_what_the_model_lacks():
+    gemma, gpt2 = tiny_model("gemma-2-2b"), tiny_model("gpt2")
+    assert site_for_hook(gemma, "blocks.2.attn.hook_k", head=3) == Site("blocks", 3, "attn.k", head=3)
+    assert hook_ref_for_site(gemma, "blocks.3.attn.k.head3") == HookRef("blocks.2.attn.hook_k", head=3)
+    assert site_for_hook(gemma, "blocks.0.mlp.hook_post", units=range(4, 6)) == \
+        Site("blocks", 1, "mlp_post", units=(4, 5))
+    assert hook_for_site(gemma, "blocks.1.mlp_pre_linear") == "blocks.0.mlp.hook_pre_linear"
+    assert hook_for_site(gemma, "blocks.26.final_scale") == "ln_final.hook_scale"
+    assert hook_for_site(gemma, "blocks.26.final_norm_in") == "blocks.25.hook_resid_post"
+    byt5 = tiny_model("byt5-small")
+    assert hook_for_site(byt5, "decoder.2.resid_mid") == "decoder.1.hook_resid_mid_cross"
+    assert site_for_hook(byt5, "decoder.1.hook_resid_mid_cross") == Site("decoder", 2, "resid_mid")
+    assert site_for_hook(byt5, "encoder.1.hook_resid_mid") == Site("encoder", 2, "resid_mid")
+    assert site_for_hook(byt5, "encoder_final_ln.hook_scale") == Site("encoder", 12, "final_scale")
+    with pytest.raises(SiteError, match=r"T5's decoder hook_resid_mid lies between self- and cross-attention"):
+        site_for_hook(byt5, "decoder.1.hook_resid_mid")
+    with pytest.raises(SiteError, match=r"'blocks.0.mlp.hook_pre_linear': blocks of tiny:gpt2 has no mlp_pre_linear "
+                                        r"\(the MLP of gpt2 is not gated"):
+        site_for_hook(gpt2, "blocks.0.mlp.hook_pre_linear")
+    with pytest.raises(SiteError, match=r"hook name 'blocks.2.attn.hook_k' is blocks.3.attn.k.head5 on "
+                                        r"tiny:gemma-2-2b, which is no site of it: `head` must be a key/value head "
+                                        r"in 0..3 .* query head 5 reads key/value head 2"):
+        site_for_hook(gemma, "blocks.2.attn.hook_k", head=5)
+    with pytest.raises(SiteError, match=r"`units` must be neuron indices in 0..63"):
+        site_for_hook(gemma, "blocks.0.mlp.hook_post", units=[64])
+    with pytest.raises(SiteError, match=r"`head` goes with the per-head hooks attn.hook_q/k/v/z, not with "
+                                        r"'blocks.0.hook_resid_pre'"):
+        site_for_hook(gemma, "blocks.0.hook_resid_pre", head=1)
+    with pytest.raises(SiteError, match=r"`units` go with the MLP hooks"):
+        site_for_hook(gemma, "blocks.0.attn.hook_q", units=[1])
+    with pytest.raises(SiteError, match=r"is neurons \[4, 5\] of 'blocks.0.mlp.hook_post'"):
+        hook_for_site(gemma, "blocks.1.mlp_post.neurons[4:6]")
+
+
+def test_hook_embed_follows_the_position_scheme_of_the_table():
+    import dataclasses
+
+    gpt2 = tiny_model("gpt2")
+    rotary = dataclasses.replace(gpt2, layout=dataclasses.replace(gpt2.layout, positions="rotary"), _hooks={})
+    assert site_for_hook(rotary, "hook_embed") == Site("blocks", 0, "resid_post")
+    with pytest.raises(SiteError, match="absolute position embedding"):
+        site_for_hook(gpt2, "hook_embed")
+
+
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_hook_names_and_sites_round_trip(arch):
     m = tiny_model(arch)
@@ -191,9 +274,13 @@ def test_hook_names_and_sites_round_trip(arch):
                           if p in shape.points]:
                 name = f"{shape.name}.{k}.hook_{point}"
                 assert hook_for_site(m, site_for_hook(m, name)) == name
-        for point in [p for p in shape.points if p != "head"]:
+        for point in shape.points:
             for site in m.sites.all_sites(point, shape.name):
-                back = site_for_hook(m, hook_for_site(m, site))
+                ref = hook_ref_for_site(m, site)
+                back = site_for_hook(m, ref.name, head=ref.head, units=ref.units)
+                if site.point == "final_norm_in":  # the last block's output, hooked there
+                    assert back == Site(shape.name, shape.n_layers, "block_out")
+                    continue
                 assert m.hook_for(back) == m.hook_for(site), (site, back)  # the same activation
         blocks, final = m.layout.stack(shape.name).blocks, m.layout.stack(shape.name).final_norm
         assert site_for_hook(m, f"{blocks}.3") == site_for_hook(m, f"{shape.name}.3.hook_resid_post")
@@ -205,9 +292,9 @@ def test_hook_names_and_sites_round_trip(arch):
 @pytest.mark.parametrize("name, says", [
     ("blocks.26.hook_resid_post", "0..25"),
     ("blocks.-1.hook_resid_post", "0..25"),
-    ("blocks.3.hook_resid_mid", "between attention and MLP"),
-    ("blocks.3.attn.hook_z", "every head"),
     ("ln_final.hook_normalized", "before the norm's weight"),
+    ("blocks.3.ln2.hook_scale", "only the final norm's"),
+    ("blocks.3.attn.hook_pattern", "scores and patterns are not sites"),
     ("encoder.3.hook_resid_post", "does not have"),
     ("blocks.3.hook_cross_attn_out", "no cross_attn_out"),
     ("transformer.h.3", "valid forms"),
@@ -227,9 +314,16 @@ def test_hook_embed_is_refused_where_it_is_not_hidden_states_0():
         site_for_hook(tiny_model("byt5-small"), "hook_embed")
 
 
-def test_a_per_head_site_has_no_hook_name():
-    with pytest.raises(SiteError, match="hook_z' holds every head"):
-        hook_for_site(tiny_model("gemma-2-2b"), "blocks.3.attn.head2")
+def test_a_per_head_site_is_its_head_of_hook_z():
+    m = tiny_model("gemma-2-2b")
+    assert hook_ref_for_site(m, "blocks.3.attn.head2") == HookRef("blocks.2.attn.hook_z", head=2)
+    with pytest.raises(SiteError, match=r"site blocks.3.attn.head2 is head 2 of 'blocks.2.attn.hook_z', which holds "
+                                        r"every head of the block; .* use hook_ref_for_site"):
+        hook_for_site(m, "blocks.3.attn.head2")
+    assert site_for_hook(m, "blocks.2.attn.hook_z", head=2) == Site("blocks", 3, "head", head=2)
+    with pytest.raises(SiteError, match=r"'blocks.2.attn.hook_z' holds every head of its block, "
+                                        r"\[batch, pos, head, d_head\]; .* pass head=h"):
+        site_for_hook(m, "blocks.2.attn.hook_z")
 
 
 def test_sae_site_checks_d_in_against_the_site_width():
