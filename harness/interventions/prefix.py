@@ -15,7 +15,10 @@ the arguments captured in the plain run and new hidden states is exactly the suf
 forward: results equal a full forward within float tolerance (pinned by tests for every
 architecture and attention implementation). Tensor arguments whose first dimension is the
 captured batch are indexed by the replayed rows; those with a first dimension of 1 broadcast as
-they did.
+they did. The architecture table says which arguments differ from that rule (`Layout`'s
+``batch_heads_args``: laid out ``[batch * n_heads, ...]``, as BLOOM's ``alibi``, whose rows are
+selected head by head; ``unbatched_args``: no batch dimension at all, as MPT's
+``position_bias`` ``[n_heads, 1, pos]``, passed on as captured).
 
 The attention masks among those arguments are in the format of the attention implementation
 the model ran with at capture (``eager``: an additive float mask; ``sdpa``: a boolean mask, or
@@ -28,6 +31,8 @@ replay under it must replay all captured rows in order, or it raises.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -108,8 +113,9 @@ class StackPrefix:
         h = self.hidden.index_select(0, rows)
         for offset, (args, kwargs) in enumerate(self.calls):
             block = blocks[self.start + offset]
-            sel_args = tuple(self._select(a, rows) for a in args)
-            sel_kwargs = {k: self._select(v, rows) for k, v in kwargs.items()}
+            names = _positional_names(block, len(args))
+            sel_args = tuple(self._select(a, rows, name) for a, name in zip(args, names))
+            sel_kwargs = {k: self._select(v, rows, k) for k, v in kwargs.items()}
             if sel_args:
                 out = block(h, *sel_args[1:], **sel_kwargs)
             else:
@@ -131,9 +137,22 @@ class StackPrefix:
                 f"{self.implementation!r} and would be misread. Capture again under the implementation you "
                 "replay with (e.g. call capture inside `eager_attention(model)` too)")
 
-    def _select(self, value: Any, rows: torch.Tensor) -> Any:
+    def _select(self, value: Any, rows: torch.Tensor, name: str | None = None) -> Any:
+        """A captured block argument (named `name` where known) for the replayed `rows`."""
         if hasattr(value, "get_seq_length"):  # a key/value cache: a replay must not extend it
             return None
+        layout = self.model.layout
+        if name is not None and name in layout.unbatched_args:
+            return value
+        if name is not None and name in layout.batch_heads_args and isinstance(value, torch.Tensor):
+            if value.shape[0] % self.n:
+                raise InterventionError(
+                    f"block argument {name!r} of stack {self.stack!r} has first dimension {value.shape[0]}, not a "
+                    f"multiple of the batch {self.n}; the architecture table (batch_heads_args of "
+                    f"{layout.architecture!r}) says it is laid out [batch * n_heads, ...]")
+            per_row = value.reshape(self.n, value.shape[0] // self.n, *value.shape[1:])
+            picked = per_row.index_select(0, rows.to(value.device))
+            return picked.reshape(-1, *value.shape[1:])
         if _is_block_mask(value):
             if rows.numel() == self.n and torch.equal(rows.cpu(), torch.arange(self.n)):
                 return value
@@ -146,6 +165,21 @@ class StackPrefix:
         if isinstance(value, tuple):
             return tuple(self._select(v, rows) for v in value)
         return value
+
+
+def _positional_names(block: torch.nn.Module, count: int) -> list[str | None]:
+    """The parameter names of the first `count` positional arguments of `block`'s forward
+    (None for those beyond its named parameters)."""
+    params = _positional_parameters(type(block).forward)
+    return [params[i] if i < len(params) else None for i in range(count)]
+
+
+@functools.lru_cache(maxsize=None)
+def _positional_parameters(forward: Callable) -> tuple[str, ...]:
+    """The positional parameter names of an unbound ``forward`` after ``self``."""
+    params = [p.name for p in inspect.signature(forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return tuple(params[1:])
 
 
 def _is_block_mask(value: Any) -> bool:

@@ -15,14 +15,16 @@
 This is the engine behind `harness.measures.patching`'s maps (its module docstring states the
 metric protocol and what the maps compute). A cell at block L replays only blocks L.. (and the
 final norm) of the corrupt run, taking the captured block calls from the plain forward
-(`harness.interventions.prefix`); on the suffix path (GPT-2 and Llama/Qwen2 layouts, ``eager`` or
-``sdpa``) a chunk of cells replays only the positions from the first one a cell of the chunk
-changes, the keys and values of earlier positions coming from the corrupt run (as its cache
-stores them: a rotary model's keys already rotated). A rotary block gets its position arguments
-cut to the replayed positions (``position_ids``, ``cache_position``, the rotary ``(cos, sin)``
-rows). Sliding-window attention (Qwen2's ``use_sliding_window``, sliding ``layer_types``),
-Gemma-2 and every other architecture replay all positions, as does a rotary block called with an
-argument the replay does not know how to cut.
+(`harness.interventions.prefix`); on the suffix path (architectures whose table entry sets
+`Layout.suffix_replay`, ``eager`` or ``sdpa``) a chunk of cells replays only the positions from
+the first one a cell of the chunk changes, the keys and values of earlier positions coming from
+the corrupt run (as its cache stores them: a rotary model's keys already rotated). A rotary
+block gets its position arguments cut to the replayed positions (``position_ids``,
+``cache_position``, the rotary ``(cos, sin)`` rows). Where the suffix replay cannot apply, the
+maps replay all positions, with the same numbers: an entry without ``suffix_replay`` (ALiBi,
+encoder-decoder, Gemma-2's soft-capped attention), a sliding window shorter than the prompt
+(`Layout.window`), layer kinds other than full and sliding attention, a block called with an
+argument the replay does not know how to cut, or a captured mask that differs from the rebuilt one.
 
 The replayed blocks get the attention mask in the format of the implementation the model runs
 with (``eager`` adds it to the scores, ``sdpa`` takes a boolean one): the suffix replay's mask
@@ -95,21 +97,25 @@ class _KeyValues:
 _SUFFIX_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
-def _suffix_ok(model: LoadedModel) -> bool:
-    """Whether replays may skip the positions before the first changed one: a causal model whose
-    blocks take their keys/values from a cache argument (GPT-2 without cross-attention; the Llama
-    layout without any sliding-window layer, whose position arguments `_cut` cuts), running
-    an attention implementation whose mask we can cut to the replayed queries."""
+def _suffix_ok(model: LoadedModel, width: int | None = None) -> bool:
+    """Whether replays may skip the positions before the first changed one, by the architecture
+    table (`Layout.suffix_replay`, `Layout.window`): a causal model whose blocks take their
+    keys/values from a cache argument (no cross-attention), running an attention implementation
+    whose mask we can cut to the replayed queries, with no sliding window shorter than the
+    prompt (`width` tokens; None: unknown, decided again by `_plain`), and no layer kinds but
+    full and sliding attention. Otherwise the maps replay all positions: right, and slower."""
+    layout, config = model.layout, model.module.config
+    if layout.suffix_replay is None or getattr(config, "add_cross_attention", False):
+        return False
     if attention_implementation(model, model.main_stack) not in _SUFFIX_IMPLEMENTATIONS:
         return False
-    if model.layout.architecture == "gpt2":
-        return not getattr(model.module.config, "add_cross_attention", False)
-    if model.layout.architecture == "llama":  # sliding windows cut keys by position: replay all (conservative)
-        configs = (model.module.config, _stack_config(model, model.main_stack))
-        return not any(getattr(c, "use_sliding_window", False) or
-                       any(t != "full_attention" for t in (getattr(c, "layer_types", None) or ()))
-                       for c in configs)
-    return False
+    for c in (config, _stack_config(model, model.main_stack)):
+        if any(t not in ("full_attention", "sliding_attention") for t in (getattr(c, "layer_types", None) or ())):
+            return False
+        window = layout.window(c)
+        if window is not None and width is not None and window < width:
+            return False
+    return True
 
 
 def _stack_config(model: LoadedModel, stack: str) -> Any:
@@ -123,19 +129,22 @@ def _stack_config(model: LoadedModel, stack: str) -> Any:
 
 
 def _block_mask_arg(call: tuple[tuple, dict]) -> Any:
-    """The attention mask a GPT-2 block was called with (third positional argument or keyword)."""
+    """The attention mask a block was called with (the third positional argument of a
+    ``positional`` call, as GPT-2's ``block(hidden, cache, attention_mask, ...)``, or the keyword)."""
     args, kwargs = call
     return args[2] if len(args) >= 3 else kwargs.get("attention_mask")
 
 
-def _causal_mask(model: LoadedModel, prefix: StackPrefix, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _causal_mask(model: LoadedModel, prefix: StackPrefix, hidden: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor | None:
     """The causal attention mask ``[n, 1, pos, pos]`` of a full forward over ``mask`` (``[n, pos]``,
     1 = real token), built as transformers builds it for the implementation the stack runs with
     (``eager``: float, 0 or the dtype's minimum, added to the scores; ``sdpa``: bool, True =
     attend), but always materialized (sdpa's "no mask, use is_causal" shortcut is wrong for a
     replay whose queries start after position 0). `hidden` (``[n, pos, d]``) gives dtype and
-    device. Where the model passed its blocks a mask tensor in the captured forward, the two
-    must be identical.
+    device. Where the model passed its blocks mask tensors in the captured forward, each must be
+    identical to it; where one is not (a window or mask kind the rebuild does not know), None:
+    the caller replays all positions.
 
     Raises `InterventionError` if transformers cannot build it or builds something else.
     """
@@ -155,14 +164,11 @@ def _causal_mask(model: LoadedModel, prefix: StackPrefix, hidden: torch.Tensor, 
         shape = tuple(built.shape) if isinstance(built, torch.Tensor) else type(built).__name__
         raise InterventionError(f"transformers built a causal mask of shape {shape} for attention implementation "
                                 f"{config._attn_implementation!r}; the suffix replay needs [{n}, 1, {width}, {width}]")
-    seen = _block_mask_arg(prefix.calls[0])
-    if isinstance(seen, torch.Tensor) and seen.dim() == 4:
+    passed = {id(m): m for m in map(_block_mask_arg, prefix.calls) if isinstance(m, torch.Tensor) and m.dim() == 4}
+    for seen in passed.values():
         if not (seen.shape == built.shape and seen.dtype == built.dtype and torch.equal(seen, built)):
-            raise InterventionError("the causal mask rebuilt for the suffix replay differs from the one the model "
-                                    f"passed its blocks (implementation {config._attn_implementation!r}); refusing "
-                                    "to replay")
-        return seen  # the captured calls hold it already: keep one copy
-    return built
+            return None
+    return next(iter(passed.values()), built)  # the captured calls hold it already: keep one copy
 
 
 @torch.no_grad()
@@ -171,6 +177,7 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
     stack = model.main_stack
     layout = model.layout.stack(stack)
     blocks = model.module.get_submodule(layout.blocks)
+    kv = kv and _suffix_ok(model, width=int(ids.shape[1]))  # a window shorter than the prompt: replay all
     seen: dict[int, torch.Tensor] = {}
     head_in: dict[int, torch.Tensor] = {}
     out: dict[str, torch.Tensor] = {}
@@ -181,11 +188,13 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
         def hook(module: torch.nn.Module, args: tuple, kwargs: dict) -> Any:
             into[j] = (args[0] if args else kwargs["hidden_states"]).detach()
             if kv and into is seen:  # hand the block a recorder as its cache
-                if len(args) >= 2:
+                if positional and len(args) >= 2:
                     return (args[0], _KeyValues(store)) + tuple(args[2:]), kwargs
                 return args, {**kwargs, _cache_key(module, kwargs): _KeyValues(store)}
             return None
         return hook
+
+    positional = model.layout.suffix_replay == "positional"
 
     def keep_final(module: torch.nn.Module, args: tuple, output: Any) -> None:
         out["normed"] = output[0] if isinstance(output, tuple) else output
@@ -212,12 +221,13 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
     last = mask.sum(1) - 1
     rows = torch.arange(n, device=ids.device)
     value = _score(model, metric, out["normed"][rows, last], rows)
-    if kv and not all(_cuttable(call) for call in prefix.calls):  # an argument we cannot cut: replay all
+    if kv and not all(_cuttable(call, positional) for call in prefix.calls):  # an argument we cannot cut: replay all
         store, kv = {}, False
-    if kv and len(store) != len(blocks):
-        raise InterventionError(f"recorded keys/values of {len(store)} of {len(blocks)} blocks; "
-                                "this architecture does not take its cache as expected")
+    if kv and len(store) != len(blocks):  # the blocks did not use the cache they were handed: replay all
+        store, kv = {}, False
     attend = _causal_mask(model, prefix, seen[0], mask) if kv else None
+    if attend is None:  # no suffix path: the replays run every position
+        store = {}
     return _Run(prefix=prefix, inputs=[seen[j] for j in range(len(blocks))],
                 heads=[head_in[j] for j in range(len(blocks))] if heads else [], metric=value, kv=store,
                 attend=attend)
@@ -225,7 +235,8 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
 
 def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor, start: int) -> torch.Tensor:
     """Blocks ``block``.. and the final norm for positions ``start``.. of the corrupt rows, the
-    keys and values of earlier positions taken from the corrupt run (GPT-2 or Llama layout).
+    keys and values of earlier positions taken from the corrupt run (the block call of the
+    table's `Layout.suffix_replay`: ``positional`` or ``keywords``).
 
     ``rows``: ``[r]`` pair indices. Returns ``[r, pos - start, d]``.
     Each block gets the rows' attention mask of the full forward (``run.attend``, in the
@@ -242,10 +253,11 @@ def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor
                                 "(_plain(..., kv=True))")
     attend = run.attend.index_select(0, rows)[:, :, start:]                       # [rows, 1, q, k]
     n = run.inputs[block].shape[0]
+    positional = model.layout.suffix_replay == "positional"
     for j in range(block, len(blocks)):
         args, kwargs = run.prefix.calls[j]
         cache = _KeyValues(run.kv, rows, start)
-        if len(args) >= 3:  # GPT-2: (hidden, cache, mask, encoder states, ...)
+        if positional:  # block(hidden, cache, attention_mask, encoder states, ...), as GPT-2's
             kwargs = dict(kwargs)
             if isinstance(kwargs.get("position_ids"), torch.Tensor):
                 kwargs["position_ids"] = kwargs["position_ids"][..., start:]
@@ -259,29 +271,32 @@ def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor
     return model.module.get_submodule(layout.final_norm)(h)
 
 
-# Keyword arguments of a block call that a suffix replay replaces (`_cut` cuts position_ids,
-# cache_position and position_embeddings); a tensor under any other name makes `_plain` take the
-# full replay.
-_REPLACED = ("attention_mask", "cache", "past_key_values", "hidden_states")
+# The keywords blocks take their key/value cache by, and the keyword arguments of a block call
+# that a suffix replay replaces (`_cut` cuts position_ids, cache_position and
+# position_embeddings); a tensor under any other name makes `_plain` take the full replay.
+_CACHE_KEYS = ("cache", "past_key_values", "layer_past", "past_key_value")
+_REPLACED = ("attention_mask", "hidden_states") + _CACHE_KEYS
 
 
 def _cache_key(block: torch.nn.Module, kwargs: dict) -> str:
-    """The keyword a block takes its key/value cache by: the one the model passed (both named:
-    transformers uses ``cache``), else ``cache`` if the block's forward has it (transformers 5
-    renamed ``past_key_values``), else ``past_key_values``."""
-    for key in ("cache", "past_key_values"):
+    """The keyword a block takes its key/value cache by: the one the model passed (transformers
+    passes ``cache`` or, by model, ``past_key_values`` or ``layer_past``), else the first of
+    those the block's forward has, else ``past_key_values``."""
+    for key in _CACHE_KEYS:
         if key in kwargs:
             return key
-    return "cache" if "cache" in inspect.signature(block.forward).parameters else "past_key_values"
+    params = inspect.signature(block.forward).parameters
+    return next((key for key in _CACHE_KEYS if key in params), "past_key_values")
 
 
-def _cuttable(call: tuple[tuple, dict]) -> bool:
+def _cuttable(call: tuple[tuple, dict], positional: bool) -> bool:
     """Whether a suffix replay can cut a captured block call to the replayed rows and positions:
-    GPT-2's positional call, or a keyword call (hidden states first or by name) whose tensors are
-    all `_REPLACED`, or positions of the shapes `_cut` expects."""
+    a ``positional`` call (hidden, cache, attention mask, ...) with those three, or a keyword call
+    (hidden states first or by name) whose tensors are all `_REPLACED`, or positions of the
+    shapes `_cut` expects."""
     args, kwargs = call
-    if len(args) >= 3:
-        return True
+    if positional:
+        return len(args) >= 3
     if len(args) > 1:
         return False
     dims = {"position_ids": 2, "cache_position": 1, "position_embeddings": 3}

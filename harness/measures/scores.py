@@ -80,11 +80,21 @@ def _in_input_order(parts: list[torch.Tensor], chunks: list[list[int]]) -> torch
     return out[index.argsort()]
 
 
+def _stacks(model: LoadedModel) -> tuple[str, str]:
+    """The names of the stack the input tokens index and of the one the output head reads (the
+    architecture table's first and last stacks: ``encoder``/``decoder`` for T5, the same stack for
+    a decoder-only model)."""
+    stacks = model.layout.stacks
+    return stacks[0].name, stacks[-1].name
+
+
 def _split_by_stack(interventions: Interventions | None, model: LoadedModel) -> tuple[dict, dict]:
+    """The interventions on the input's stack and those on the output stack of an encoder-decoder."""
     enc, dec = {}, {}
+    _, output = _stacks(model)
     for key, value in (interventions or {}).items():
         site = model.site(key)
-        (dec if site.stack == "decoder" else enc)[site] = value
+        (dec if model.is_encoder_decoder and site.stack == output else enc)[site] = value
     return enc, dec
 
 
@@ -103,7 +113,7 @@ def _token_id(model: LoadedModel, token: str | int) -> int:
 @torch.no_grad()
 def _encode(model: LoadedModel, inputs: list[str], interventions: dict, max_length: int | None):
     ids, mask = pad_rows(model.tokenize(inputs, max_length=max_length), pad_id=model.pad_id, device=model.device)
-    with intervene(model, interventions, masks={"encoder": mask}):
+    with intervene(model, interventions, masks={_stacks(model)[0]: mask}):
         hidden = model.module.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
     return hidden, mask
 
@@ -118,7 +128,8 @@ def _decode_logprob(model: LoadedModel, hidden: torch.Tensor, enc_mask: torch.Te
     labels, _ = pad_rows(rows, pad_id=0, device=model.device)
     from transformers.modeling_outputs import BaseModelOutput
 
-    with intervene(model, interventions, masks={"encoder": enc_mask, "decoder": dec_mask}):
+    source, output = _stacks(model)
+    with intervene(model, interventions, masks={source: enc_mask, output: dec_mask}):
         logits = model.module(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                               attention_mask=enc_mask, decoder_input_ids=dec_ids,
                               decoder_attention_mask=dec_mask).logits
@@ -237,7 +248,8 @@ def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
             dec_mask = torch.ones_like(dec_ids)
             from transformers.modeling_outputs import BaseModelOutput
 
-            with intervene(model, dec, masks={"encoder": mask, "decoder": dec_mask}):
+            source, output = _stacks(model)
+            with intervene(model, dec, masks={source: mask, output: dec_mask}):
                 logits = model.module(encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
                                       attention_mask=mask, decoder_input_ids=dec_ids,
                                       decoder_attention_mask=dec_mask).logits[:, 0]

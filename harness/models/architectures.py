@@ -10,7 +10,8 @@
     architectures() model_type -> Layout: the built-in entries, the ``interp_claims.architectures``
                     entry points of installed packages, and the registered ones
     layout_for      the Layout of a loaded Hugging Face model, or a clear error
-    markdown_table  the README's table of supported architectures, generated from the registry
+    markdown_table  a Markdown table of architectures; `readme_with_table` puts the built-in
+                    entries' table into the README (``python -m harness.models.architectures README.md``)
     resolve_hook    Site -> (module, "input"|"output", head slice) on a concrete model
 
 Paths inside a block are relative to the block module. "attn_out" names the module whose
@@ -40,7 +41,7 @@ from harness.models.sites import Site, SiteTable, StackShape
 from harness.models.site_hooks import Hook, resolve_hook, site_table  # noqa: F401
 
 __all__ = ["StackLayout", "LogitRule", "Layout", "register_architecture", "architectures", "layout_for",
-           "markdown_table", "resolve_hook", "site_table", "Hook", "ENTRY_POINT_GROUP"]
+           "markdown_table", "readme_with_table", "resolve_hook", "site_table", "Hook", "ENTRY_POINT_GROUP"]
 
 ENTRY_POINT_GROUP = "interp_claims.architectures"
 
@@ -104,6 +105,8 @@ class LogitRule:
     a step whose attribute is None or absent on a model's config is skipped, as the forward skips it):
 
         x * d_model ** -0.5          if config.<input_scale_flag> is true (T5's ``scale_decoder_outputs``)
+        x = model.<project>(x)       ``project``: a module path from the root, skipped where that
+                                     attribute is None (OPT's ``model.decoder.project_out``)
         logits = output_embedding(x)
         logits * config.<scale>      ``scale``   (Cohere's ``logit_scale``)
         logits / config.<divide>     ``divide``  (Granite's ``logits_scaling``)
@@ -114,10 +117,13 @@ class LogitRule:
     divide: str | None = None
     softcap: str | None = None
     input_scale_flag: str | None = None
+    project: str | None = None
 
     def describe(self) -> str:
         """The rule in one line, e.g. ``"output embedding, * logit_scale"``."""
-        steps = ([f"* d_model**-0.5 if {self.input_scale_flag}"] if self.input_scale_flag else []) + ["output embedding"]
+        steps = [f"* d_model**-0.5 if {self.input_scale_flag}"] if self.input_scale_flag else []
+        steps += [self.project] if self.project else []
+        steps += ["output embedding"]
         steps += [f"* {self.scale}"] if self.scale else []
         steps += [f"/ {self.divide}"] if self.divide else []
         steps += [f"softcap {self.softcap}"] if self.softcap else []
@@ -156,6 +162,9 @@ class Layout:
                         ``alibi``): a replay selects each replayed row's heads
     unbatched_args      block-call arguments without a batch dimension (MPT's ``position_bias``
                         ``[n_heads, 1, pos]``): a replay passes them on as captured
+    per_config          where one model type has variants with other modules (T5's gated and
+                        plain MLPs): a function of the model's config returning the Layout of
+                        that variant (`Layout.for_config`); None: this Layout fits every config
     """
 
     architecture: str
@@ -172,6 +181,7 @@ class Layout:
     suffix_replay: str | None = None
     batch_heads_args: tuple[str, ...] = ()
     unbatched_args: tuple[str, ...] = ()
+    per_config: Callable[[Any], Layout] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.architecture, str) or not self.architecture:
@@ -200,6 +210,17 @@ class Layout:
                 return s
         raise SiteError(f"`stack` must be one of {[s.name for s in self.stacks]}, got {name!r}")
 
+    def for_config(self, config: Any) -> Layout:
+        """The Layout of a model with `config`: ``per_config(config)`` where set, else this one.
+
+        Raises `SiteError` if ``per_config`` does not return a Layout."""
+        if self.per_config is None:
+            return self
+        chosen = self.per_config(config)
+        if not isinstance(chosen, Layout):
+            raise SiteError(f"`per_config` of Layout {self.architecture!r} must return a Layout, got {chosen!r:.80}")
+        return chosen
+
     def window(self, config: Any) -> int | None:
         """The sliding-window length (tokens) some layer of a model with `config` attends within,
         or None where every layer attends to all earlier positions."""
@@ -212,29 +233,38 @@ class Layout:
         return int(window)
 
 
-_T5 = Layout(
-    architecture="t5",
-    stacks=(
-        StackLayout("encoder", "encoder.block", "encoder.final_layer_norm",
-                    attn_out="layer.0.SelfAttention.o", head_in="layer.0.SelfAttention.o",
-                    mlp_out="layer.1.DenseReluDense", attn="layer.0.SelfAttention",
-                    q="layer.0.SelfAttention.q", k="layer.0.SelfAttention.k", v="layer.0.SelfAttention.v",
-                    mlp_pre="layer.1.DenseReluDense.wi_1", mlp_gate="layer.1.DenseReluDense.wi_0",
-                    mlp_post="layer.1.DenseReluDense.wo", resid_mid="layer.1"),
-        StackLayout("decoder", "decoder.block", "decoder.final_layer_norm",
-                    attn_out="layer.0.SelfAttention.o", head_in="layer.0.SelfAttention.o",
-                    mlp_out="layer.2.DenseReluDense", cross_attn_out="layer.1.EncDecAttention.o",
-                    attn="layer.0.SelfAttention",
-                    q="layer.0.SelfAttention.q", k="layer.0.SelfAttention.k", v="layer.0.SelfAttention.v",
-                    mlp_pre="layer.2.DenseReluDense.wi_1", mlp_gate="layer.2.DenseReluDense.wi_0",
-                    mlp_post="layer.2.DenseReluDense.wo", resid_mid="layer.2"),
-    ),
-    n_heads_attr="num_heads",
-    head_dim_attr="d_kv",
-    d_mlp_attr="d_ff",
-    positions="relative",
-    logits=LogitRule(input_scale_flag="scale_decoder_outputs"),
-)
+def _t5_stack(name: str, blocks: str, final_norm: str, mlp: str, *, gated: bool, cross: str | None) -> StackLayout:
+    ff = f"{mlp}.DenseReluDense"
+    return StackLayout(name, blocks, final_norm, attn_out="layer.0.SelfAttention.o",
+                       head_in="layer.0.SelfAttention.o", mlp_out=ff, cross_attn_out=cross,
+                       attn="layer.0.SelfAttention", q="layer.0.SelfAttention.q", k="layer.0.SelfAttention.k",
+                       v="layer.0.SelfAttention.v", mlp_pre=f"{ff}.wi_1" if gated else f"{ff}.wi",
+                       mlp_gate=f"{ff}.wi_0" if gated else None, mlp_post=f"{ff}.wo", resid_mid=mlp)
+
+
+def _t5(gated: bool) -> Layout:
+    """T5's entry: the MLP is gated (``wi_0`` gate, ``wi_1`` up) or plain (``wi``) by config."""
+    return Layout(
+        architecture="t5",
+        stacks=(_t5_stack("encoder", "encoder.block", "encoder.final_layer_norm", "layer.1", gated=gated,
+                          cross=None),
+                _t5_stack("decoder", "decoder.block", "decoder.final_layer_norm", "layer.2", gated=gated,
+                          cross="layer.1.EncDecAttention.o")),
+        n_heads_attr="num_heads",
+        head_dim_attr="d_kv",
+        d_mlp_attr="d_ff",
+        positions="relative",
+        logits=LogitRule(input_scale_flag="scale_decoder_outputs"),
+        per_config=_t5_variant,
+    )
+
+
+def _t5_variant(config: Any) -> Layout:
+    return _T5_GATED if getattr(config, "is_gated_act", False) else _T5_PLAIN
+
+
+_T5_GATED, _T5_PLAIN = _t5(True), _t5(False)
+_T5 = _T5_GATED
 _GPT2 = Layout(
     architecture="gpt2",
     stacks=(StackLayout("blocks", "transformer.h", "transformer.ln_f",
@@ -320,13 +350,8 @@ def _load() -> None:
     if _LOADED:
         return
     _LOADED = True
-    for model_type, layout in LAYOUTS.items():
-        _add(model_type, layout, "harness.models.architectures", replace=False)
-    if importlib.util.find_spec("harness.models.layouts") is not None:
-        from harness.models import layouts
-
-        for model_type, layout in layouts.LAYOUTS.items():
-            _add(model_type, layout, "harness.models.layouts", replace=False)
+    for model_type, (layout, source) in _builtin_entries().items():
+        _add(model_type, layout, source, replace=False)
     from importlib.metadata import entry_points
 
     for point in entry_points(group=ENTRY_POINT_GROUP):
@@ -343,6 +368,20 @@ def _load() -> None:
                             f"got {type(entries).__name__}")
         for model_type, layout in entries.items():
             _add(model_type, layout, where, replace=False)
+
+
+def _builtin_entries() -> dict[str, tuple[Layout, str]]:
+    """model_type -> (Layout, the module that defines it), for the entries shipped with the harness."""
+    out = {model_type: (layout, __name__) for model_type, layout in LAYOUTS.items()}
+    if importlib.util.find_spec("harness.models.layouts") is not None:
+        from harness.models import layouts
+
+        for model_type, layout in layouts.LAYOUTS.items():
+            if model_type in out:
+                raise SiteError(f"model type {model_type!r} has two built-in entries ({__name__} and "
+                                "harness.models.layouts); keep one")
+            out[model_type] = (layout, "harness.models.layouts")
+    return out
 
 
 def register_architecture(model_type: str, layout: Layout, *, replace: bool = False) -> None:
@@ -373,7 +412,8 @@ def layout_for(model: torch.nn.Module) -> Layout:
 
     Raises `SiteError` for a model type without an entry, naming `register_architecture`."""
     _load()
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
     if model_type not in _REGISTRY:
         raise SiteError(
             f"architecture `model_type` {model_type!r} has no entry in the architecture table; supported are "
@@ -381,14 +421,48 @@ def layout_for(model: torch.nn.Module) -> Layout:
             f"harness.models.architectures.register_architecture({model_type!r}, Layout(...)), or from a "
             f"package through the entry-point group {ENTRY_POINT_GROUP!r} (see the README)"
         )
-    return _REGISTRY[model_type]
+    return _REGISTRY[model_type].for_config(config)
 
 
-def markdown_table() -> str:
-    """The README's table of supported architectures: one row per registered model type (its
-    position scheme, parallel blocks, logit rule and whether the patching maps replay a suffix)."""
-    rows = ["| model type | positions | parallel blocks | logits | suffix replay |", "|---|---|---|---|---|"]
-    for model_type, layout in architectures().items():
-        rows.append(f"| `{model_type}` | {layout.positions} | {'yes' if layout.parallel else 'no'} | "
-                    f"{layout.logits.describe()} | {layout.suffix_replay or 'no (full replay)'} |")
+def markdown_table(entries: Mapping[str, Layout] | None = None) -> str:
+    """A Markdown table of architectures, one row per model type, sorted: the architecture label,
+    the position scheme, parallel blocks, the sliding-window attribute, the logit rule, and whether
+    the patching maps may replay a suffix. `entries` defaults to every registered one; the
+    README's table is that of the built-in entries (``python -m harness.models.architectures
+    README.md`` rewrites it)."""
+    if entries is None:
+        entries = architectures()
+    rows = ["| model type | layout | positions | parallel blocks | sliding window | logits | suffix replay |",
+            "|---|---|---|---|---|---|---|"]
+    for model_type in sorted(entries):
+        layout = entries[model_type]
+        rotary = f" ({layout.rotary_fraction_attr})" if layout.rotary_fraction_attr else ""
+        window = f"`{layout.window_attr}`" if layout.window_attr else "-"
+        rows.append(f"| `{model_type}` | {layout.architecture} | {layout.positions}{rotary} | "
+                    f"{'yes' if layout.parallel else 'no'} | {window} | {layout.logits.describe()} | "
+                    f"{layout.suffix_replay or 'no: full replay'} |")
     return "\n".join(rows) + "\n"
+
+
+README_BEGIN = "<!-- architectures table: generated by harness.models.architectures.markdown_table -->"
+README_END = "<!-- end of the architectures table -->"
+
+
+def readme_with_table(text: str) -> str:
+    """`text` (the README) with the block between `README_BEGIN` and `README_END` replaced by the
+    built-in entries' `markdown_table`. Raises `SiteError` if the markers are missing."""
+    if README_BEGIN not in text or README_END not in text:
+        raise SiteError(f"the README must hold the lines {README_BEGIN!r} and {README_END!r} around the table")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    table = markdown_table({k: layout for k, (layout, _) in _builtin_entries().items()})
+    return f"{head}{README_BEGIN}\n{table}{README_END}{tail}"
+
+
+if __name__ == "__main__":  # python -m harness.models.architectures README.md: rewrite the README's table
+    import sys
+    from pathlib import Path
+
+    for name in sys.argv[1:]:
+        path = Path(name)
+        path.write_text(readme_with_table(path.read_text()))

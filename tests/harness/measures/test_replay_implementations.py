@@ -197,9 +197,9 @@ def test_the_suffix_path_replays_only_positions_from_the_first_changed_one(arch,
     from harness.measures.replay import _suffix_ok
 
     m = model(arch, attn)
-    assert _suffix_ok(m) is suffix
     for fn in (patch_resid_map, patch_head_map):
         widths, width = replayed_widths(m, fn, *PADDED)
+        assert _suffix_ok(m, width=width) is suffix
         assert max(widths) == width
         if suffix:  # the chunks of cells at positions 3.. replay 3 positions fewer, or more
             assert min(widths) <= width - 3, (fn.__name__, widths)

@@ -164,3 +164,65 @@ def test_the_logit_rule_describes_itself():
     assert LogitRule().describe() == "output embedding"
     assert LogitRule(scale="logit_scale", softcap="final_logit_softcapping").describe() == \
         "output embedding, * logit_scale, softcap final_logit_softcapping"
+
+
+# ----------------------------------------------------------------------------- the README
+
+
+def _readme() -> str:
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[3] / "README.md").read_text()
+
+
+def test_the_readme_table_is_the_registrys():
+    text = _readme()
+    assert arch.readme_with_table(text) == text, \
+        "the README's architecture table is out of date: run `python -m harness.models.architectures README.md`"
+    for model_type in ("t5", "gpt2", "llama", "qwen2", "gemma2"):
+        assert f"| `{model_type}` |" in text
+
+
+def test_the_readme_table_needs_its_markers():
+    with pytest.raises(SiteError, match=r"the README must hold the lines"):
+        arch.readme_with_table("# no table here\n")
+
+
+def test_the_readmes_registration_example_registers_a_model_type_that_loads(registry):
+    """The README's worked example, run as printed, then a model of that type loads and its
+    logits pass the load-time check (a Granite model under the example's model type)."""
+    import re
+
+    import transformers as tf
+
+    from harness.models.load import from_module
+
+    text = _readme()
+    section = text[text.index("## Architectures"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    assert architectures()["my_decoder"].logits == LogitRule(divide="logits_scaling")
+    config = tf.GraniteConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, logits_scaling=8.0)
+    module = tf.GraniteForCausalLM(config)
+    module.config.model_type = "my_decoder"
+    model = from_module(module, tf.ByT5Tokenizer(), name="my_decoder")
+    assert model.layout.architecture == "my_decoder"
+
+
+@pytest.mark.parametrize(("gated", "pre", "gate"), [(True, "wi_1", "wi_0"), (False, "wi", None)])
+def test_a_model_types_variants_get_their_own_layout(gated, pre, gate):
+    """T5's entry picks the gated or plain MLP's modules by config (`Layout.per_config`)."""
+    import transformers as tf
+
+    config = tf.T5Config(vocab_size=64, d_model=16, d_kv=4, d_ff=24, num_layers=1, num_heads=2,
+                         feed_forward_proj="gated-gelu" if gated else "relu", decoder_start_token_id=0)
+    layout = arch.layout_for(tf.T5ForConditionalGeneration(config))
+    assert layout.stack("encoder").mlp_pre == f"layer.1.DenseReluDense.{pre}"
+    assert layout.stack("decoder").mlp_gate == (f"layer.2.DenseReluDense.{gate}" if gate else None)
+
+
+def test_a_per_config_choice_that_is_no_layout_is_an_error():
+    odd = replace(PLUGIN_LAYOUT, per_config=lambda config: "llama")
+    with pytest.raises(SiteError, match=r"`per_config` of Layout 'plugged' must return a Layout, got 'llama'"):
+        odd.for_config(object())
