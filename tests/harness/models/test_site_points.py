@@ -3,7 +3,8 @@ scale) against an oracle written with raw torch hooks on the Hugging Face module
 
 Six tiny random models cover the ways these activations sit in a module's tensor: GPT-2 (q, k, v
 in thirds of one fused Conv1D, ungated MLP), Llama and Qwen2 (separate projections, grouped-query
-attention, gated MLP, RMSNorm; Qwen2 with q/k/v biases), OPT (an MLP run on ``[batch * pos, d]``),
+attention, gated MLP, RMSNorm; Qwen2 with q/k/v biases), Phi-3 (q, k, v in one projection under
+grouped-query attention, gate and up projections in one module), OPT (an MLP run on ``[batch * pos, d]``),
 GPT-NeoX (per-head fused q/k/v, parallel residual) and Falcon (grouped fused q/k/v, parallel). The
 oracle reads each activation off the module named here, with the head and unit layout of the
 Hugging Face modelling code written out per architecture, and edits it in place of the harness.
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
@@ -26,7 +28,7 @@ from harness.models.load import LoadedModel, pad_rows
 from harness.models.site_hooks import site_table
 from harness.models.sites import Site
 
-ARCHS = ("gpt2", "llama", "qwen2", "opt", "gpt_neox", "falcon")
+ARCHS = ("gpt2", "llama", "qwen2", "opt", "gpt_neox", "falcon", "phi3")
 H, D, DH = 4, 32, 8          # heads, width, head width of every model here
 ROWS = [[5, 9, 12, 40, 7, 3], [11, 2, 30], [8, 8, 21, 33, 17]]
 OTHER = [[6, 9, 13, 41, 2, 3], [10, 4, 31], [9, 8, 20, 35, 16]]   # the same lengths: a patch source
@@ -54,6 +56,14 @@ _EXTRA = {
                             attn_out="self_attention.dense", head_in="self_attention.dense", mlp_out="mlp",
                             attn="self_attention", qkv="self_attention.query_key_value", qkv_layout="grouped",
                             mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),)),
+    "phi3": Layout(
+        architecture="phi3", n_heads_attr="num_attention_heads", head_dim_attr=None,
+        n_kv_heads_attr="num_key_value_heads", d_mlp_attr="intermediate_size", positions="rotary",
+        stacks=(StackLayout("blocks", "model.layers", "model.norm",
+                            attn_out="self_attn.o_proj", head_in="self_attn.o_proj", mlp_out="mlp",
+                            attn="self_attn", qkv="self_attn.qkv_proj", qkv_layout="thirds",
+                            mlp_pre="mlp.gate_up_proj", mlp_gate="mlp.gate_up_proj", mlp_post="mlp.down_proj",
+                            resid_mid="post_attention_layernorm"),)),
 }
 
 
@@ -70,6 +80,9 @@ def _config(arch: str):
     if arch == "qwen2":
         return tf.Qwen2Config(hidden_size=D, intermediate_size=48, num_hidden_layers=2, num_attention_heads=H,
                               num_key_value_heads=2, head_dim=DH, max_position_embeddings=32, **common)
+    if arch == "phi3":
+        return tf.Phi3Config(hidden_size=D, intermediate_size=48, num_hidden_layers=2, num_attention_heads=H,
+                             num_key_value_heads=2, max_position_embeddings=32, sliding_window=None, **common)
     if arch == "opt":
         return tf.OPTConfig(hidden_size=D, ffn_dim=48, num_hidden_layers=2, num_attention_heads=H,
                             word_embed_proj_dim=D, max_position_embeddings=32, dropout=0.0,
@@ -114,20 +127,24 @@ class Where:
     take: Callable[[torch.Tensor, int, int], torch.Tensor]
 
 
-_BLOCKS = {"gpt2": "transformer.h", "llama": "model.layers", "qwen2": "model.layers",
+_BLOCKS = {"gpt2": "transformer.h", "llama": "model.layers", "qwen2": "model.layers", "phi3": "model.layers",
            "opt": "model.decoder.layers", "gpt_neox": "gpt_neox.layers", "falcon": "transformer.h"}
-_FINAL = {"gpt2": "transformer.ln_f", "llama": "model.norm", "qwen2": "model.norm",
+_FINAL = {"gpt2": "transformer.ln_f", "llama": "model.norm", "qwen2": "model.norm", "phi3": "model.norm",
           "opt": "model.decoder.final_layer_norm", "gpt_neox": "gpt_neox.final_layer_norm", "falcon": "transformer.ln_f"}
-_MLP = {  # point -> (block-relative path, kind)
-    "gpt2": {"mlp_pre": ("mlp.c_fc", "output"), "mlp_post": ("mlp.c_proj", "input")},
-    "llama": {"mlp_pre": ("mlp.gate_proj", "output"), "mlp_pre_linear": ("mlp.up_proj", "output"),
-              "mlp_post": ("mlp.down_proj", "input")},
-    "opt": {"mlp_pre": ("fc1", "output"), "mlp_post": ("fc2", "input")},
-    "gpt_neox": {"mlp_pre": ("mlp.dense_h_to_4h", "output"), "mlp_post": ("mlp.dense_4h_to_h", "input")},
-    "falcon": {"mlp_pre": ("mlp.dense_h_to_4h", "output"), "mlp_post": ("mlp.dense_4h_to_h", "input")},
+_MLP = {  # point -> (block-relative path, kind, the first column of the site in that tensor)
+    "gpt2": {"mlp_pre": ("mlp.c_fc", "output", 0), "mlp_post": ("mlp.c_proj", "input", 0)},
+    "llama": {"mlp_pre": ("mlp.gate_proj", "output", 0), "mlp_pre_linear": ("mlp.up_proj", "output", 0),
+              "mlp_post": ("mlp.down_proj", "input", 0)},
+    # gate_up_proj(x).chunk(2, dim=-1): the gate, then the up projection
+    "phi3": {"mlp_pre": ("mlp.gate_up_proj", "output", 0), "mlp_pre_linear": ("mlp.gate_up_proj", "output", 48),
+             "mlp_post": ("mlp.down_proj", "input", 0)},
+    "opt": {"mlp_pre": ("fc1", "output", 0), "mlp_post": ("fc2", "input", 0)},
+    "gpt_neox": {"mlp_pre": ("mlp.dense_h_to_4h", "output", 0), "mlp_post": ("mlp.dense_4h_to_h", "input", 0)},
+    "falcon": {"mlp_pre": ("mlp.dense_h_to_4h", "output", 0), "mlp_post": ("mlp.dense_4h_to_h", "input", 0)},
 }
 _MLP["qwen2"] = _MLP["llama"]
 _RESID_MID = {"gpt2": "ln_2", "llama": "post_attention_layernorm", "qwen2": "post_attention_layernorm",
+              "phi3": "post_attention_layernorm",
               "opt": "final_layer_norm"}
 
 
@@ -140,6 +157,9 @@ def _qkv_head(arch: str, which: str, h: int) -> tuple[str, Callable]:
     i = "qkv".index(which)
     if arch == "gpt2":  # c_attn(x).split(d, dim=2): [q | k | v], heads side by side in each
         return "attn.c_attn", lambda t, b, p: t[..., i * D + h * DH: i * D + (h + 1) * DH]
+    if arch == "phi3":  # qkv[..., :H*d], then the key/value heads' keys, then their values
+        base = (0, H * DH, (H + 2) * DH)[i]
+        return "self_attn.qkv_proj", lambda t, b, p: t[..., base + h * DH: base + (h + 1) * DH]
     if arch == "gpt_neox":  # qkv.view(b, p, heads, 3 * head_size).chunk(3, -1)
         return "attention.query_key_value", lambda t, b, p: t.view(b, p, H, 3, DH)[:, :, h, i]
     if arch == "falcon":  # view(b, p, kv, heads // kv + 2, head_dim): queries of a group, then k, v
@@ -160,9 +180,10 @@ def where(arch: str, site: Site) -> Where:
         path, take = _qkv_head(arch, site.point[-1], site.head)
         return Where(f"{block}.{path}", "output", take)
     if site.point in _MLP[arch]:
-        path, kind = _MLP[arch][site.point]
-        lo, hi = (0, None) if site.units is None else (site.units[0], site.units[-1] + 1)
+        path, kind, first = _MLP[arch][site.point]
+        lo, hi = (0, 4 * D if arch == "gpt2" else 48) if site.units is None else (site.units[0], site.units[-1] + 1)
         assert site.units is None or list(site.units) == list(range(lo, hi)), "the oracle takes ranges"
+        lo, hi = lo + first, hi + first
         return Where(f"{block}.{path}", kind, lambda t, b, p: _rows3(t, b, p)[..., lo:hi])
     if site.point == "resid_mid":
         return Where(f"{block}.{_RESID_MID[arch]}", "input", _rows3)
@@ -269,7 +290,7 @@ def test_the_final_norm_scale_is_its_rms_or_std(arch):
     recorded, _ = harness_forward(arch, ROWS, {scale: Record(), inp: Record()})
     x = recorded[inp].double()
     config = m.module.config
-    if arch in ("llama", "qwen2"):  # RMSNorm
+    if arch in ("llama", "qwen2", "phi3"):  # RMSNorm
         want = torch.sqrt(x.pow(2).mean(-1, keepdim=True) + config.rms_norm_eps)
     else:
         eps = getattr(config, "layer_norm_epsilon", None) or getattr(config, "layer_norm_eps", 1e-5)
@@ -428,3 +449,28 @@ def test_head_and_units_with_a_site_string_are_an_error():
         model("llama").site("blocks.1.attn.q", head=1)
     with pytest.raises(SiteError, match=r"`point` 'attn.q.head1' already names its head or units"):
         model("llama").site("blocks", 1, "attn.q.head1", head=1)
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+@pytest.mark.parametrize(("arch", "site"), [
+    ("byt5-small", "encoder.6.mlp_post.neurons[3:7]"),    # the encoder-cached sweep replays from block 6
+    ("byt5-small", "encoder.6.attn.q.head2"),       # (one vector added to every key would change nothing)
+    ("qwen2.5-0.5b", "blocks.12.attn.v.head1"),
+    ("gpt2", "blocks.6.mlp_pre.neuron7"),
+    ("gpt2", "blocks.12.final_norm_in"),
+])
+def test_a_sweep_at_a_neuron_or_head_site_equals_one_example_one_alpha_runs(arch, site):
+    from harness.measures.scores import logit_diff, logprob_diff
+    from harness.measures.sweeps import scorer, sweep
+    from tests._support.tiny import tiny_model
+
+    m = tiny_model(arch)
+    texts, alphas = ["the quick brown fox", "hi", "abcdefg"], [-2.0, 0.0, 3.0]
+    score = scorer(logprob_diff, "ok", "no") if arch == "byt5-small" else scorer(logit_diff, "e", "t")
+    d = _direction(m.width(m.site(site)), 4)
+    curve = sweep(m, texts, at=site, direction=d, alphas=alphas, score=score, batch_size=4)
+    expected = [[float(score(m, [text], interventions={site: Add(d, alpha=a)})[0]) for a in alphas] for text in texts]
+    assert float(abs(curve.scores[:, 2] - curve.scores[:, 1]).min()) > 1e-3, "the edit must move every score"
+    np.testing.assert_allclose(curve.scores, np.array(expected), atol=1e-4, rtol=0)
