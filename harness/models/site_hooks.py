@@ -120,6 +120,11 @@ class Hook:
         x[..., self._select(x.device)] = act
         return x.reshape(full.shape)
 
+    def whole(self, full: torch.Tensor, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """All of `full` as ``[batch, pos, D]`` (rows unflattened as in `view`), every column kept:
+        with `column_mask`, what a check that an edit stayed inside its site compares."""
+        return _unflatten(full, rows)
+
     def column_mask(self, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """``[width]`` bool: True at the site's columns of a tensor of last dimension `width`."""
         mask = torch.zeros(width, dtype=torch.bool, device=device)

@@ -474,3 +474,18 @@ def test_a_sweep_at_a_neuron_or_head_site_equals_one_example_one_alpha_runs(arch
     expected = [[float(score(m, [text], interventions={site: Add(d, alpha=a)})[0]) for a in alphas] for text in texts]
     assert float(abs(curve.scores[:, 2] - curve.scores[:, 1]).min()) > 1e-3, "the edit must move every score"
     np.testing.assert_allclose(curve.scores, np.array(expected), atol=1e-4, rtol=0)
+
+
+def test_the_hook_says_which_columns_of_its_tensor_are_the_site():
+    m = model("gpt2")
+    hook = m.hook_for(m.site("blocks.1.attn.k.head2"))
+    inside = hook.column_mask(3 * D)
+    assert inside.nonzero().flatten().tolist() == list(range(D + 2 * DH, D + 3 * DH))
+    opt = model("opt")
+    flat = torch.arange(3 * 5 * 48.0).reshape(15, 48)   # OPT's MLP runs on [batch * pos, d_mlp]
+    hook = opt.hook_for(opt.site("blocks.1.mlp_post.neurons[2:4]"))
+    assert torch.equal(hook.whole(flat, (3, 5)), flat.reshape(3, 5, 48))
+    assert torch.equal(hook.view(flat, (3, 5)), flat.reshape(3, 5, 48)[..., 2:4])
+    assert torch.equal(hook.put(flat, torch.zeros(3, 5, 2)).reshape(3, 5, 48)[..., 2:4], torch.zeros(3, 5, 2))
+    assert hook.column_mask(48).sum() == 2
+    assert torch.equal(flat, torch.arange(3 * 5 * 48.0).reshape(15, 48))   # put never writes into its input
