@@ -92,7 +92,7 @@ class LoadedModel:
             layer = operator.index(layer)
         except TypeError:
             raise SiteError(f"`layer` must be an int, got {layer!r}") from None
-        if point not in POINTS or point == "head" and head is None:
+        if point not in POINTS:
             # the string form ("attn.head2", "attn.q.head1", "mlp_post.neuron4"): parse it
             site = parse_site(f"{stack_or_text}.{layer}.{point}")
             if head is not None or units is not None:

@@ -489,3 +489,8 @@ def test_the_hook_says_which_columns_of_its_tensor_are_the_site():
     assert torch.equal(hook.put(flat, torch.zeros(3, 5, 2)).reshape(3, 5, 48)[..., 2:4], torch.zeros(3, 5, 2))
     assert hook.column_mask(48).sum() == 2
     assert torch.equal(flat, torch.arange(3 * 5 * 48.0).reshape(15, 48))   # put never writes into its input
+
+
+def test_a_head_point_without_its_head_says_the_head_is_required():
+    with pytest.raises(SiteError, match=r"`head` is required exactly for the per-head point"):
+        model("llama").site("blocks", 1, "head")
