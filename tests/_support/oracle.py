@@ -1,0 +1,219 @@
+"""The conformance oracle: plain loops of full forwards with raw torch hooks on the Hugging Face modules.
+
+    PATHS                         model_type -> Paths, transcribed from the transformers 5 modeling
+                                  files on their own (not read from the harness's table)
+    run(model, ids, edits=...)    one forward of one unpadded example under raw hooks: its logits
+                                  ``[pos, vocab]`` and what the hooks recorded
+    trace(model, paths, ids)      every block's input and output, attention's and the MLP's
+                                  additions, the heads' concatenation, ``output_hidden_states``
+    steered(...)                  the logits with ``alpha * vector`` added to a block's output
+    patched_resid(...)            the corrupt run with one block input position set from the clean run
+    patched_head(...)             the corrupt run with one head's output set from the clean run
+    lens(...)                     the model's own logits with the final norm reading another residual
+    greedy(...)                   greedy decoding without a cache, the whole sequence every step
+
+Nothing here imports the harness: every number is computed from the Hugging Face module itself,
+one example at a time (no padding), so a test that compares the harness with these functions
+checks the harness's module paths, hooks, batching, padding, caches and replays at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator, Sequence
+
+import torch
+
+Edit = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one model type keeps its blocks and per-block modules (block-relative but `blocks`
+    and `final_norm`). `attn_add`/`mlp_add`: the module whose output is what attention / the MLP
+    add to the residual (before Granite's residual multiplier); `head_in`: the module whose input
+    is the heads side by side."""
+
+    blocks: str
+    final_norm: str
+    attn_add: str
+    head_in: str
+    mlp_add: str
+
+
+_LLAMA = Paths("model.layers", "model.norm", "self_attn.o_proj", "self_attn.o_proj", "mlp")
+_POST_NORMED = replace(_LLAMA, attn_add="post_attention_layernorm", mlp_add="post_feedforward_layernorm")
+_GPT = Paths("transformer.h", "transformer.ln_f", "attn.c_proj", "attn.c_proj", "mlp")
+
+PATHS: dict[str, Paths] = {
+    "gpt2": _GPT,
+    "gpt_bigcode": _GPT,
+    "gpt_neo": replace(_GPT, attn_add="attn.attention.out_proj", head_in="attn.attention.out_proj"),
+    "gptj": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj"),
+    "codegen": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj"),
+    "gpt_neox": Paths("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention.dense", "attention.dense", "mlp"),
+    "opt": Paths("model.decoder.layers", "model.decoder.final_layer_norm", "self_attn.out_proj",
+                 "self_attn.out_proj", "fc2"),
+    "xglm": Paths("model.layers", "model.layer_norm", "self_attn.out_proj", "self_attn.out_proj", "fc2"),
+    "bloom": replace(_GPT, attn_add="self_attention.dense", head_in="self_attention.dense",
+                     mlp_add="mlp.dense_4h_to_h"),
+    "falcon": replace(_GPT, attn_add="self_attention.dense", head_in="self_attention.dense"),
+    "mpt": Paths("transformer.blocks", "transformer.norm_f", "attn.out_proj", "attn.out_proj", "ffn.down_proj"),
+    "phi": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp"),
+    "persimmon": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp"),
+    "gemma2": replace(_POST_NORMED),
+    "gemma3_text": _POST_NORMED,
+    "olmo2": _POST_NORMED,
+    "olmo3": _POST_NORMED,
+    "exaone4": _POST_NORMED,
+    "glm4": replace(_LLAMA, attn_add="post_self_attn_layernorm", mlp_add="post_mlp_layernorm"),
+    "llama4_text": replace(_LLAMA, mlp_add="feed_forward"),
+}
+for _type in ("llama", "qwen2", "mistral", "mixtral", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "olmo", "cohere",
+              "granite", "smollm3", "glm", "nemotron", "helium", "apertus", "arcee", "seed_oss", "ernie4_5",
+              "hunyuan_v1_dense", "phi3", "stablelm", "starcoder2"):
+    PATHS[_type] = _LLAMA
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def _as_rows(x: torch.Tensor, pos: int) -> torch.Tensor:
+    """``[1, pos, d]`` of one example's activation (OPT's and Llama-4's MLPs run on ``[pos, d]``)."""
+    return x.reshape(1, pos, x.shape[-1]) if x.dim() == 2 else x
+
+
+@contextlib.contextmanager
+def hooks(edits: Sequence[tuple[torch.nn.Module, str, Edit]]) -> Iterator[None]:
+    """Install raw hooks: ``(module, "output" | "input", fn)``; `fn` maps the output's (or the first
+    input's) tensor to its replacement. Removed when the block ends."""
+    handles = []
+    try:
+        for module, kind, fn in edits:
+            if kind == "output":
+                def out_hook(mod, args, output, fn=fn):
+                    if isinstance(output, tuple):
+                        return (fn(output[0]),) + tuple(output[1:])
+                    return fn(output)
+                handles.append(module.register_forward_hook(out_hook))
+            else:
+                def in_hook(mod, args, kwargs, fn=fn):
+                    if args:
+                        return (fn(args[0]),) + tuple(args[1:]), kwargs
+                    return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+                handles.append(module.register_forward_pre_hook(in_hook, with_kwargs=True))
+        yield
+    finally:
+        for handle in reversed(handles):
+            handle.remove()
+
+
+def _blocks(model: torch.nn.Module, paths: Paths) -> torch.nn.ModuleList:
+    return model.get_submodule(paths.blocks)
+
+
+@torch.no_grad()
+def run(model: torch.nn.Module, ids: Sequence[int], edits: Sequence[tuple[torch.nn.Module, str, Edit]] = (),
+        *, hidden: bool = False):
+    """One full forward of one example (no padding, no cache) under `edits`: logits ``[pos, vocab]``
+    (float32), and with `hidden` the model's ``output_hidden_states``."""
+    x = torch.as_tensor([list(ids)])
+    with hooks(edits):
+        out = model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False, output_hidden_states=hidden)
+    logits = out.logits[0].float()
+    return (logits, [h[0] for h in out.hidden_states]) if hidden else logits
+
+
+@dataclass
+class Trace:
+    """One example's activations, each ``[pos, d]`` per block (``heads``: ``[pos, n_heads * d_head]``)."""
+
+    logits: torch.Tensor
+    hidden_states: list[torch.Tensor]
+    block_in: list[torch.Tensor]
+    block_out: list[torch.Tensor]
+    attn: list[torch.Tensor]
+    mlp: list[torch.Tensor]
+    heads: list[torch.Tensor]
+
+
+def trace(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> Trace:
+    """Every block's input and output, attention's and the MLP's additions and the heads, read by
+    raw hooks that change nothing, in one forward of one example."""
+    pos = len(ids)
+    got: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(key: tuple[str, int]) -> Edit:
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            got[key] = _as_rows(t.detach().clone(), pos)[0]
+            return t
+        return fn
+
+    edits = []
+    for i, block in enumerate(_blocks(model, paths)):
+        edits += [(block, "input", keep(("in", i))), (block, "output", keep(("out", i))),
+                  (block.get_submodule(paths.attn_add), "output", keep(("attn", i))),
+                  (block.get_submodule(paths.mlp_add), "output", keep(("mlp", i))),
+                  (block.get_submodule(paths.head_in), "input", keep(("heads", i)))]
+    logits, hidden = run(model, ids, edits, hidden=True)
+    n = len(_blocks(model, paths))
+    return Trace(logits, hidden, *[[got[(k, i)] for i in range(n)] for k in ("in", "out", "attn", "mlp", "heads")])
+
+
+def steered(model: torch.nn.Module, paths: Paths, ids: Sequence[int], *, block: int, vector: torch.Tensor,
+            alpha: float) -> torch.Tensor:
+    """Logits ``[pos, vocab]`` with ``alpha * vector`` added to the output of block `block` (0-based)
+    at every position."""
+    module = _blocks(model, paths)[block]
+    return run(model, ids, [(module, "output", lambda t: t + alpha * vector.to(t.dtype))])
+
+
+def patched_resid(model: torch.nn.Module, paths: Paths, corrupt: Sequence[int], clean_in: torch.Tensor, *,
+                  block: int, pos: int) -> torch.Tensor:
+    """Logits of the corrupt run with the input of block `block` at position `pos` set to the clean
+    run's (`clean_in` ``[pos, d]``, that block's input in the clean run)."""
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        t[0, pos] = clean_in[pos]
+        return t
+
+    return run(model, corrupt, [(_blocks(model, paths)[block], "input", fn)])
+
+
+def patched_head(model: torch.nn.Module, paths: Paths, corrupt: Sequence[int], clean_heads: torch.Tensor, *,
+                 block: int, head: int, d_head: int) -> torch.Tensor:
+    """Logits of the corrupt run with head `head` of block `block` (its columns of the output
+    projection's input) set to the clean run's at every position."""
+    cols = slice(head * d_head, (head + 1) * d_head)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        t[0, :, cols] = clean_heads[:, cols]
+        return t
+
+    return run(model, corrupt, [(_blocks(model, paths)[block].get_submodule(paths.head_in), "input", fn)])
+
+
+def lens(model: torch.nn.Module, paths: Paths, ids: Sequence[int], residual: torch.Tensor) -> torch.Tensor:
+    """The model's own logits ``[pos, vocab]`` when its final norm reads `residual` (``[pos, d]``)
+    instead of the last block's output: the logit lens without knowing how logits are made."""
+    return run(model, ids, [(model.get_submodule(paths.final_norm), "input", lambda t: residual[None].to(t.dtype))])
+
+
+def greedy(model: torch.nn.Module, paths: Paths, ids: Sequence[int], *, steps: int, eos: int, block: int,
+           vector: torch.Tensor, alpha: float) -> tuple[list[int], torch.Tensor]:
+    """Greedy continuation without a cache (the whole sequence recomputed each step), steered by
+    ``alpha * vector`` on block `block`'s output: the new ids (the end-of-sequence token included,
+    then stopped) and the next-token logits each was the argmax of ``[len(ids), vocab]``."""
+    seq, new, rows = list(ids), [], []
+    for _ in range(steps):
+        logits = steered(model, paths, seq, block=block, vector=vector, alpha=alpha)[-1]
+        token = int(logits.argmax())
+        new.append(token)
+        rows.append(logits)
+        seq.append(token)
+        if token == eos:
+            break
+    return new, torch.stack(rows)
