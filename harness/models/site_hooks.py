@@ -173,7 +173,9 @@ def site_table(model: torch.nn.Module, layout: "Layout", model_name: str) -> "Si
     modules, from those modules (key/value heads, d_mlp), so a site's width is what its hook
     sees. A point the stack cannot offer is left out with the reason (`StackShape.lacks`).
 
-    Raises `SiteError` for a layout path the model lacks, naming the path.
+    Raises `SiteError` for a path of the stack itself (blocks, final norm, attn_out, head_in,
+    mlp_out, cross_attn_out) that the model lacks, naming the path; a missing optional path
+    (q/k/v, the MLP projections, resid_mid) only leaves its points out, saying why.
     """
     config = model.config
     n_heads = int(getattr(config, layout.n_heads_attr))
@@ -186,23 +188,31 @@ def site_table(model: torch.nn.Module, layout: "Layout", model_name: str) -> "Si
         blocks = _get(model, stack.blocks)
         final_norm = _get(model, stack.final_norm)
         for block in blocks:
-            for path in _paths(stack):
-                _get(block, path)
+            for path in (stack.attn_out, stack.head_in, stack.mlp_out, stack.cross_attn_out):
+                if path is not None:
+                    _get(block, path)
         points = list(_BASE_POINTS)
         lacks: list[tuple[str, str]] = []
         if stack.cross_attn_out is not None:
             points.append("cross_attn_out")
-        if getattr(stack, "resid_mid", None) is not None:
+        resid_mid = getattr(stack, "resid_mid", None)
+        why = _why_no_resid_mid(layout) if resid_mid is None else _absent(blocks, [resid_mid])
+        if why is None:
             points.append("resid_mid")
         else:
-            lacks.append(("resid_mid", _why_no_resid_mid(layout)))
+            lacks.append(("resid_mid", why))
         block = blocks[0] if len(blocks) else None
-        n_kv, why = _kv_heads(config, layout, stack, block, n_heads, d_head)
+        qkv_paths = [getattr(stack, n, None) for n in ("q", "k", "v", "qkv")]
+        why = _absent(blocks, [p for p in qkv_paths if p is not None])
+        n_kv, why = (None, why) if why else _kv_heads(config, layout, stack, block, n_heads, d_head)
         if why is None:
             points.extend(HEAD_POINTS)
         else:
             lacks.extend((p, why) for p in HEAD_POINTS)
-        d_mlp, mlp_points, mlp_lacks = _mlp(config, layout, stack, block)
+        mlp_paths = [getattr(stack, n, None) for n in ("mlp_pre", "mlp_gate", "mlp_post")]
+        why = _absent(blocks, [p for p in mlp_paths if p is not None])
+        d_mlp, mlp_points, mlp_lacks = (None, [], [(p, why) for p in UNIT_POINTS]) if why else \
+            _mlp(config, layout, stack, block)
         points.extend(mlp_points)
         lacks.extend(mlp_lacks)
         points.append("final_norm_in")
@@ -217,10 +227,16 @@ def site_table(model: torch.nn.Module, layout: "Layout", model_name: str) -> "Si
     return SiteTable(model_name, tuple(shapes))
 
 
-def _paths(stack: "StackLayout") -> list[str]:
-    names = ("attn_out", "head_in", "mlp_out", "cross_attn_out", "attn", "q", "k", "v", "qkv",
-             "mlp_pre", "mlp_gate", "mlp_post", "resid_mid")
-    return [p for p in (getattr(stack, n, None) for n in names) if p is not None]
+def _absent(blocks: torch.nn.Module, paths: list[str]) -> str | None:
+    """Why the optional module `paths` cannot serve (one missing from some block), or None."""
+    for i, block in enumerate(blocks):
+        for path in paths:
+            try:
+                block.get_submodule(path)
+            except AttributeError:
+                return (f"module path {path!r} of the architecture table entry does not exist in block {i} of "
+                        f"this model (e.g. a checkpoint of another MLP or attention variant)")
+    return None
 
 
 def _why_no_resid_mid(layout: "Layout") -> str:
@@ -239,9 +255,9 @@ def _kv_heads(config: Any, layout: "Layout", stack: "StackLayout", block: torch.
     declared = getattr(config, attr, None) if attr else None
     n_kv = int(declared) if declared else n_heads
     q, k, qkv = getattr(stack, "q", None), getattr(stack, "k", None), getattr(stack, "qkv", None)
-    if q is None and qkv is None:
+    if qkv is None and None in (q, k, getattr(stack, "v", None)):
         return None, (f"the architecture table entry of {layout.architecture} names no query/key/value "
-                      "projection for this stack (StackLayout q/k/v and qkv are None)")
+                      "projections for this stack (StackLayout q, k and v, or qkv, are None)")
     if block is None:
         return n_kv, None
     if qkv is not None:

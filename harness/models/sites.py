@@ -45,7 +45,8 @@ then those columns, in the order given: ``[batch, pos, len(units)]``.
 
 Under grouped-query attention keys and values belong to key/value heads: ``attn.k.head{g}``
 and ``attn.v.head{g}`` take g in ``0..n_kv_heads - 1``, and query head h reads key/value head
-``h // (n_heads // n_kv_heads)``.
+``h // (n_heads // n_kv_heads)``. An edit at ``attn.k.head{g}`` therefore changes what every
+query head of group g reads; a query head's own share of a key is not a site.
 """
 
 from __future__ import annotations

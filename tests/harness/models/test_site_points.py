@@ -494,3 +494,17 @@ def test_the_hook_says_which_columns_of_its_tensor_are_the_site():
 def test_a_head_point_without_its_head_says_the_head_is_required():
     with pytest.raises(SiteError, match=r"`head` is required exactly for the per-head point"):
         model("llama").site("blocks", 1, "head")
+
+
+def test_an_optional_module_the_checkpoint_lacks_leaves_its_points_out_saying_why():
+    import dataclasses
+
+    m = model("llama")
+    stack = dataclasses.replace(m.layout.stacks[0], mlp_gate="mlp.wi_0", resid_mid="ln_mid")
+    table = site_table(m.module, dataclasses.replace(m.layout, stacks=(stack,)), "tiny:llama-variant")
+    shape = table.stack("blocks")
+    assert not {"mlp_pre", "mlp_post", "resid_mid"} & set(shape.points)
+    assert {"attn.q", "resid_pre"} <= set(shape.points)
+    with pytest.raises(SiteError, match=r"'mlp_post' is no site of blocks of tiny:llama-variant: module path "
+                                        r"'mlp.wi_0' of the architecture table entry does not exist in block 0"):
+        table.validate("blocks.1.mlp_post.neuron3")
