@@ -94,8 +94,9 @@ def pooled_states_at(model: LoadedModel, inputs: Sequence[str], sites: Sequence[
     if len(stacks) != 1:
         raise DataError(f"`sites` must all be in one stack, got stacks {sorted(stacks)}")
     for site in sites:
-        if model.is_encoder_decoder and site.stack != "encoder":
-            raise DataError(f"pooled_states reads encoder sites of an encoder-decoder; got {site}")
+        if model.is_encoder_decoder and site.stack != model.main_stack:
+            raise DataError(f"pooled_states reads {model.main_stack} sites of an encoder-decoder (the stack "
+                            f"the input tokens index); got {site}")
     if isinstance(inputs, str):
         raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
     rows = list(inputs)

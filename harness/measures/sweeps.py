@@ -309,9 +309,9 @@ def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
     from harness.interventions.prefix import attention_implementation
     from harness.measures.scores import logprob, logprob_diff
 
-    return (model.is_encoder_decoder and site.stack == "encoder"
+    return (model.is_encoder_decoder and site.stack == model.main_stack
             and score.fn in (logprob, logprob_diff) and set(score.kwargs) <= {"max_length"}
-            and "flex_attention" not in attention_implementation(model, "encoder"))
+            and "flex_attention" not in attention_implementation(model, model.main_stack))
 
 
 def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, columns: np.ndarray,
@@ -337,7 +337,7 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
         for e0 in range(0, n, _PREFIX_EXAMPLES):
             examples = order[e0:e0 + _PREFIX_EXAMPLES]
             ids, mask = pad_rows([tokens[i] for i in examples], pad_id=model.pad_id, device=model.device)
-            prefix = capture(model, "encoder", start=start, ids=ids, mask=mask,
+            prefix = capture(model, model.main_stack, start=start, ids=ids, mask=mask,
                              run=lambda: encoder(input_ids=ids, attention_mask=mask))
             local = np.repeat(np.arange(examples.size), k)
             alpha_idx = np.tile(np.arange(k), examples.size)
@@ -348,7 +348,7 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                 edit = _edits(kind, vectors, torch.as_tensor(columns[cols], dtype=torch.float32),
                               direction_of[cols], _row_positions(positions, ex))
                 row_mask = mask.index_select(0, row_index)
-                with intervene(model, {site: edit}, masks={"encoder": row_mask}):
+                with intervene(model, {site: edit}, masks={model.main_stack: row_mask}):
                     hidden = prefix.replay(row_index)
                 a = [conts_a[i] for i in ex]
                 if conts_b is None:

@@ -111,8 +111,8 @@ def test_pooled_states_with_max_length_pools_the_truncated_input():
 
 
 def test_pooled_states_of_a_decoder_site_of_an_encoder_decoder_is_an_error():
-    with pytest.raises(DataError, match=r"pooled_states reads encoder sites of an encoder-decoder; "
-                                        r"got decoder.2.resid_post"):
+    with pytest.raises(DataError, match=r"pooled_states reads encoder sites of an encoder-decoder "
+                                        r"\(the stack the input tokens index\); got decoder.2.resid_post"):
         pooled_states(tiny_model("byt5-small"), TEXTS, "decoder.2.resid_post")
 
 
