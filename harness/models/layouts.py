@@ -12,8 +12,8 @@ the residual together with something else inside that module (BLOOM's and MPT's 
 residual themselves), the path is the projection before that addition.
 
 Modules an architecture does not have are None:
-    - a fused gate-and-up projection (Phi-3, GLM, GLM-4) has no module whose output is the MLP
-      pre-activation alone (``mlp_pre``/``mlp_gate`` None; ``mlp_post``, the down projection, is there);
+    - a fused gate-and-up projection (Phi-3, GLM, GLM-4: ``gate_up_proj``, the gate in its first
+      d_mlp columns) is both ``mlp_pre`` and ``mlp_gate``, which says the two are one module;
     - sparse mixture-of-experts blocks (Mixtral, Qwen2-MoE, Qwen3-MoE, Llama-4) have no single MLP
       width: no ``mlp_pre``/``mlp_gate``/``mlp_post`` and no ``d_mlp_attr``;
     - CodeGen's fused qkv projection interleaves q, v, k over 4 model-parallel groups, none of the
@@ -64,7 +64,8 @@ def _rotary(architecture: str, stack: StackLayout = _LLAMA_BLOCK, **fields) -> L
 
 
 _NO_GATE = replace(_LLAMA_BLOCK, mlp_gate=None)                        # up -> act -> down
-_FUSED_GATE_UP = replace(_LLAMA_BLOCK, mlp_pre=None, mlp_gate=None)    # gate_up_proj -> down
+# one gate_up_proj holding [gate | up] (mlp_gate == mlp_pre says so), then down
+_FUSED_GATE_UP = replace(_LLAMA_BLOCK, mlp_pre="mlp.gate_up_proj", mlp_gate="mlp.gate_up_proj")
 _EXPERTS = replace(_LLAMA_BLOCK, mlp_pre=None, mlp_gate=None, mlp_post=None)
 # post-norms only (OLMo-2, OLMo-3, EXAONE-4): attention and MLP outputs normed before the residual
 _POST_NORMS = replace(_LLAMA_BLOCK, attn_out="post_attention_layernorm", mlp_out="post_feedforward_layernorm",

@@ -74,7 +74,7 @@ _CONFIGS: dict[str, dict[str, Any]] = {
     "phi": dict(_LLAMA_LIKE, num_key_value_heads=HEADS, partial_rotary_factor=0.5, qk_layernorm=True,
                 resid_pdrop=0.0, embd_pdrop=0.0),
     "phi3": dict(_LLAMA_LIKE, sliding_window=None),
-    "persimmon": dict(_LLAMA_LIKE, partial_rotary_factor=0.5, qk_layernorm=True),
+    "persimmon": dict(_LLAMA_LIKE, num_key_value_heads=HEADS, partial_rotary_factor=0.5, qk_layernorm=True),
     "stablelm": dict(_LLAMA_LIKE, partial_rotary_factor=0.25, use_qkv_bias=True),
     "starcoder2": dict(_LLAMA_LIKE, sliding_window=None, residual_dropout=0.0, embedding_dropout=0.0),
     "llama": dict(_LLAMA_LIKE),

@@ -10,6 +10,7 @@
     patched_resid(...)            the corrupt run with one block input position set from the clean run
     patched_head(...)             the corrupt run with one head's output set from the clean run
     lens(...)                     the model's own logits with the final norm reading another residual
+    finer(model, paths, ids)      resid_mid, the MLP neurons (gate, up, post-activation) and q/k/v per block
     greedy(...)                   greedy decoding without a cache, the whole sequence every step
 
 Nothing here imports the harness: every number is computed from the Hugging Face module itself,
@@ -33,46 +34,92 @@ class Paths:
     """Where one model type keeps its blocks and per-block modules (block-relative but `blocks`
     and `final_norm`). `attn_add`/`mlp_add`: the module whose output is what attention / the MLP
     add to the residual (before Granite's residual multiplier); `head_in`: the module whose input
-    is the heads side by side."""
+    is the heads side by side.
+
+    The finer activations, None where the type has no such module: `q`/`k`/`v` the separate
+    projections, or `qkv` one fused projection split as `qkv_split` says ("thirds": [q | k | v];
+    "per_head": a view ``[.., heads, 3, d_head]``; "grouped": a view ``[.., kv heads, group + 2,
+    d_head]``, the group's queries then its key and value); `up` the MLP's up projection (output),
+    `gate` its gate projection, `gate_up` one projection holding [gate | up], `down` the down
+    projection (its input is the MLP's post-activation); `parallel`: attention and MLP read the
+    same residual, so there is no residual between them."""
 
     blocks: str
     final_norm: str
     attn_add: str
     head_in: str
     mlp_add: str
+    q: str | None = None
+    k: str | None = None
+    v: str | None = None
+    qkv: str | None = None
+    qkv_split: str | None = None
+    up: str | None = None
+    gate: str | None = None
+    gate_up: str | None = None
+    down: str | None = None
+    parallel: bool = False
 
 
-_LLAMA = Paths("model.layers", "model.norm", "self_attn.o_proj", "self_attn.o_proj", "mlp")
+_LLAMA = Paths("model.layers", "model.norm", "self_attn.o_proj", "self_attn.o_proj", "mlp",
+               q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+               up="mlp.up_proj", gate="mlp.gate_proj", down="mlp.down_proj")
+_UNGATED = replace(_LLAMA, gate=None)
+_GATE_UP = replace(_LLAMA, up=None, gate=None, gate_up="mlp.gate_up_proj")
+_EXPERTS = replace(_LLAMA, up=None, gate=None, down=None)
 _POST_NORMED = replace(_LLAMA, attn_add="post_attention_layernorm", mlp_add="post_feedforward_layernorm")
-_GPT = Paths("transformer.h", "transformer.ln_f", "attn.c_proj", "attn.c_proj", "mlp")
+_GPT = Paths("transformer.h", "transformer.ln_f", "attn.c_proj", "attn.c_proj", "mlp",
+             qkv="attn.c_attn", qkv_split="thirds", up="mlp.c_fc", down="mlp.c_proj")
+_4H = dict(up="mlp.dense_h_to_4h", down="mlp.dense_4h_to_h")
+_SEPARATE = dict(qkv=None, qkv_split=None)
 
 PATHS: dict[str, Paths] = {
     "gpt2": _GPT,
     "gpt_bigcode": _GPT,
-    "gpt_neo": replace(_GPT, attn_add="attn.attention.out_proj", head_in="attn.attention.out_proj"),
-    "gptj": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj"),
-    "codegen": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj"),
-    "gpt_neox": Paths("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention.dense", "attention.dense", "mlp"),
+    "gpt_neo": replace(_GPT, attn_add="attn.attention.out_proj", head_in="attn.attention.out_proj", **_SEPARATE,
+                       q="attn.attention.q_proj", k="attn.attention.k_proj", v="attn.attention.v_proj"),
+    "gptj": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj", **_SEPARATE, q="attn.q_proj",
+                    k="attn.k_proj", v="attn.v_proj", up="mlp.fc_in", down="mlp.fc_out", parallel=True),
+    "codegen": replace(_GPT, attn_add="attn.out_proj", head_in="attn.out_proj", **_SEPARATE, up="mlp.fc_in",
+                       down="mlp.fc_out", parallel=True),
+    "gpt_neox": Paths("gpt_neox.layers", "gpt_neox.final_layer_norm", "attention.dense", "attention.dense", "mlp",
+                      qkv="attention.query_key_value", qkv_split="per_head", parallel=True, **_4H),
     "opt": Paths("model.decoder.layers", "model.decoder.final_layer_norm", "self_attn.out_proj",
-                 "self_attn.out_proj", "fc2"),
-    "xglm": Paths("model.layers", "model.layer_norm", "self_attn.out_proj", "self_attn.out_proj", "fc2"),
+                 "self_attn.out_proj", "fc2", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+                 up="fc1", down="fc2"),
+    "xglm": Paths("model.layers", "model.layer_norm", "self_attn.out_proj", "self_attn.out_proj", "fc2",
+                  q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", up="fc1", down="fc2"),
     "bloom": replace(_GPT, attn_add="self_attention.dense", head_in="self_attention.dense",
-                     mlp_add="mlp.dense_4h_to_h"),
-    "falcon": replace(_GPT, attn_add="self_attention.dense", head_in="self_attention.dense"),
-    "mpt": Paths("transformer.blocks", "transformer.norm_f", "attn.out_proj", "attn.out_proj", "ffn.down_proj"),
-    "phi": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp"),
-    "persimmon": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp"),
-    "gemma2": replace(_POST_NORMED),
+                     mlp_add="mlp.dense_4h_to_h", qkv="self_attention.query_key_value", qkv_split="per_head", **_4H),
+    "falcon": replace(_GPT, attn_add="self_attention.dense", head_in="self_attention.dense",
+                      qkv="self_attention.query_key_value", qkv_split="grouped", parallel=True, **_4H),
+    "mpt": Paths("transformer.blocks", "transformer.norm_f", "attn.out_proj", "attn.out_proj", "ffn.down_proj",
+                 qkv="attn.Wqkv", qkv_split="thirds", up="ffn.up_proj", down="ffn.down_proj"),
+    "phi": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp",
+                 q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj", up="mlp.fc1", down="mlp.fc2",
+                 parallel=True),
+    "persimmon": Paths("model.layers", "model.final_layernorm", "self_attn.dense", "self_attn.dense", "mlp",
+                       qkv="self_attn.query_key_value", qkv_split="per_head", **_4H),
+    "gemma2": _POST_NORMED,
     "gemma3_text": _POST_NORMED,
     "olmo2": _POST_NORMED,
     "olmo3": _POST_NORMED,
     "exaone4": _POST_NORMED,
-    "glm4": replace(_LLAMA, attn_add="post_self_attn_layernorm", mlp_add="post_mlp_layernorm"),
-    "llama4_text": replace(_LLAMA, mlp_add="feed_forward"),
+    "glm": _GATE_UP,
+    "glm4": replace(_GATE_UP, attn_add="post_self_attn_layernorm", mlp_add="post_mlp_layernorm"),
+    "phi3": replace(_GATE_UP, q=None, k=None, v=None, qkv="self_attn.qkv_proj", qkv_split="thirds"),
+    "llama4_text": replace(_EXPERTS, mlp_add="feed_forward"),
+    "mixtral": _EXPERTS,
+    "qwen2_moe": _EXPERTS,
+    "qwen3_moe": _EXPERTS,
+    "cohere": replace(_LLAMA, parallel=True),
+    "nemotron": _UNGATED,
+    "apertus": _UNGATED,
+    "arcee": _UNGATED,
+    "starcoder2": replace(_UNGATED, up="mlp.c_fc", down="mlp.c_proj"),
 }
-for _type in ("llama", "qwen2", "mistral", "mixtral", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "olmo", "cohere",
-              "granite", "smollm3", "glm", "nemotron", "helium", "apertus", "arcee", "seed_oss", "ernie4_5",
-              "hunyuan_v1_dense", "phi3", "stablelm", "starcoder2"):
+for _type in ("llama", "qwen2", "mistral", "qwen3", "gemma", "olmo", "granite", "smollm3", "helium", "seed_oss",
+              "ernie4_5", "hunyuan_v1_dense", "stablelm"):
     PATHS[_type] = _LLAMA
 
 
@@ -217,3 +264,74 @@ def greedy(model: torch.nn.Module, paths: Paths, ids: Sequence[int], *, steps: i
         if token == eos:
             break
     return new, torch.stack(rows)
+
+
+def _split_qkv(x: torch.Tensor, split: str, n_heads: int, n_kv: int) -> tuple[torch.Tensor, ...]:
+    """q ``[pos, heads * d]``, k and v ``[pos, kv heads * d]`` out of a fused projection's output
+    ``[pos, (heads + 2 * kv heads) * d]``, as the modelling code splits it."""
+    pos, width = x.shape
+    if split == "per_head":  # no grouped-query attention in these layouts
+        d = width // (3 * n_heads)
+        x = x.view(pos, n_heads, 3, d)
+        return tuple(x[:, :, j].reshape(pos, n_heads * d) for j in range(3))
+    d = width // (n_heads + 2 * n_kv)
+    if split == "thirds":
+        return x[:, :n_heads * d], x[:, n_heads * d:(n_heads + n_kv) * d], x[:, (n_heads + n_kv) * d:]
+    if split == "grouped":
+        group = n_heads // n_kv
+        x = x.view(pos, n_kv, group + 2, d)
+        return (x[:, :, :group].reshape(pos, n_heads * d), x[:, :, group].reshape(pos, n_kv * d),
+                x[:, :, group + 1].reshape(pos, n_kv * d))
+    raise ValueError(f"unknown qkv split {split!r}")
+
+
+def finer(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> dict[str, list[torch.Tensor]]:
+    """The finer activations of one example, per block (``[pos, width]``), only those the type has:
+    ``resid_mid`` (the residual after attention: block input + attention's addition times
+    ``config.residual_multiplier`` where the config has one), ``mlp_pre`` (the gate projection's
+    output of a gated MLP, else the up projection's), ``mlp_pre_linear`` (a gated MLP's up
+    projection), ``mlp_post`` (the down projection's input), ``attn.q``/``attn.k``/``attn.v``
+    (before any rotary)."""
+    pos, config = len(ids), model.config
+    n_heads = int(config.num_attention_heads)
+    n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)
+    got: dict[tuple[str, int], torch.Tensor] = {}
+
+    def keep(key: tuple[str, int]) -> Edit:
+        def fn(t: torch.Tensor) -> torch.Tensor:
+            got[key] = _as_rows(t.detach().clone(), pos)[0]
+            return t
+        return fn
+
+    edits = []
+    blocks = _blocks(model, paths)
+    for i, block in enumerate(blocks):
+        edits += [(block, "input", keep(("in", i))), (block.get_submodule(paths.attn_add), "output", keep(("attn", i)))]
+        for name in ("q", "k", "v", "qkv", "up", "gate", "gate_up"):
+            if getattr(paths, name):
+                edits.append((block.get_submodule(getattr(paths, name)), "output", keep((name, i))))
+        if paths.down:
+            edits.append((block.get_submodule(paths.down), "input", keep(("down", i))))
+    run(model, ids, edits)
+    multiplier = float(getattr(config, "residual_multiplier", 1.0))
+    out: dict[str, list[torch.Tensor]] = {}
+    for i in range(len(blocks)):
+        acts: dict[str, torch.Tensor] = {}
+        if not paths.parallel:
+            acts["resid_mid"] = got[("in", i)] + got[("attn", i)] * multiplier
+        if paths.qkv:
+            acts["attn.q"], acts["attn.k"], acts["attn.v"] = _split_qkv(got[("qkv", i)], paths.qkv_split, n_heads, n_kv)
+        elif paths.q:
+            acts.update({f"attn.{n}": got[(n, i)] for n in "qkv"})
+        if paths.gate_up:
+            gate, up = got[("gate_up", i)].chunk(2, dim=-1)
+            acts["mlp_pre"], acts["mlp_pre_linear"] = gate, up
+        elif paths.gate:
+            acts["mlp_pre"], acts["mlp_pre_linear"] = got[("gate", i)], got[("up", i)]
+        elif paths.up:
+            acts["mlp_pre"] = got[("up", i)]
+        if paths.down:
+            acts["mlp_post"] = got[("down", i)]
+        for name, value in acts.items():
+            out.setdefault(name, []).append(value)
+    return out

@@ -8,6 +8,9 @@ modules (no harness code):
 
     recorded sites          resid_pre/resid_post/attn_out/mlp_out/block_out/heads of a padded batch
                             vs the modules' own outputs and ``output_hidden_states``
+    finer sites             resid_mid, MLP neurons (pre, pre_linear, post) and q/k/v vs the modules
+                            (fused projections split as the modelling code splits them); a point
+                            the type has no module for is refused
     steering sweep          `sweep` of a logit difference vs full forwards with the vector added
     patching maps           `patch_resid_map` / `patch_head_map` vs per-cell full-forward patching
     logit lens              `logit_lens` vs the model's own logits with its final norm re-fed
@@ -22,6 +25,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from harness.errors import SiteError
 from harness.interventions import Add, Record, intervene
 from harness.measures.generate import generate
 from harness.measures.lens import logit_lens
@@ -142,6 +146,29 @@ def test_recorded_sites_are_the_modules_activations(model_type, impl):
         close(t.block_in[0], t.hidden_states[0], atol, f"row {i}: block 1 input vs hidden_states[0]")
         for b in range(n - 1):
             close(t.block_out[b], t.hidden_states[b + 1], atol, f"row {i}: block {b + 1} output")
+
+
+FINER = ("resid_mid", "mlp_pre", "mlp_pre_linear", "mlp_post", "attn.q", "attn.k", "attn.v")
+
+
+@pytest.mark.parametrize("model_type, impl", cases("finer"))
+def test_the_finer_sites_are_the_modules_activations_and_absent_ones_are_refused(model_type, impl):
+    m, atol = model_for(model_type, impl), tolerance(model_type)
+    rows = rows_of(m, CLEAN + CORRUPT)
+    ids, mask = pad_rows(rows, pad_id=m.pad_id)
+    n = m.sites.stack(m.main_stack).n_layers
+    want = [oracle.finer(m.module, paths(model_type), row) for row in rows]
+    present = [point for point in FINER if point in want[0]]
+    for point in FINER:
+        if point not in present:
+            with pytest.raises(SiteError):
+                m.site(m.main_stack, 1, point)
+    plan = {Site(m.main_stack, layer, point): Record() for point in present for layer in range(1, n + 1)}
+    with torch.no_grad(), intervene(m, plan, masks={m.main_stack: mask}) as run:
+        m.module(input_ids=ids, attention_mask=mask)
+    for i, row in enumerate(rows):
+        for site in plan:
+            close(run.recorded[site][i, :len(row)], want[i][site.point][site.layer - 1], atol, f"row {i} {site}")
 
 
 # --------------------------------------------------------------------------- steering sweep
