@@ -315,10 +315,14 @@ def _build(path: Path, target: Path, info: dict[str, Any]) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        _settle_tokenizer(tmp, tokenizer, path)
         import transformers
 
         info = {**info, "model_type": model.config.model_type, "transformers": transformers.__version__}
         write_text_atomic(tmp / PROVENANCE, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        for saved in tmp.iterdir():  # readable like any checkpoint (the temporary names were private)
+            saved.chmod(0o644)
+        tmp.chmod(0o755)
         try:
             tmp.rename(target)
         except OSError:
@@ -328,6 +332,39 @@ def _build(path: Path, target: Path, info: dict[str, Any]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+# Text whose token ids the saved tokenizer must reproduce: words, digits, spaces, a tab, newlines.
+_PROBE = "The Eiffel Tower is located in the city of 1234 and 7.\n  x = y;\tdone\n\n"
+_GENERIC_TOKENIZER = "TokenizersBackend"
+
+
+def _settle_tokenizer(folder: Path, tokenizer: Any, path: Path) -> None:
+    """Make the tokenizer saved in `folder` reload as the one read from the GGUF `path`.
+
+    A GGUF tokenizer is saved under its model's class (``GemmaTokenizer``), which may rebuild
+    itself from ``tokenizer.json`` in a way the GGUF-converted file does not support; then the
+    folder declares the generic class that reads ``tokenizer.json`` as it is. Raises
+    `ModelLoadError` where neither reload gives the GGUF tokenizer's ids on a probe text.
+    """
+    from transformers import AutoTokenizer
+
+    want = list(tokenizer(_PROBE)["input_ids"])
+    config_path = folder / "tokenizer_config.json"
+    for declared in (None, _GENERIC_TOKENIZER):
+        if declared is not None:
+            config = json.loads(config_path.read_text())
+            if config.get("tokenizer_class") == declared:
+                break
+            write_text_atomic(config_path, json.dumps({**config, "tokenizer_class": declared}, indent=2) + "\n")
+        try:
+            got = list(AutoTokenizer.from_pretrained(str(folder), local_files_only=True)(_PROBE)["input_ids"])
+        except (OSError, ValueError):
+            continue
+        if got == want:
+            return
+    raise ModelLoadError(f"the tokenizer read from {path} ({type(tokenizer).__name__}) does not reload from its "
+                         "saved files with the same token ids; nothing was cached")
 
 
 def _read(path: Path) -> tuple[Any, Any]:
