@@ -44,7 +44,8 @@ from harness.errors import DataError, ShapeError
 from harness.interventions import Interchange, Positions, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.sites import Site
-from harness.measures.patching import _ids, _pairs as _pair_rows
+from harness.measures.patching import _ids
+from harness.measures.patching_engine import token_pairs as _pair_rows
 
 __all__ = ["Subspace", "das", "interchange_logits", "random_basis"]
 

@@ -54,10 +54,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Patch, Positions
-from harness.models.load import LoadedModel, pad_rows
-from harness.measures.replay import _plain, _replay_cells, _suffix_ok
+from harness.errors import DataError, ShapeError
+from harness.models.load import LoadedModel
+from harness.measures.patching_engine import (Block, Column, check_at, each_position, every_column, pair_runs,
+                                              patch_cells, where_at)
 
 __all__ = ["PatchMap", "Metric", "patch_resid_map", "patch_head_map", "answer_logit_diff",
            "answer_logprob", "answer_prob"]
@@ -174,72 +174,6 @@ class PatchMap:
         return (self.values - self.corrupt[:, None, None]) / gap
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-def _token_rows(model: LoadedModel, items: Sequence[Any], name: str) -> list[list[int]]:
-    if isinstance(items, (str, torch.Tensor)):
-        if isinstance(items, torch.Tensor) and items.dim() == 2:
-            return [list(map(int, row)) for row in items.tolist()]
-        raise DataError(f"`{name}` must be a list of strings (or of token-id lists), got a single "
-                        f"{type(items).__name__}; wrap it in a list")
-    items = list(items)
-    if all(isinstance(x, str) for x in items):
-        return model.tokenize(items)
-    if any(isinstance(x, str) for x in items):
-        raise DataError(f"`{name}` mixes strings and token-id lists; give one kind")
-    return [list(map(int, x)) for x in items]
-
-
-def _pairs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], *,
-           names: tuple[str, str] = ("clean", "corrupt"), what: str = "patching maps",
-           swap: str = "activation patching swaps") -> tuple[list, list]:
-    """Token rows of equally long lists of prompts, pair i of equal length in both (`names` name
-    the two arguments in the errors, `what` the caller, `swap` what needs equal lengths)."""
-    first, second = names
-    if model.is_encoder_decoder:
-        raise InterventionError(
-            f"{what} need a decoder-only model; {model.name} is an encoder-decoder")
-    a, b = _token_rows(model, clean, first), _token_rows(model, corrupt, second)
-    if not a or not b:
-        raise DataError(f"`{first}` and `{second}` are empty; give at least one pair of prompts")
-    if len(a) != len(b):
-        raise DataError(f"`{first}` has {len(a)} prompts but `{second}` has {len(b)}; give one {second} "
-                        f"prompt per {first} prompt")
-    for i, (x, y) in enumerate(zip(a, b)):
-        if len(x) != len(y):
-            raise ShapeError(
-                f"pair {i}: the {first} prompt is {len(x)} tokens but the {second} prompt is {len(y)}; "
-                f"{swap} activations position by position, so choose {first}/{second} "
-                "pairs of the same token length")
-        if not x:
-            raise DataError(f"pair {i} has no tokens; each prompt needs at least one token")
-    return a, b
-
-
-def _where_at(at: Any) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``mask [n, pos] -> bool [n, pos]``: the positions a patch ``at`` "all" or "last" touches."""
-    if at == "all":
-        return lambda mask: mask.bool()
-    if at == "last":
-        return lambda mask: Positions.last().resolve(mask)
-    raise DataError(f"`at` must be 'all' (every position) or 'last' (the last real token of each pair), got {at!r}")
-
-
-def _setup(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], metric: Metric,
-           batch_size: int, heads: bool):
-    if batch_size < 1:
-        raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
-    if not callable(metric):
-        raise DataError(f"`metric` must be a callable metric(logits, pairs) -> [rows], got {metric!r}")
-    a, b = _pairs(model, clean, corrupt)
-    ids_c, mask = pad_rows(a, pad_id=model.pad_id, device=model.device)
-    ids_x, _ = pad_rows(b, pad_id=model.pad_id, device=model.device)
-    clean_run = _plain(model, ids_c, mask, metric, heads=heads, kv=False)
-    corrupt_run = _plain(model, ids_x, mask, metric, heads=heads, kv=_suffix_ok(model))
-    return mask, clean_run, corrupt_run
-
-
 # --------------------------------------------------------------------------- the maps
 
 
@@ -258,35 +192,20 @@ def patch_resid_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[
     or of token-id lists; pair i must have the same token length in both. Pairs may differ in
     length from each other (right padding; the metric is read at each pair's last token).
     """
-    mask, clean_run, corrupt_run = _setup(model, clean, corrupt, metric, batch_size, heads=False)
-    n, width = mask.shape
-    stack = corrupt_run.prefix.stack
-    n_layers = len(corrupt_run.inputs)
-    lengths = mask.sum(1).cpu()
-    real = mask.bool()
-    values = torch.full((n, n_layers, width), float("nan"))
-    for j in range(n_layers):
-        same = (clean_run.inputs[j] == corrupt_run.inputs[j]).all(-1)  # [n, pos]: a no-op patch
-        todo = (real & ~same).nonzero()  # (pair, pos) cells that need a forward
-        for i in range(n):
-            values[i, j, : int(lengths[i])] = corrupt_run.metric[i]
-        if todo.numel() == 0:
-            continue
-        pairs, pos = todo[:, 0], todo[:, 1]
+    runs = pair_runs(model, clean, corrupt, metric, batch_size=batch_size)
+    real = runs.mask.bool()
+    where = each_position(real)                          # column p: position p alone
+    stack = model.main_stack
+
+    def block(j: int) -> Block:
         site = model.site(stack, j + 1, "resid_pre")
-        source = clean_run.inputs[j]
+        column = Column(site, runs.clean.inputs[j], runs.corrupt.inputs[j])
+        return Block([column] * real.shape[1], where)
 
-        def plan(rows: torch.Tensor, cells: torch.Tensor, start: int, site=site, source=source,
-                 pos=pos) -> dict:
-            where = torch.zeros(rows.shape[0], width - start, dtype=torch.bool, device=rows.device)
-            where[torch.arange(rows.shape[0], device=rows.device), pos[cells] - start] = True
-            return {site: Patch(source.index_select(0, rows)[:, start:], Positions.of_mask(where))}
-
-        got = _replay_cells(model, corrupt_run, mask, block=j, pairs=pairs, firsts=pos, plan=plan,
-                            metric=metric, batch_size=batch_size)
-        values[pairs.cpu(), j, pos.cpu()] = got
-    return PatchMap(values=values, clean=clean_run.metric, corrupt=corrupt_run.metric, lengths=lengths,
-                    kind="resid_pre", fingerprint=model.fingerprint)
+    values = patch_cells(model, runs.corrupt, runs.mask, metric, blocks=block, n_blocks=len(runs.corrupt.inputs),
+                         batch_size=batch_size, valid=real)
+    return PatchMap(values=values, clean=runs.clean.metric, corrupt=runs.corrupt.metric,
+                    lengths=runs.mask.sum(1).cpu(), kind="resid_pre", fingerprint=model.fingerprint)
 
 
 @torch.no_grad()
@@ -304,43 +223,19 @@ def patch_head_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[A
 
     Raises `DataError` for an `at` other than "all" or "last".
     """
-    real_at = _where_at(at)
-    mask, clean_run, corrupt_run = _setup(model, clean, corrupt, metric, batch_size, heads=True)
-    n = mask.shape[0]
-    stack = corrupt_run.prefix.stack
+    check_at(at)
+    runs = pair_runs(model, clean, corrupt, metric, batch_size=batch_size, heads=True)
+    stack = model.main_stack
     shape = model.sites.stack(stack)
-    n_layers, n_heads, d_head = len(corrupt_run.inputs), shape.n_heads, shape.d_head
-    values = torch.empty(n, n_layers, n_heads)
-    real = real_at(mask)
-    width = mask.shape[1]
-    for j in range(n_layers):
-        source = clean_run.heads[j]
-        sites = [model.site(stack, j + 1, "head", head=h) for h in range(n_heads)]
-        # [n, pos, heads]: where the clean head output differs from the corrupt one
-        differs = (source != corrupt_run.heads[j]).view(n, width, n_heads, d_head).any(-1) & real[..., None]
-        any_diff = differs.any(1)                                   # [n, heads]
-        first = torch.where(differs, torch.arange(width, device=mask.device)[None, :, None], width).amin(1)
-        values[:, j, :] = corrupt_run.metric[:, None]               # an unchanged head: the corrupt run
-        todo = any_diff.nonzero()                                   # (pair, head) cells
-        if todo.numel() == 0:
-            continue
-        pairs, head_of = todo[:, 0], todo[:, 1]
+    n_heads, d_head = shape.n_heads, shape.d_head
+    where = every_column(where_at(at, runs.mask), n_heads)
 
-        def plan(rows: torch.Tensor, cells: torch.Tensor, start: int, sites=sites, source=source,
-                 head_of=head_of) -> dict:
-            heads = head_of[cells]
-            on_real = real.index_select(0, rows)[:, start:]
-            src = source.index_select(0, rows)[:, start:]
-            out = {}
-            for h, site in enumerate(sites):
-                on = heads == h
-                if bool(on.any()):
-                    out[site] = Patch(src[..., h * d_head:(h + 1) * d_head], Positions.of_mask(on_real & on[:, None]))
-            return out
+    def block(j: int) -> Block:
+        return Block([Column(model.site(stack, j + 1, "head", head=h), runs.clean.heads[j], runs.corrupt.heads[j],
+                             select=slice(h * d_head, (h + 1) * d_head)) for h in range(n_heads)], where)
 
-        got = _replay_cells(model, corrupt_run, mask, block=j, pairs=pairs, firsts=first[pairs, head_of],
-                            plan=plan, metric=metric, batch_size=batch_size)
-        values[pairs.cpu(), j, head_of.cpu()] = got
-    return PatchMap(values=values, clean=clean_run.metric, corrupt=corrupt_run.metric,
-                    lengths=mask.sum(1).cpu(), kind="head" if at == "all" else "head_last",
+    values = patch_cells(model, runs.corrupt, runs.mask, metric, blocks=block, n_blocks=len(runs.corrupt.inputs),
+                         batch_size=batch_size)
+    return PatchMap(values=values, clean=runs.clean.metric, corrupt=runs.corrupt.metric,
+                    lengths=runs.mask.sum(1).cpu(), kind="head" if at == "all" else "head_last",
                     fingerprint=model.fingerprint)

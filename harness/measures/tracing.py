@@ -25,9 +25,10 @@ only, so a prompt gets the same noise in any batch, at any batch size, next to a
 prompts, and the samples are independent draws. A restored state is ``blocks.L.resid_pre``
 (the input of block L, TransformerLens' ``blocks.{L-1}.hook_resid_pre``) at one position.
 
-How it runs: one plain forward of the clean prompts, one plain forward of the corrupted runs of
-every (prompt, sample) in one batch (inside ``intervene`` with the noise), each capturing every
-block's input and call arguments (`harness.measures.replay`); a cell restoring a state at block
+How it runs (`harness.measures.patching_engine`, with the noised runs as the corrupt rows and
+each prompt's clean run as the source of its samples): one plain forward of the clean prompts,
+one plain forward of the corrupted runs of every (prompt, sample) in one batch (inside
+``intervene`` with the noise), each capturing every block's input and call arguments; a cell restoring a state at block
 L replays only blocks L.. of its corrupted run (on the suffix path only from the restored
 position), cells of all prompts and samples in the batch dimension (rows = prompts x samples x
 cells, chunks of ``batch_size``). A state before the span's start is the same in the clean and
@@ -53,11 +54,12 @@ from typing import Any, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError
-from harness.interventions import Noise, Patch, Positions, intervene
+from harness.interventions import Noise, Positions, intervene
 from harness.interventions.noise import _check_seed
 from harness.models.load import LoadedModel, pad_rows
-from harness.measures.patching import Metric, _token_rows
-from harness.measures.replay import _plain, _replay_cells, _suffix_ok
+from harness.measures.patching import Metric
+from harness.measures.patching_engine import (Block, Column, check_map_args, each_position, patch_cells, plain_run,
+                                              token_rows)
 
 __all__ = ["TraceMap", "trace_resid_map", "noise_seed"]
 
@@ -194,14 +196,12 @@ def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[
     from harness.verdicts.context import default_seed
 
     seed = _check_seed(default_seed(seed, owner="trace_resid_map"), "trace_resid_map")
-    for name, value in (("samples", samples), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise DataError(f"`{name}` must be a positive integer, got {value!r}")
-    if not callable(metric):
-        raise DataError(f"`metric` must be a callable metric(logits, pairs) -> [rows], got {metric!r}")
+    if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
+        raise DataError(f"`samples` must be a positive integer, got {samples!r}")
+    check_map_args(metric, batch_size)
     if model.is_encoder_decoder:
         raise InterventionError(f"causal tracing needs a decoder-only model; {model.name} is an encoder-decoder")
-    rows = _token_rows(model, prompts, "prompts")
+    rows = token_rows(model, prompts, "prompts")
     if not rows:
         raise DataError("`prompts` is empty; give at least one prompt")
     for i, row in enumerate(rows):
@@ -228,10 +228,9 @@ def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[
     def by_prompt(logits: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
         return metric(logits, pairs // S)
 
-    clean_run = _plain(model, ids, mask, metric, heads=False, kv=False)
+    clean_run = plain_run(model, ids, mask, metric, suffix=False)
     with intervene(model, {model.site(stack, 1, "resid_pre"): noise}, masks={stack: mask_x}):
-        noised = _plain(model, ids_x, mask_x, by_prompt, heads=False, kv=_suffix_ok(model))
-    n_layers = len(noised.inputs)
+        noised = plain_run(model, ids_x, mask_x, by_prompt, suffix=True)
     d = noised.inputs[0].shape[-1]
     changed = (noised.inputs[0].reshape(n, S, width, d) != clean_run.inputs[0][:, None]).any(-1)  # [n, S, pos]
     if not bool(changed.any()):
@@ -239,31 +238,15 @@ def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[
             f"the noise (std={std}) did not change the embeddings at blocks.1.resid_pre of any span in "
             f"{noised.inputs[0].dtype}; pass a larger `std` (ROME: 3 x the embeddings' standard deviation)")
 
-    lengths = mask.sum(1).cpu()
-    corrupted = noised.metric.view(n, S)
-    values = torch.full((n, S, n_layers, width), float("nan"))
-    real = mask.bool()
-    for i in range(n):
-        values[i, :, :, : int(lengths[i])] = corrupted[i][:, None, None]
-    todo_at = real & (pos[None] >= starts[:, None])                                    # [n, pos]
-    for j in range(n_layers):
-        source = clean_run.inputs[j]
-        same = (noised.inputs[j].reshape(n, S, width, d) == source[:, None]).all(-1)      # [n, S, pos]
-        todo = (todo_at[:, None] & ~same).reshape(n * S, width).nonzero()                 # (row, pos)
-        if todo.numel() == 0:
-            continue
-        cell_rows, cell_pos = todo[:, 0], todo[:, 1]
+    # a state before the span's start is the clean one: restoring it is the corrupted run
+    where = each_position(mask_x.bool() & (pos[None] >= starts[:, None]).repeat_interleave(S, 0))
+
+    def block(j: int) -> Block:
         site = model.site(stack, j + 1, "resid_pre")
+        return Block([Column(site, clean_run.inputs[j], noised.inputs[j])] * width, where)
 
-        def plan(rows_: torch.Tensor, cells: torch.Tensor, start: int, site=site, source=source,
-                 cell_pos=cell_pos) -> dict:
-            where = torch.zeros(rows_.shape[0], width - start, dtype=torch.bool, device=rows_.device)
-            where[torch.arange(rows_.shape[0], device=rows_.device), cell_pos[cells] - start] = True
-            return {site: Patch(source.index_select(0, prompt_of[rows_])[:, start:], Positions.of_mask(where))}
-
-        got = _replay_cells(model, noised, mask_x, block=j, pairs=cell_rows, firsts=cell_pos, plan=plan,
-                            metric=by_prompt, batch_size=int(batch_size))
-        r, p = cell_rows.cpu(), cell_pos.cpu()
-        values[r // S, r % S, j, p] = got
-    return TraceMap(values=values, clean=clean_run.metric, corrupted=corrupted, lengths=lengths, spans=spans_,
-                    std=std, seed=seed, fingerprint=model.fingerprint)
+    values = patch_cells(model, noised, mask_x, by_prompt, blocks=block, n_blocks=len(noised.inputs),
+                         batch_size=int(batch_size), valid=mask_x.bool(), source_rows=prompt_of)
+    return TraceMap(values=values.view(n, S, -1, width).contiguous(), clean=clean_run.metric,
+                    corrupted=noised.metric.view(n, S), lengths=mask.sum(1).cpu(), spans=spans_, std=std, seed=seed,
+                    fingerprint=model.fingerprint)
