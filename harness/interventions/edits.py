@@ -7,13 +7,16 @@
     Interchange     replace only the activation's part in the span of a basis ``[d, k]`` with the
                     source's: ``act + ((source - act) @ basis) @ basis.T`` (DAS's interchange)
     Ablate          zero / mean over a reference set / resample from another example
+    ProjectOut      remove the activation's part in the span of a basis ``[k, d]`` (rows):
+                    ``act - (act @ Q) @ Q.T``, Q an orthonormal basis of that span
 
 Shapes are checked, never broadcast: a direction must be ``[d]`` for the site (``d_head`` for
 a head), an alpha vector ``[batch]``, a patch or interchange source exactly the activation's
-``[batch, pos, d]``, an interchange basis ``[d, k]``.
+``[batch, pos, d]``, an interchange basis ``[d, k]`` (columns), a projection basis ``[k, d]``
+(rows).
 
 Wherever an edit takes a vector (`Add` and `RmsAdd`'s ``direction``, the ``value`` of a mean
-`Ablate`, a one-column `Interchange` ``basis``) it also takes a `Direction`
+`Ablate`, a one-column `Interchange` ``basis``, a one-row `ProjectOut` ``basis``) it also takes a `Direction`
 (`harness.measures.directions`): its ``vector`` is used, and its ``site`` must be the site the
 edit is installed at (an `InterventionError` naming both otherwise; pass ``direction.vector`` to
 use a direction elsewhere on purpose). A Direction whose site is empty is not checked. Any
@@ -53,7 +56,7 @@ if TYPE_CHECKING:
     from harness.interventions.hooks import Run
     from harness.measures.directions import Direction
 
-__all__ = ["Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate"]
+__all__ = ["Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate", "ProjectOut"]
 
 
 def _is_direction(value: object) -> bool:
@@ -418,3 +421,78 @@ class Ablate(Intervention):
         else:  # "resample" (the kind is checked when the Ablate is made)
             return Patch(self.value, self.positions).apply(act, where, site, run)  # type: ignore[arg-type]
         return torch.where(where[..., None], value, act)
+
+
+@dataclass(frozen=True)
+class ProjectOut(Intervention):
+    """Remove the activation's component in a subspace (a subspace ablation):
+    ``act - (act @ Q) @ Q.T`` at the chosen positions, ``Q`` ``[d, r]`` an orthonormal basis of
+    the span of the rows of ``basis``.
+
+    ``basis``: ``[k, d]``, the vectors as rows (``d`` the site's width: ``d_head`` for a head),
+    in any scale and not necessarily independent: the span is what counts (it is
+    orthonormalised here by an SVD in float64, singular values below ``max(k, d) * eps *
+    largest`` dropped, ``eps`` of the basis's dtype, at least float32's: numpy's
+    ``matrix_rank`` tolerance), so rescaled, repeated or mixed rows give the same edit; ``k = 0`` or a
+    zero basis changes nothing, bit for bit. A `Direction` is the line it spans (its site must
+    be the site the edit is installed at). The edit is computed in float32 at least and cast
+    back to the activation's dtype.
+
+    Afterwards the activation is orthogonal to every row of ``basis``. One row ``u`` of unit
+    norm gives ``act - (act . u) u``, the directional ablation of Arditi et al. 2024 ("Refusal
+    in Language Models Is Mediated by a Single Direction"); LEACE (Belrose et al. 2023) is the
+    least-squares generalisation with a whitening, not this.
+
+    >>> import torch
+    >>> from harness.models.sites import Site
+    >>> act, where = torch.tensor([[[3.0, 4.0, 5.0]]]), torch.ones(1, 1, dtype=torch.bool)
+    >>> ProjectOut(torch.tensor([[2.0, 0.0, 0.0], [0.0, -3.0, 0.0]])).apply(   # span of x and y
+    ...     act, where, Site.parse("blocks.1.resid_post"), None)
+    tensor([[[0., 0., 5.]]])
+
+    Raises `ShapeError` for a basis that is not ``[k, d]`` for the site; `InterventionError`
+    for a basis that is neither a tensor nor a Direction, a Direction at another site, or a
+    basis with NaN or infinite entries.
+    """
+
+    basis: "torch.Tensor | Direction"
+    positions: Positions = ALL
+
+    def __post_init__(self) -> None:
+        _check_vector_arg(self.basis, "basis", "ProjectOut", "[k, d]")
+
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
+              context: Context | None = None) -> torch.Tensor:
+        basis = _vector_at(self.basis, site, "basis", "ProjectOut")
+        if not isinstance(self.basis, torch.Tensor):  # a Direction: the line it spans, [1, d]
+            _check_direction(basis, act.shape[-1], site, "the Direction given as `basis` of ProjectOut")
+            basis = basis[None, :]
+        if basis.dim() != 2 or basis.shape[1] != act.shape[-1]:
+            raise ShapeError(
+                f"`basis` of ProjectOut must have shape [k, {act.shape[-1]}] (the vectors as rows, "
+                f"the width of {site}) for site {site}, got {tuple(basis.shape)}; transpose a [d, k] "
+                "basis of columns"
+            )
+        if not bool(torch.isfinite(basis).all()):
+            raise InterventionError(f"`basis` of ProjectOut at {site} has NaN or infinite entries")
+        span = _orthonormal_rows(basis)                                  # [r, d], float64
+        if span.shape[0] == 0:
+            return act
+        dtype = torch.promote_types(act.dtype, torch.float32)
+        q = span.to(act.device, dtype)
+        base = act.to(dtype)
+        edited = (base - (base @ q.T) @ q).to(act.dtype)
+        return torch.where(where[..., None], edited, act)
+
+
+def _orthonormal_rows(basis: torch.Tensor) -> torch.Tensor:
+    """``[r, d]`` orthonormal rows spanning the rows of `basis` ``[k, d]`` (float64, on the CPU)."""
+    eps = torch.finfo(torch.promote_types(basis.dtype, torch.float32)).eps   # the rows' own precision
+    b = basis.detach().to("cpu", torch.float64)
+    if b.shape[0] == 0:
+        return b
+    _, s, vh = torch.linalg.svd(b, full_matrices=False)
+    if s.numel() == 0 or float(s[0]) == 0.0:
+        return vh[:0]
+    keep = s > s[0] * max(b.shape) * eps  # numpy.linalg.matrix_rank's tolerance
+    return vh[keep]

@@ -12,18 +12,18 @@
 ``positions`` against the stack's attention mask and calls ``apply`` with a `Context`. A new
 kind is a subclass written anywhere (no list of kinds to extend); it then works wherever an
 intervention is accepted (`intervene`, the scores' ``interventions=``, `check_acted`). For
-example, removing the component of the activation in a subspace::
+example, scaling the activation::
 
     @dataclass(frozen=True)
-    class ProjectOut(Intervention):
-        basis: torch.Tensor                  # [k, d], orthonormal rows
+    class Scale(Intervention):
+        factor: float
         positions: Positions = ALL
 
         def apply(self, act, where, site, run, context=None):
-            b = self.basis.to(act.device, act.dtype)
-            return torch.where(where[..., None], act - (act @ b.T) @ b, act)
+            return torch.where(where[..., None], act * self.factor, act)
 
-(the library's own `harness.interventions.ProjectOut` also orthonormalises its basis).
+    with intervene(m, {"blocks.3.resid_post": Scale(0.5)}, masks={"blocks": mask}):
+        m.module(input_ids=ids, attention_mask=mask)
 """
 
 from __future__ import annotations

@@ -370,7 +370,7 @@ def test_a_zero_ablation_with_a_value_is_an_error():
 def test_something_that_is_not_an_intervention_is_an_error(m):
     with pytest.raises(InterventionError, match=re.escape(
             "intervention at blocks.3.resid_post must be an Intervention, one of "
-            "['Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'Noise'] or a subclass of "
+            "['Record', 'Add', 'RmsAdd', 'Patch', 'Interchange', 'Ablate', 'ProjectOut', 'Noise'] or a subclass of "
             "harness.interventions.Intervention, got Tensor")):
         forward(m, {SITE: torch.ones(48)})
 
