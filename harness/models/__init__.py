@@ -4,6 +4,9 @@
     sites         Site (``blocks.3.resid_post``, ``blocks.2.attn.head1``, ``blocks.2.attn.k.head0``,
                   ``blocks.1.mlp_post.neurons[45:51]``, ``blocks.3.resid_mid``), SiteTable
     site_hooks    where a site lives on a concrete model: Hook (module, input/output, columns), site_table
-    architectures per-architecture site tables (GPT-2, Llama/Qwen2, Gemma-2, T5/ByT5)
+    architectures the architecture table (Layout: module paths, logit rule, positions, replay policy),
+                  register_architecture / architectures() and the interp_claims.architectures entry points
+    layouts       the built-in table entries beyond T5, GPT-2, Llama/Qwen2 and Gemma-2
+    gguf          GGUF checkpoints (a .gguf file, or a packaged real model by name), cached dequantised
     fixtures      the project's fixture models: seeded recipes under ``fixtures/``, built and cached
 """

@@ -1,7 +1,8 @@
 """Sparse autoencoders (sae-lens 6.x) at the harness's sites: load, map, read, steer, train.
 
     load        load_sae: a folder in sae-lens' format, or a released SAE from the local HF cache (offline)
-    hooks       site_for_hook, hook_for_site, sae_site: an SAE's hook name <-> `Site`, its d_in checked
+    hooks       site_for_hook, hook_for_site, hook_ref_for_site (HookRef: a name with its head or units),
+                sae_site: a TransformerLens / SAE hook name <-> `Site`, an SAE's d_in checked
     features    feature_direction, FeatureDirection, encode_at, FeatureActivations, site_activations
     train       train_sae, TrainedSae, measure_sae, SaeQuality: seeded training, held-out quality
 
@@ -14,7 +15,7 @@ trained, so importing this package stays as cheap as the rest of the harness.
 from __future__ import annotations
 
 from harness.saes.load import load_sae  # noqa: F401
-from harness.saes.hooks import site_for_hook, hook_for_site, sae_site  # noqa: F401
+from harness.saes.hooks import HookRef, site_for_hook, hook_for_site, hook_ref_for_site, sae_site  # noqa: F401
 from harness.saes.features import (  # noqa: F401
     FeatureActivations, FeatureDirection, encode_at, feature_direction, site_activations,
 )
@@ -22,7 +23,7 @@ from harness.saes.train import SaeQuality, TrainedSae, measure_sae, train_sae  #
 
 __all__ = [
     "load_sae",
-    "site_for_hook", "hook_for_site", "sae_site",
+    "site_for_hook", "hook_for_site", "hook_ref_for_site", "HookRef", "sae_site",
     "feature_direction", "FeatureDirection", "encode_at", "FeatureActivations", "site_activations",
     "train_sae", "TrainedSae", "measure_sae", "SaeQuality",
 ]
