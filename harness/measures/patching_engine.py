@@ -24,7 +24,7 @@ corrupt one bit for bit at every patched position is the corrupt run itself: its
 corrupt metric, with no forward. The others are replayed from block j
 (`harness.measures.replay`), in chunks of ``batch_size`` cells, each chunk one forward in which
 every site of the block that some cell of the chunk patches gets one `Patch` (its rows patched
-where their cell is at that site, nowhere else). Columns that share a site share their values
+where their cell is at that site, nowhere else; a column's ``edit`` may give another kind). Columns that share a site share their values
 (a map of positions patches one site at a different position per column).
 
 A named map is a thin entry point: it makes the runs (`pair_runs`), says per block which
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import torch
 
 from harness.errors import DataError, InterventionError, ShapeError
-from harness.interventions import Patch, Positions, Record, intervene
+from harness.interventions import Intervention, Patch, Positions, Record, intervene
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.sites import Site
 from harness.measures.replay import _plain, _replay_cells, _Run, _suffix_ok
@@ -68,13 +68,18 @@ class Column:
     ``n_source`` rows). ``corrupt``: ``[rows, pos, D]``, the corrupt run's value there, cut
     alike (compared with the clean value to skip cells that change nothing). ``select``: the
     columns of ``D`` that are the site's activation (``slice(h * d_head, (h + 1) * d_head)``
-    for head h of the output projection's input), None for all of them.
+    for head h of the output projection's input), None for all of them. ``edit``: how a chunk
+    of cells patches the site, ``edit(source [rows, pos, width], positions) -> Intervention``;
+    `Patch` by default, or any kind (one's own too) that changes nothing where the source
+    equals the activation, e.g. an interchange along a subspace (a cell whose clean and
+    corrupt values agree is not run).
     """
 
     site: Site
     clean: torch.Tensor
     corrupt: torch.Tensor
     select: slice | None = None
+    edit: Callable[[torch.Tensor, Positions], Intervention] = Patch
 
     def cut(self, value: torch.Tensor) -> torch.Tensor:
         return value if self.select is None else value[..., self.select]
@@ -167,7 +172,7 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
             if bool(on.any()):
                 column = block.columns[cols[0]]
                 src = column.cut(column.clean.index_select(0, src_of[rows])[:, start:])
-                out[site] = Patch(src, Positions.of_mask(where & on[:, None]))
+                out[site] = column.edit(src, Positions.of_mask(where & on[:, None]))
         return out
 
     return plan
