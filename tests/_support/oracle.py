@@ -9,6 +9,7 @@
     steered(...)                  the logits with ``alpha * vector`` added to a block's output
     patched_resid(...)            the corrupt run with one block input position set from the clean run
     patched_head(...)             the corrupt run with one head's output set from the clean run
+    patched_output(...)           the corrupt run with attention's or the MLP's addition set from the clean run
     lens(...)                     the model's own logits with the final norm reading another residual
     finer(model, paths, ids)      resid_mid, the MLP neurons (gate, up, post-activation) and q/k/v per block
     greedy(...)                   greedy decoding without a cache, the whole sequence every step
@@ -335,3 +336,17 @@ def finer(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> dict[str,
         for name, value in acts.items():
             out.setdefault(name, []).append(value)
     return out
+
+
+def patched_output(model: torch.nn.Module, paths: Paths, corrupt: Sequence[int], clean_act: torch.Tensor, *,
+                   block: int, module: str, positions: Sequence[int]) -> torch.Tensor:
+    """Logits of the corrupt run with the output of `module` (``paths.attn_add`` or
+    ``paths.mlp_add``) of block `block` set to the clean run's (`clean_act` ``[pos, d]``) at `positions`."""
+    pos = len(corrupt)
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        rows = _as_rows(t, pos).clone()
+        rows[0, list(positions)] = clean_act[list(positions)]
+        return rows.reshape(t.shape)
+
+    return run(model, corrupt, [(_blocks(model, paths)[block].get_submodule(getattr(paths, module)), "output", fn)])

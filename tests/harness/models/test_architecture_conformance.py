@@ -14,7 +14,8 @@ modules (no harness code):
                             (fused projections split as the modelling code splits them); a point
                             the type has no module for is refused
     steering sweep          `sweep` of a logit difference vs full forwards with the vector added
-    patching maps           `patch_resid_map` / `patch_head_map` vs per-cell full-forward patching
+    patching maps           `patch_resid_map`, `patch_head_map` and `patch_layer_map` (at every position
+                            and at the last) vs per-cell full-forward patching
     logit lens              `logit_lens` vs the model's own logits with its final norm re-fed
     steered generation      `generate` with the key/value cache vs greedy decoding without one
 
@@ -32,6 +33,7 @@ from harness.interventions import Add, Record, intervene
 from harness.measures.generate import generate
 from harness.measures.lens import logit_lens
 from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
+from harness.measures.patching_outputs import patch_layer_map
 from harness.measures.scores import logit_diff
 from harness.measures.sweeps import scorer, sweep
 from harness.models.load import load_model, pad_rows, unembed
@@ -246,10 +248,11 @@ def test_the_resid_patching_map_equals_per_cell_full_forward_patching(model_type
 
 
 @pytest.mark.parametrize("model_type, impl", cases("head_map"))
-def test_the_head_patching_map_equals_per_cell_full_forward_patching(model_type, impl):
+@pytest.mark.parametrize("at", ["all", "last"])
+def test_the_head_patching_map_equals_per_cell_full_forward_patching(model_type, impl, at):
     m, atol = model_for(model_type, impl), tolerance(model_type)
     a, b = token(m, A), token(m, B)
-    got = patch_head_map(m, CLEAN, CORRUPT, answer_logit_diff(a, b))
+    got = patch_head_map(m, CLEAN, CORRUPT, answer_logit_diff(a, b), at=at)
     p = paths(model_type)
     shape = m.sites.stack(m.main_stack)
     want = torch.empty_like(got.values)
@@ -257,11 +260,35 @@ def test_the_head_patching_map_equals_per_cell_full_forward_patching(model_type,
         t = oracle.trace(m.module, p, clean)
         for block in range(shape.n_layers):
             for h in range(shape.n_heads):
-                logits = oracle.patched_head(m.module, p, corrupt, t.heads[block], block=block, head=h,
-                                             d_head=shape.d_head)
+                heads = t.heads[block]
+                if at == "last":  # the clean head at the last token only, the corrupt one elsewhere
+                    heads = oracle.trace(m.module, p, corrupt).heads[block].clone()
+                    heads[-1] = t.heads[block][-1]
+                logits = oracle.patched_head(m.module, p, corrupt, heads, block=block, head=h, d_head=shape.d_head)
                 want[i, block, h] = _metric_value(logits, a, b)
-    close(got.values, want, atol, "patch_head_map values [pair, layer, head]")
+    close(got.values, want, atol, f"patch_head_map(at={at!r}) values [pair, layer, head]")
     assert (want - got.corrupt[:, None, None]).abs().max() > 1e-3  # some head matters
+
+
+@pytest.mark.parametrize("model_type, impl", cases("layer_map"))
+@pytest.mark.parametrize("at", ["all", "last"])
+def test_the_layer_patching_map_equals_per_cell_full_forward_patching(model_type, impl, at):
+    m, atol = model_for(model_type, impl), tolerance(model_type)
+    a, b = token(m, A), token(m, B)
+    got = patch_layer_map(m, CLEAN, CORRUPT, answer_logit_diff(a, b), points=("attn_out", "mlp_out"), at=at)
+    p = paths(model_type)
+    n = m.sites.stack(m.main_stack).n_layers
+    want = torch.empty_like(got.values)
+    for i, (clean, corrupt) in enumerate(zip(rows_of(m, CLEAN), rows_of(m, CORRUPT))):
+        t = oracle.trace(m.module, p, clean)
+        positions = range(len(clean)) if at == "all" else [len(clean) - 1]
+        for block in range(n):
+            for col, (module, acts) in enumerate((("attn_add", t.attn), ("mlp_add", t.mlp))):
+                logits = oracle.patched_output(m.module, p, corrupt, acts[block], block=block, module=module,
+                                               positions=positions)
+                want[i, block, col] = _metric_value(logits, a, b)
+    close(got.values, want, atol, f"patch_layer_map(at={at!r}) values [pair, layer, attn_out | mlp_out]")
+    assert (want - got.corrupt[:, None, None]).abs().max() > 1e-3  # some layer matters
 
 
 # --------------------------------------------------------------------------- logit lens
