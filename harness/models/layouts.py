@@ -26,8 +26,6 @@ Notes read off the modeling files:
       flattened rows); Llama-4's mixture-of-experts block returns ``[batch * pos, d]`` too.
     - Granite multiplies each attention and MLP output by ``residual_multiplier`` before adding it,
       so ``attn_out``/``mlp_out`` are the outputs before that factor.
-    - GPT-NeoX and Falcon blocks take their key/value cache as ``layer_past`` (not ``cache`` or
-      ``past_key_values``), which the suffix replay does not pass: they replay all positions.
     - BLOOM and MPT take ALiBi biases (``alibi`` ``[batch * heads, 1, pos]``; ``position_bias``
       ``[heads, 1, pos]``): no suffix replay.
     - The rotated fraction of GPT-J's and CodeGen's heads is ``rotary_dim`` (a number of
@@ -153,7 +151,7 @@ _OTHERS: dict[str, Layout] = {
                             mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),),
         n_heads_attr="num_attention_heads", head_dim_attr=None, d_mlp_attr="intermediate_size",
         positions="rotary", rotary_fraction_attr="partial_rotary_factor", parallel=True,
-        suffix_replay=None,  # its blocks take their cache as `layer_past`, which the replay does not pass
+        suffix_replay="keywords",
     ),
     "gpt_bigcode": Layout(
         architecture="gpt_bigcode",
@@ -201,7 +199,7 @@ _OTHERS: dict[str, Layout] = {
                             mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),),
         n_heads_attr="num_attention_heads", head_dim_attr="head_dim", n_kv_heads_attr="num_key_value_heads",
         d_mlp_attr="ffn_hidden_size", positions="rotary", parallel=True,
-        suffix_replay=None,  # its blocks take their cache as `layer_past`, which the replay does not pass
+        suffix_replay="keywords",
     ),
     "mpt": Layout(
         architecture="mpt",
