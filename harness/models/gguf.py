@@ -7,6 +7,7 @@
     resolve(spec)          the cached ``save_pretrained`` folder of a GGUF spec, dequantised on first use
     read_header(path)      a file's architecture, name, quantisation type and tensor types, checked
     provenance(folder)     what a cache entry was made from: file, sha256, quantisation type
+    describe(info)         that provenance as one line for the report's model source
 
 transformers reads a GGUF file (``from_pretrained(folder, gguf_file=name)``, with the ``gguf``
 package) by dequantising every weight to float32 in numpy: tens of seconds for SmolLM2-135M and
@@ -42,7 +43,7 @@ from harness.atomic import write_text_atomic
 from harness.errors import ModelLoadError
 
 __all__ = ["PACKAGED", "PackagedModel", "GGUFHeader", "is_gguf_spec", "gguf_file", "resolve",
-           "read_header", "provenance", "sha256_file", "cache_root"]
+           "read_header", "provenance", "describe", "sha256_file", "cache_root"]
 
 PREFIX = "gguf:"
 PROVENANCE = "gguf.json"
@@ -259,6 +260,12 @@ def provenance(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads((Path(folder) / PROVENANCE).read_text())
 
 
+def describe(info: dict[str, Any]) -> str:
+    """One line naming what a cache entry was read from, for the report's model source:
+    ``gguf /path/model.Q4_1.gguf (sha256 b179c952..., MOSTLY_Q4_1)`` (the full hash)."""
+    return f"gguf {info['gguf_file']} (sha256 {info['sha256']}, {info['quantization']})"
+
+
 def resolve(spec: str) -> tuple[Path, dict[str, Any]]:
     """The cached checkpoint folder of a GGUF spec and its provenance (see `provenance`).
 
@@ -342,10 +349,10 @@ _GENERIC_TOKENIZER = "TokenizersBackend"
 def _settle_tokenizer(folder: Path, tokenizer: Any, path: Path) -> None:
     """Make the tokenizer saved in `folder` reload as the one read from the GGUF `path`.
 
-    A GGUF tokenizer is saved under its model's class (``GemmaTokenizer``), which may rebuild
-    itself from ``tokenizer.json`` in a way the GGUF-converted file does not support; then the
-    folder declares the generic class that reads ``tokenizer.json`` as it is. Raises
-    `ModelLoadError` where neither reload gives the GGUF tokenizer's ids on a probe text.
+    A GGUF tokenizer is saved under its model's class (``GemmaTokenizer``, ...), which rebuilds
+    itself from ``tokenizer.json`` when loaded; where that fails or tokenizes the probe text
+    otherwise, the folder declares the generic class that reads ``tokenizer.json`` as it is.
+    Raises `ModelLoadError` where neither reload gives the GGUF tokenizer's ids on the probe.
     """
     from transformers import AutoTokenizer
 

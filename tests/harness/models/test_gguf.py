@@ -1,11 +1,7 @@
 """GGUF checkpoints: reading a .gguf through transformers, the safetensors cache keyed by the
 file's sha256, provenance, and the errors of a missing package, a bad hash, a truncated file and
-an architecture transformers cannot read.
-
-The fast tests use a tiny Llama written here with the `gguf` package's writer. The tests marked
-`slow` load the two packaged real models (``gguf:smollm2-135m-instruct``, ``gguf:gemma-3-270m``);
-they skip where the packages are not installed, except under ``CLAIMS_REQUIRE_REAL_MODELS=1``
-(set by .ci/run, which installs them), where a missing package fails.
+an architecture transformers cannot read, on a tiny Llama written here with the `gguf` package's
+writer, in a temporary cache. The packaged real models are tested in test_gguf_real.py.
 """
 
 from __future__ import annotations
@@ -234,3 +230,28 @@ def test_a_package_that_is_not_installed_gives_its_pip_line(name, monkeypatch):
     with pytest.raises(ModelLoadError, match=rf"gguf:{name} \(.*\) comes from a package that is not installed "
                                              rf"\(no module '{gg.PACKAGED[name].package}'\); install it with `{pip}`"):
         gg.resolve(f"gguf:{name}")
+
+
+
+def test_a_saved_tokenizer_that_cannot_reload_under_its_class_declares_the_generic_one(built, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = Path(shutil.copytree(built[0], tmp_path / "entry"))
+    gguf_tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "BertTokenizer"}))
+    gg._settle_tokenizer(folder, gguf_tokenizer, Path("tiny.gguf"))
+    assert json.loads((folder / "tokenizer_config.json").read_text())["tokenizer_class"] == "TokenizersBackend"
+    reloaded = AutoTokenizer.from_pretrained(str(folder))
+    assert reloaded(gg._PROBE)["input_ids"] == gguf_tokenizer(gg._PROBE)["input_ids"]
+
+
+def test_a_saved_tokenizer_with_other_ids_is_an_error(built, tmp_path):
+    folder = Path(shutil.copytree(built[0], tmp_path / "entry"))
+
+    def other(text):
+        return {"input_ids": [7, 7, 7]}
+
+    with pytest.raises(ModelLoadError, match=r"the tokenizer read from tiny\.gguf \(function\) does not reload from its "
+                                             r"saved files with the same token ids; nothing was cached"):
+        gg._settle_tokenizer(folder, other, Path("tiny.gguf"))
