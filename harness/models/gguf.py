@@ -95,8 +95,11 @@ class GGUFHeader:
 
 
 def is_gguf_spec(spec: str) -> bool:
-    """True for ``gguf:NAME`` and for a path ending in ``.gguf`` (any case)."""
-    return isinstance(spec, str) and (spec.startswith(PREFIX) or spec.strip().lower().endswith(".gguf"))
+    """True for ``gguf:NAME`` and for a path ending in ``.gguf`` (any case) that is not a directory."""
+    if not isinstance(spec, str):
+        return False
+    return spec.startswith(PREFIX) or (spec.strip().lower().endswith(".gguf")
+                                       and not os.path.isdir(os.path.expanduser(spec.strip())))
 
 
 def cache_root() -> Path:

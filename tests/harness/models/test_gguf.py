@@ -97,10 +97,12 @@ def truncated_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_specs_that_name_a_gguf_checkpoint():
+def test_specs_that_name_a_gguf_checkpoint(tmp_path):
     assert gg.is_gguf_spec("gguf:smollm2-135m-instruct")
     assert gg.is_gguf_spec("/models/x.Q4_1.gguf") and gg.is_gguf_spec("~/m.GGUF")
     assert not gg.is_gguf_spec("fixture:tacgen") and not gg.is_gguf_spec("/models/gguf-folder")
+    (tmp_path / "saved.gguf").mkdir()  # a checkpoint folder that happens to end in .gguf
+    assert not gg.is_gguf_spec(str(tmp_path / "saved.gguf"))
 
 
 def test_the_header_gives_architecture_name_and_quantisation(tiny):
