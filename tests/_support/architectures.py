@@ -1,11 +1,11 @@
 """Tiny random-weight decoders of every model type the harness supports, saved and loaded as a user would.
 
-    MODEL_TYPES                  the decoder model types with a config here, in table order
+    MODEL_TYPES                  the decoder model types with a config here
     config_for(model_type, ...)  a transformers config: width 32, 2 blocks, grouped-query attention
                                  where the type has it, a 384-token byte vocabulary
     build(model_type, ...)       the Hugging Face causal LM of that config, seeded, with weights large
-                                 enough (normal, std 0.2, on 2-D non-norm weights) that differences
-                                 between runs are not hidden by tiny scales
+                                 enough (normal, std 0.2, on every non-norm matrix, stacked experts
+                                 included) that differences between runs are not hidden by tiny scales
     byte_tokenizer()             a fast byte tokenizer with the ids of ``transformers.ByT5Tokenizer()``
     saved(model_type)            the directory it is saved in (``save_pretrained``, next to that
                                  tokenizer), one per type in a temporary directory of the process
@@ -15,8 +15,9 @@
 
 Each config keeps the features that make its type differ from Llama (parallel blocks, partial
 rotary, ALiBi, logit scales, soft-capping, post-norms, multi-query attention, experts, windows),
-so a wrong table entry shows. Sliding windows are shorter than the test prompts where the type
-has them, so the windowed path is exercised.
+so a wrong table entry shows. The sliding windows (GPT-Neo, Mistral, Gemma-2, Gemma-3, OLMo-3,
+EXAONE-4) and Llama-4's attention chunks are 4 tokens, shorter than the test prompts, so the
+windowed paths are exercised.
 """
 
 from __future__ import annotations

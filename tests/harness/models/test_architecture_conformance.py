@@ -51,26 +51,19 @@ A, B = "a", "b"                           # the logit difference read at the las
 ALPHAS = (-2.0, 0.0, 3.0)
 STEER_BLOCK = 0                           # the vector goes on the output of block 1: blocks.1.resid_post
 
-# (model type, implementation or None for both, test name or None for all) -> why it fails today
-KNOWN_FAILURES: dict[tuple[str, str | None, str | None], str] = {}
+# (model type, operation) -> why the harness gets it wrong today: a strict xfail under both
+# implementations, so the entry must go when it is fixed. Empty: every type passes every operation.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
-def _failure(model_type: str, impl: str, test: str) -> str | None:
-    for key in ((model_type, impl, test), (model_type, None, test), (model_type, impl, None), (model_type, None, None)):
-        if key in KNOWN_FAILURES:
-            return KNOWN_FAILURES[key]
-    return None
-
-
-def cases(test: str) -> list:
+def cases(operation: str) -> list:
+    """``(model_type, impl)`` parameters of every type under each implementation, with the strict
+    xfail of `KNOWN_FAILURES` where listed."""
     out = []
     for model_type in MODEL_TYPES:
-        for impl in IMPLEMENTATIONS:
-            marks = []
-            reason = _failure(model_type, impl, test)
-            if reason:
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
-            out.append(pytest.param(model_type, impl, marks=marks, id=f"{model_type}-{impl}"))
+        reason = KNOWN_FAILURES.get((model_type, operation))
+        marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+        out.extend(pytest.param(model_type, impl, marks=marks, id=f"{model_type}-{impl}") for impl in IMPLEMENTATIONS)
     return out
 
 
