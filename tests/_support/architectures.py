@@ -1,6 +1,8 @@
 """Tiny random-weight decoders of every model type the harness supports, saved and loaded as a user would.
 
     MODEL_TYPES                  the decoder model types with a config here
+    VARIANTS, model_type_of      other configurations of some types (Falcon's multi-query and ALiBi
+                                 layouts, GPT-NeoX sequential, StableLM parallel) and their type
     config_for(model_type, ...)  a transformers config: width 32, 2 blocks, grouped-query attention
                                  where the type has it, a 384-token byte vocabulary
     build(model_type, ...)       the Hugging Face causal LM of that config, seeded, with weights large
@@ -116,14 +118,37 @@ _CONFIGS: dict[str, dict[str, Any]] = {
 
 MODEL_TYPES: tuple[str, ...] = tuple(_CONFIGS)
 
+# other configurations of some types, whose blocks are laid out differently: name -> (model type, config)
+_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    # Falcon-7B/40B's first layout: multi-query attention, one layernorm, parallel attention and MLP
+    "falcon-multi_query": ("falcon", dict(_CONFIGS["falcon"], new_decoder_architecture=False, multi_query=True,
+                                          num_kv_heads=None)),
+    # Falcon-RW: ALiBi, one key/value head per query head, sequential blocks
+    "falcon-alibi": ("falcon", dict(_CONFIGS["falcon"], new_decoder_architecture=False, multi_query=False,
+                                    parallel_attn=False, alibi=True, num_kv_heads=None)),
+    # GPT-NeoX without the parallel residual
+    "gpt_neox-sequential": ("gpt_neox", dict(_CONFIGS["gpt_neox"], use_parallel_residual=False)),
+    # StableLM with the parallel residual
+    "stablelm-parallel": ("stablelm", dict(_CONFIGS["stablelm"], use_parallel_residual=True)),
+}
+VARIANTS: tuple[str, ...] = tuple(_VARIANTS)
+
+
+def model_type_of(name: str) -> str:
+    """The Hugging Face model type of a name in `MODEL_TYPES` or `VARIANTS`."""
+    return _VARIANTS[name][0] if name in _VARIANTS else name
+
 
 def config_for(model_type: str, *, attn_implementation: str = "eager"):
-    """The transformers config of the tiny `model_type` under `attn_implementation`."""
+    """The transformers config of the tiny `model_type` (or variant) under `attn_implementation`."""
     from transformers import AutoConfig
 
-    if model_type not in _CONFIGS:
-        raise ValueError(f"`model_type` must be one of {list(MODEL_TYPES)}, got {model_type!r}")
-    config = AutoConfig.for_model(model_type, **SPECIAL, **_CONFIGS[model_type])
+    if model_type in _VARIANTS:
+        config = AutoConfig.for_model(_VARIANTS[model_type][0], **SPECIAL, **_VARIANTS[model_type][1])
+    elif model_type in _CONFIGS:
+        config = AutoConfig.for_model(model_type, **SPECIAL, **_CONFIGS[model_type])
+    else:
+        raise ValueError(f"`model_type` must be one of {list(MODEL_TYPES + VARIANTS)}, got {model_type!r}")
     config._attn_implementation = attn_implementation
     return config
 

@@ -1,7 +1,7 @@
 """The conformance oracle: plain loops of full forwards with raw torch hooks on the Hugging Face modules.
 
-    PATHS                         model_type -> Paths, transcribed from the transformers 5 modeling
-                                  files on their own (not read from the harness's table)
+    PATHS                         model_type (or variant) -> Paths, transcribed from the transformers 5
+                                  modeling files on their own (not read from the harness's table)
     run(model, ids, edits=...)    one forward of one unpadded example under raw hooks: its logits
                                   ``[pos, vocab]`` and what the hooks recorded
     trace(model, paths, ids)      every block's input and output, attention's and the MLP's
@@ -122,6 +122,13 @@ PATHS: dict[str, Paths] = {
 for _type in ("llama", "qwen2", "mistral", "qwen3", "gemma", "olmo", "granite", "smollm3", "helium", "seed_oss",
               "ernie4_5", "hunyuan_v1_dense", "stablelm"):
     PATHS[_type] = _LLAMA
+# the variants of tests._support.architectures: other configurations of the same modules
+PATHS.update({
+    "falcon-multi_query": PATHS["falcon"],
+    "falcon-alibi": replace(PATHS["falcon"], parallel=False),   # parallel_attn=False
+    "gpt_neox-sequential": replace(PATHS["gpt_neox"], parallel=False),
+    "stablelm-parallel": replace(_LLAMA, parallel=True),
+})
 
 
 def _first(output):
