@@ -128,6 +128,8 @@ _VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
                                     parallel_attn=False, alibi=True, num_kv_heads=None)),
     # GPT-NeoX without the parallel residual
     "gpt_neox-sequential": ("gpt_neox", dict(_CONFIGS["gpt_neox"], use_parallel_residual=False)),
+    # OPT-350m: post-norm blocks, a narrower embedding projected in and out
+    "opt-post_norm": ("opt", dict(_CONFIGS["opt"], do_layer_norm_before=False, word_embed_proj_dim=16)),
     # StableLM with the parallel residual
     "stablelm-parallel": ("stablelm", dict(_CONFIGS["stablelm"], use_parallel_residual=True)),
 }

@@ -128,6 +128,7 @@ PATHS.update({
     "falcon-alibi": replace(PATHS["falcon"], parallel=False),   # parallel_attn=False
     "gpt_neox-sequential": replace(PATHS["gpt_neox"], parallel=False),
     "stablelm-parallel": replace(_LLAMA, parallel=True),
+    "opt-post_norm": PATHS["opt"],
 })
 
 
