@@ -74,7 +74,7 @@ _CONFIGS: dict[str, dict[str, Any]] = {
                 max_seq_len=POSITIONS, attn_config={"alibi": True, "alibi_bias_max": 8}),
     "xglm": dict(vocab_size=VOCAB, d_model=D, num_layers=LAYERS, attention_heads=HEADS, ffn_dim=D_MLP,
                  max_position_embeddings=POSITIONS, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0),
-    "phi": dict(_LLAMA_LIKE, num_key_value_heads=HEADS, partial_rotary_factor=0.5, qk_layernorm=True,
+    "phi": dict(_LLAMA_LIKE, partial_rotary_factor=0.5, qk_layernorm=True,
                 resid_pdrop=0.0, embd_pdrop=0.0),
     "phi3": dict(_LLAMA_LIKE, sliding_window=None),
     "persimmon": dict(_LLAMA_LIKE, num_key_value_heads=HEADS, partial_rotary_factor=0.5, qk_layernorm=True),
