@@ -124,8 +124,9 @@ def test_every_built_in_decoder_entry_of_the_table_is_checked_here():
     from harness.models import architectures, layouts
 
     built_in = {t for t, layout in {**architectures.LAYOUTS, **layouts.LAYOUTS}.items() if len(layout.stacks) == 1}
-    assert built_in == set(MODEL_TYPES), (f"built-in entries without a tiny model: {sorted(built_in - set(MODEL_TYPES))}; "
-                                          f"tiny models without an entry: {sorted(set(MODEL_TYPES) - built_in)}")
+    here = set(MODEL_TYPES)
+    assert built_in == here, (f"built-in entries without a tiny model: {sorted(built_in - here)}; "
+                              f"tiny models without an entry: {sorted(here - built_in)}")
 
 
 # --------------------------------------------------------------------------- loading
