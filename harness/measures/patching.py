@@ -32,7 +32,10 @@ site ``blocks.L.attn.head{h}`` is head h's slice of the input of the attention o
 projection, i.e. TransformerLens' ``hook_z[:, :, h]``; patching it "at all positions" is
 ``get_act_patch_attn_head_out_all_pos``.
 
-What a patch cannot change is not recomputed: one plain forward per run (clean and corrupt)
+Every map here, `patch_layer_map` and causal tracing (`harness.measures.tracing`) are thin
+entry points over one engine, `harness.measures.patching_engine`: a map is a set of cells
+(site, positions, columns) patched from the clean run into the corrupt run. What a patch cannot
+change is not recomputed: one plain forward per run (clean and corrupt)
 supplies every block's input and the arguments every block was called with
 (`harness.interventions.prefix`); a cell at block L replays only blocks L.. (and the final norm and the
 output head at the last token) for the corrupt input, on the suffix path (GPT-2 and Llama/Qwen2

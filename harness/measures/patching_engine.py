@@ -137,9 +137,9 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
             continue
         cell_rows, col_of = todo[:, 0], todo[:, 1]
         position = torch.arange(width, device=mask.device)
-        first = torch.where(differs, position, width).amin(-1)                    # [rows, cols]
+        first = torch.where(differs[cell_rows, col_of], position, width).amin(-1)  # [cells]: first changed
         plan = _plan(block, sites, cell_rows, col_of, src_of)
-        got = _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows, firsts=first[cell_rows, col_of],
+        got = _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows, firsts=first,
                             plan=plan, metric=metric, batch_size=batch_size)
         values[cell_rows.cpu(), j, col_of.cpu()] = got
     assert values is not None or n_blocks == 0
