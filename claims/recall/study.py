@@ -1,0 +1,12 @@
+"""The recall study's declaration, read by the installed plugin at collection (`harness.plugin.Study`):
+its default model and threshold rows live in `claims.recall.settings`."""
+
+from harness.plugin import Study
+
+from claims.recall.settings import DEFAULT_MODEL, THRESHOLDS
+
+STUDY = Study(
+    "recall",
+    model=DEFAULT_MODEL,
+    thresholds=THRESHOLDS,
+)
