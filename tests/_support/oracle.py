@@ -13,6 +13,7 @@
     lens(...)                     the model's own logits with the final norm reading another residual
     finer(model, paths, ids)      resid_mid, the MLP neurons (gate, up, post-activation) and q/k/v per block
     greedy(...)                   greedy decoding without a cache, the whole sequence every step
+    attention_pattern(model, ids) the attention weights the model returns with ``output_attentions``
 
 Nothing here imports the harness: every number is computed from the Hugging Face module itself,
 one example at a time (no padding), so a test that compares the harness with these functions
@@ -358,3 +359,18 @@ def patched_output(model: torch.nn.Module, paths: Paths, corrupt: Sequence[int],
         return rows.reshape(t.shape)
 
     return run(model, corrupt, [(_blocks(model, paths)[block].get_submodule(getattr(paths, module)), "output", fn)])
+
+
+@torch.no_grad()
+def attention_pattern(model: torch.nn.Module, ids: Sequence[int]) -> torch.Tensor:
+    """Every block's attention weights of one example, ``[blocks, heads, pos, pos]``, as the model
+    returns them (``output_attentions``) under the ``eager`` implementation (switched to for the
+    call and back after it)."""
+    before = model.config._attn_implementation
+    x = torch.as_tensor([list(ids)])
+    try:
+        model.set_attn_implementation("eager")
+        out = model(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False, output_attentions=True)
+    finally:
+        model.set_attn_implementation(before)
+    return torch.stack([a[0] for a in out.attentions]).float()

@@ -18,6 +18,7 @@ hooks on the Hugging Face modules (no harness code):
     patching maps           `patch_resid_map`, `patch_head_map` and `patch_layer_map` (at every position
                             and at the last) vs per-cell full-forward patching
     logit lens              `logit_lens` vs the model's own logits with its final norm re-fed
+    attention weights       `attention_weights` of a padded batch vs the model's ``output_attentions``
     steered generation      `generate` with the key/value cache vs greedy decoding without one
 
 The prompt pairs are of equal and of different lengths, so the batched runs are right-padded, and
@@ -31,6 +32,7 @@ import torch
 
 from harness.errors import ModelLoadError, SiteError
 from harness.interventions import Add, Record, intervene
+from harness.measures.attention import attention_weights
 from harness.measures.generate import generate
 from harness.measures.lens import logit_lens
 from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
@@ -337,6 +339,19 @@ def test_the_logit_lens_is_the_models_own_logit_rule_at_every_layer(model_type, 
         with torch.no_grad():
             own = unembed(m, final_norm(t.block_out[-1][None]))[0]
         close(own, t.logits, atol, f"row {i}: unembed of the final norm's output vs the model's logits")
+
+
+# --------------------------------------------------------------------------- attention weights
+
+
+@pytest.mark.parametrize("model_type, impl", cases("attention"))
+def test_attention_weights_are_the_models_own(model_type, impl):
+    m, atol = model_for(model_type, impl), tolerance(model_type)
+    rows = rows_of(m, CLEAN + CORRUPT)
+    got = attention_weights(m, rows)
+    assert m.module.config._attn_implementation == impl  # put back
+    for i, row in enumerate(rows):
+        close(torch.as_tensor(got[i]), oracle.attention_pattern(m.module, row), atol, f"row {i} attention weights")
 
 
 # --------------------------------------------------------------------------- steered generation
