@@ -12,6 +12,7 @@
     patched_output(...)           the corrupt run with attention's or the MLP's addition set from the clean run
     lens(...)                     the model's own logits with the final norm reading another residual
     finer(model, paths, ids)      resid_mid, the MLP neurons (gate, up, post-activation) and q/k/v per block
+    edited(...)                   the logits with a vector added to the values or the MLP post-activation
     greedy(...)                   greedy decoding without a cache, the whole sequence every step
     attention_pattern(model, ids) the attention weights the model returns with ``output_attentions``
 
@@ -374,3 +375,41 @@ def attention_pattern(model: torch.nn.Module, ids: Sequence[int]) -> torch.Tenso
     finally:
         model.set_attn_implementation(before)
     return torch.stack([a[0] for a in out.attentions]).float()
+
+
+def _value_delta(width: int, vector: torch.Tensor, split: str, n_heads: int, n_kv: int) -> torch.Tensor:
+    """A fused projection's output columns ``[width]``: `vector` (the values, ``[kv heads * d]``) where
+    the modelling code reads the values, 0 elsewhere."""
+    delta = torch.zeros(width)
+    if split == "per_head":
+        delta.view(n_heads, 3, -1)[:, 2] = vector.view(n_heads, -1)
+    elif split == "thirds":
+        delta[width - vector.numel():] = vector
+    elif split == "grouped":
+        group = n_heads // n_kv
+        delta.view(n_kv, group + 2, -1)[:, group + 1] = vector.view(n_kv, -1)
+    else:
+        raise ValueError(f"unknown qkv split {split!r}")
+    return delta
+
+
+def edited(model: torch.nn.Module, paths: Paths, ids: Sequence[int], *, block: int, point: str,
+           vector: torch.Tensor) -> torch.Tensor:
+    """Logits ``[pos, vocab]`` with `vector` added at every position to block `block`'s values
+    (``point="attn.v"``: the value projection's output, or the value columns of a fused projection)
+    or MLP post-activation (``point="mlp_post"``: the down projection's input)."""
+    module = _blocks(model, paths)[block]
+    if point == "mlp_post":
+        return run(model, ids, [(module.get_submodule(paths.down), "input", lambda t: t + vector.to(t.dtype))])
+    if point != "attn.v":
+        raise ValueError(f"`point` must be 'attn.v' or 'mlp_post', got {point!r}")
+    if paths.v:
+        return run(model, ids, [(module.get_submodule(paths.v), "output", lambda t: t + vector.to(t.dtype))])
+    fused = module.get_submodule(paths.qkv)
+    n_heads = int(model.config.num_attention_heads)
+    n_kv = int(getattr(model.config, "num_key_value_heads", None) or n_heads)
+
+    def add(t: torch.Tensor) -> torch.Tensor:
+        return t + _value_delta(t.shape[-1], vector, paths.qkv_split, n_heads, n_kv).to(t.dtype)
+
+    return run(model, ids, [(fused, "output", add)])

@@ -14,7 +14,8 @@ hooks on the Hugging Face modules (no harness code):
     finer sites             resid_mid, MLP neurons (pre, pre_linear, post) and q/k/v vs the modules
                             (fused projections split as the modelling code splits them); a point
                             the type has no module for is refused
-    steering sweep          `sweep` of a logit difference vs full forwards with the vector added
+    steering sweep          `sweep` of a logit difference vs full forwards with the vector added (to
+                            the residual, and to the values and the MLP neurons, fused or not)
     patching maps           `patch_resid_map`, `patch_head_map` and `patch_layer_map` (at every position
                             and at the last) vs per-cell full-forward patching
     logit lens              `logit_lens` vs the model's own logits with its final norm re-fed
@@ -106,6 +107,11 @@ def vector(m) -> torch.Tensor:
 
 def paths(model_type: str) -> oracle.Paths:
     return oracle.PATHS[model_type]
+
+
+def _metric_value(logits: torch.Tensor, a: int, b: int) -> float:
+    """The logit difference ``a - b`` at the last position of ``logits [pos, vocab]``."""
+    return float(logits[-1, a] - logits[-1, b])
 
 
 def tolerance(model_type: str) -> float:
@@ -246,11 +252,26 @@ def test_a_steering_sweep_equals_full_forwards_with_the_vector_added(model_type,
     assert want[:, 0].sub(want[:, 1]).abs().max() > 1e-3  # the vector moves the score
 
 
+@pytest.mark.parametrize("model_type, impl", cases("finer_sweep"))
+def test_a_sweep_at_the_values_or_the_mlp_neurons_equals_full_forwards_with_the_module_edited(model_type, impl):
+    m, atol = model_for(model_type, impl), tolerance(model_type)
+    p = paths(model_type)
+    rows = rows_of(m, CLEAN)
+    present = oracle.finer(m.module, p, rows[0])
+    a, b = token(m, A), token(m, B)
+    points = [point for point in ("attn.v", "mlp_post") if point in present]
+    for point in points:
+        site = Site(m.main_stack, STEER_BLOCK + 1, point)
+        v = torch.randn(m.width(site), generator=torch.Generator().manual_seed(11))
+        curve = sweep(m, CLEAN, at=site, direction=v, alphas=ALPHAS, score=scorer(logit_diff, A, B))
+        want = torch.tensor([[_metric_value(oracle.edited(m.module, p, row, block=STEER_BLOCK, point=point,
+                                                          vector=alpha * v), a, b) for alpha in ALPHAS]
+                             for row in rows])
+        close(torch.as_tensor(curve.scores), want, atol, f"sweep at {site} [example, alpha]")
+        assert want[:, 0].sub(want[:, 1]).abs().max() > 1e-3  # the edit moves the score
+
+
 # --------------------------------------------------------------------------- patching maps
-
-
-def _metric_value(logits: torch.Tensor, a: int, b: int) -> float:
-    return float(logits[-1, a] - logits[-1, b])
 
 
 @pytest.mark.parametrize("model_type, impl", cases("resid_map"))
