@@ -11,9 +11,9 @@ down projection, the residual between attention and MLP). Where a block adds a m
 the residual together with something else inside that module (BLOOM's and MPT's MLPs add the
 residual themselves), the path is the projection before that addition.
 
-Modules an architecture does not have are None:
-    - a fused gate-and-up projection (Phi-3, GLM, GLM-4: ``gate_up_proj``, the gate in its first
-      d_mlp columns) is both ``mlp_pre`` and ``mlp_gate``, which says the two are one module;
+A fused gate-and-up projection (Phi-3, GLM, GLM-4: ``gate_up_proj``, the gate in its first d_mlp
+columns) is both ``mlp_pre`` and ``mlp_gate``, which says the two are one module. Modules an
+architecture does not have are None:
     - sparse mixture-of-experts blocks (Mixtral, Qwen2-MoE, Qwen3-MoE, Llama-4) have no single MLP
       width: no ``mlp_pre``/``mlp_gate``/``mlp_post`` and no ``d_mlp_attr``;
     - CodeGen's fused qkv projection interleaves q, v, k over 4 model-parallel groups, none of the
@@ -31,6 +31,12 @@ Notes read off the modeling files:
     - The rotated fraction of GPT-J's and CodeGen's heads is ``rotary_dim`` (a number of
       dimensions, not a fraction); in transformers 5 ``partial_rotary_factor`` lives in
       ``config.rope_parameters``.
+    - One entry describes every config of its type. Where a config changes the block (GPT-NeoX's
+      and StableLM's ``use_parallel_residual``, Falcon's ``parallel_attn``), the entry holds the
+      common checkpoints' choice (NeoX/Pythia and Falcon parallel, StableLM sequential): the other
+      choice computes right but refuses ``resid_mid`` (NeoX, Falcon) or finds no module for it
+      (StableLM). Falcon-RW's ALiBi is listed as rotary; its maps fall back to the full replay.
+      OPT-350m (``do_layer_norm_before=False``: no final norm, ``project_out``) cannot be described.
 """
 
 from __future__ import annotations
