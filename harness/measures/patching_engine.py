@@ -142,8 +142,7 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
         got = _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows, firsts=first,
                             plan=plan, metric=metric, batch_size=batch_size)
         values[cell_rows.cpu(), j, col_of.cpu()] = got
-    assert values is not None or n_blocks == 0
-    return values if values is not None else torch.empty(rows_n, 0, 0)
+    return values if values is not None else torch.empty(rows_n, 0, 0)  # no blocks: no cells
 
 
 def _by_site(columns: Sequence[Column]) -> dict[Site, list[int]]:
