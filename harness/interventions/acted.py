@@ -3,8 +3,9 @@
     check_acted     runs a forward plain and intervened, and compares the site's activation
     ActedReport     intended vs changed positions, missed and leaked counts
 
-For a head site the whole input of the output projection is compared, so a change that
-leaks into another head's columns counts as leaked.
+For a site that is some columns of a tensor (a head, a set of neurons, the queries of a fused
+q/k/v projection) the whole tensor is compared, so a change that leaks into other columns
+counts as leaked.
 """
 
 from __future__ import annotations
@@ -60,8 +61,10 @@ def check_acted(model: LoadedModel, site: Site | str, intervention: Intervention
                           forward=lambda: m.module(**batch), masks={"blocks": mask})
         assert rep.held, str(rep)
 
-    For a head site the whole input of the output projection is compared, so a change that
-    leaks into another head's columns counts as leaked. Where the intervention is meant to act
+    For a site that is some columns of a tensor (a head, a neuron set, the queries of a fused
+    q/k/v projection) the whole tensor is compared, so a change that leaks into other columns
+    counts as leaked; a module run on flattened ``[batch * pos, d]`` rows is compared per
+    position. Where the intervention is meant to act
     is its ``intended(real)`` (`Intervention`): its positions, less the rows of an `Add` or
     `RmsAdd` whose per-row alpha is 0.
     """
@@ -72,15 +75,12 @@ def check_acted(model: LoadedModel, site: Site | str, intervention: Intervention
             forward()
         with intervene(model, {site: intervention}, masks=masks), _capture(hook) as after:
             forward()
-    diff = (after[0] - before[0]).abs()
-    real = masks[site.stack].bool().to(diff.device)
+    real = masks[site.stack].bool()
+    rows = tuple(real.shape)
+    diff = (hook.whole(after[0], rows) - hook.whole(before[0], rows)).abs()   # [batch, pos, D]
+    real = real.to(diff.device)
     intended = intervention.intended(real)
-    inside_cols = torch.zeros(diff.shape[-1], dtype=torch.bool, device=diff.device)
-    if hook.head is not None:
-        w = model.width(site)
-        inside_cols[hook.head * w:(hook.head + 1) * w] = True
-    else:
-        inside_cols[:] = True
+    inside_cols = hook.column_mask(diff.shape[-1], device=diff.device)
     changed = (diff[..., inside_cols] > atol).any(-1)
     outside = diff[..., inside_cols].amax(-1).masked_fill(intended, 0)
     leaked = int((changed & ~intended).sum())

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from harness.errors import InterventionError, SiteError
-from harness.interventions import Ablate, Add, Patch, Positions, Record, intervene
-from harness.models.architectures import LAYOUTS, Layout, StackLayout
+from harness.interventions import Ablate, Add, Patch, Positions, Record, check_acted, intervene
+from harness.models.architectures import architectures
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.site_hooks import site_table
 from harness.models.sites import Site
@@ -33,39 +33,6 @@ H, D, DH = 4, 32, 8          # heads, width, head width of every model here
 ROWS = [[5, 9, 12, 40, 7, 3], [11, 2, 30], [8, 8, 21, 33, 17]]
 OTHER = [[6, 9, 13, 41, 2, 3], [10, 4, 31], [9, 8, 20, 35, 16]]   # the same lengths: a patch source
 ATOL = 1e-5
-
-# entries for the model types the harness's own table may not have yet (the paths of their HF modules)
-_EXTRA = {
-    "opt": Layout(
-        architecture="opt", n_heads_attr="num_attention_heads", head_dim_attr=None, d_mlp_attr="ffn_dim",
-        stacks=(StackLayout("blocks", "model.decoder.layers", "model.decoder.final_layer_norm",
-                            attn_out="self_attn.out_proj", head_in="self_attn.out_proj", mlp_out="fc2",
-                            attn="self_attn", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
-                            mlp_pre="fc1", mlp_post="fc2", resid_mid="final_layer_norm"),)),
-    "gpt_neox": Layout(
-        architecture="gpt_neox", n_heads_attr="num_attention_heads", head_dim_attr=None,
-        d_mlp_attr="intermediate_size", positions="rotary", parallel=True,
-        stacks=(StackLayout("blocks", "gpt_neox.layers", "gpt_neox.final_layer_norm",
-                            attn_out="attention.dense", head_in="attention.dense", mlp_out="mlp",
-                            attn="attention", qkv="attention.query_key_value", qkv_layout="per_head",
-                            mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),)),
-    "falcon": Layout(
-        architecture="falcon", n_heads_attr="num_attention_heads", head_dim_attr=None,
-        n_kv_heads_attr="num_kv_heads", d_mlp_attr="ffn_hidden_size", positions="rotary", parallel=True,
-        stacks=(StackLayout("blocks", "transformer.h", "transformer.ln_f",
-                            attn_out="self_attention.dense", head_in="self_attention.dense", mlp_out="mlp",
-                            attn="self_attention", qkv="self_attention.query_key_value", qkv_layout="grouped",
-                            mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),)),
-    "phi3": Layout(
-        architecture="phi3", n_heads_attr="num_attention_heads", head_dim_attr=None,
-        n_kv_heads_attr="num_key_value_heads", d_mlp_attr="intermediate_size", positions="rotary",
-        stacks=(StackLayout("blocks", "model.layers", "model.norm",
-                            attn_out="self_attn.o_proj", head_in="self_attn.o_proj", mlp_out="mlp",
-                            attn="self_attn", qkv="self_attn.qkv_proj", qkv_layout="thirds",
-                            mlp_pre="mlp.gate_up_proj", mlp_gate="mlp.gate_up_proj", mlp_post="mlp.down_proj",
-                            resid_mid="post_attention_layernorm"),)),
-}
-
 
 def _config(arch: str):
     import transformers as tf
@@ -108,7 +75,7 @@ def model(arch: str) -> LoadedModel:
             for name, p in module.named_parameters():
                 if p.dim() >= 2 and "norm" not in name:
                     p.normal_(0.0, 0.2)
-    layout = LAYOUTS[arch] if arch in LAYOUTS else _EXTRA[arch]
+    layout = architectures()[arch]
     name = f"tiny:{arch}"
     return LoadedModel(name=name, spec=name, module=module, tokenizer=None, layout=layout,
                        sites=site_table(module, layout, name), fingerprint=arch)
@@ -390,6 +357,27 @@ def test_an_edit_at_one_query_head_leaves_the_other_heads_and_k_v_unchanged():
     changed = (after[reads[0]] - plain[reads[0]]).abs().amax((0, 1)) > 0
     assert changed.tolist() == [2 * DH <= c < 3 * DH for c in range(H * DH)]
     assert torch.equal(after[reads[1]], plain[reads[1]]) and torch.equal(after[reads[2]], plain[reads[2]])
+
+
+@pytest.mark.parametrize("arch, site", [
+    ("llama", Site("blocks", 1, "mlp_post", units=(17, 2, 40))),   # a neuron set, out of order
+    ("opt", Site("blocks", 1, "mlp_post", units=(3, 4))),          # OPT's MLP runs on [batch * pos, d]
+    ("gpt_neox", Site("blocks", 1, "attn.q", head=1)),             # a fused q/k/v projection, per head
+    ("falcon", Site("blocks", 2, "attn.v", head=0)),               # grouped fused q/k/v
+])
+def test_check_acted_confines_an_edit_to_the_sites_columns(arch, site):
+    """check_acted compares the whole tensor the site lives in, per position (OPT's flattened
+    rows unflattened): an edit of the site's columns at the last position changes those
+    positions only and nothing outside the site's columns."""
+    m = model(arch)
+    ids, mask = pad_rows(ROWS, pad_id=0)
+    forward = lambda: m.module(input_ids=ids, attention_mask=mask)  # noqa: E731
+    width = m.width(m.site(site))
+    rep = check_acted(m, site, Add(_direction(width, 1), positions=Positions.last()), forward=forward,
+                      masks={"blocks": mask})
+    assert rep.held, str(rep)
+    assert rep.leaked == 0 and rep.max_change_outside == 0
+    assert torch.equal(rep.changed, Positions.last().resolve(mask))
 
 
 # --------------------------------------------------------------------------- the table and bad input
