@@ -12,8 +12,9 @@
                                                      the corrupt run replayed under the cell's
                                                      patches, cells in the batch dimension
 
-This is the engine behind `harness.measures.patching`'s maps (its module docstring states the
-metric protocol and what the maps compute). A cell at block L replays only blocks L.. (and the
+This is how the patching engine (`harness.measures.patching_engine`) replays a map's blocks
+(`harness.measures.patching`'s module docstring states the metric protocol and what the maps
+compute). A cell at block L replays only blocks L.. (and the
 final norm) of the corrupt run, taking the captured block calls from the plain forward
 (`harness.interventions.prefix`); on the suffix path (architectures whose table entry sets
 `Layout.suffix_replay`, ``eager`` or ``sdpa``) a chunk of cells replays only the positions from

@@ -55,7 +55,6 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import Noise, Positions, intervene
-from harness.interventions.noise import _check_seed
 from harness.models.load import LoadedModel, pad_rows
 from harness.measures.patching import Metric
 from harness.measures.patching_engine import (Block, Column, check_map_args, each_position, patch_cells, plain_run,
@@ -187,15 +186,15 @@ def trace_resid_map(model: LoadedModel, prompts: Sequence[Any], spans: Sequence[
     All samples' corrupted runs go in one plain forward of ``n * samples`` rows and their cells
     are batched together (no loop over samples).
 
-    Raises `InterventionError` for an encoder-decoder model, a bad `std` or `seed`, or noise too
-    small to change the embeddings; `DataError` for empty prompts, a span outside its prompt or
-    a count of spans other than the prompts', a bad `samples` / `batch_size` / `metric`;
+    Raises `InterventionError` for an encoder-decoder model, a bad `std`, or noise too small to
+    change the embeddings; `DataError` for empty prompts, a span outside its prompt or a count
+    of spans other than the prompts', a bad `seed` / `samples` / `batch_size` / `metric`;
     `ShapeError` for a metric that does not return one value per row.
     """
     std = _std(std)
-    from harness.verdicts.context import default_seed
+    from harness.verdicts.context import draw_seed
 
-    seed = _check_seed(default_seed(seed, owner="trace_resid_map"), "trace_resid_map")
+    seed = draw_seed(seed, owner="trace_resid_map")
     if isinstance(samples, bool) or not isinstance(samples, numbers.Integral) or samples < 1:
         raise DataError(f"`samples` must be a positive integer, got {samples!r}")
     check_map_args(metric, batch_size)

@@ -203,7 +203,7 @@ def test_other_bad_arguments_are_clear_errors():
         trace_resid_map(m, PROMPTS, SPANS, METRIC, std=STD, samples=0, seed=0)
     with pytest.raises(DataError, match="`batch_size` must be a positive integer"):
         trace_resid_map(m, PROMPTS, SPANS, METRIC, std=STD, batch_size=0, seed=0)
-    with pytest.raises(InterventionError, match="`seed` of trace_resid_map must be an integer"):
+    with pytest.raises(DataError, match="`seed` of trace_resid_map must be an integer"):
         trace_resid_map(m, PROMPTS, SPANS, METRIC, std=STD, seed=0.5)
     with pytest.raises(DataError, match="`prompts` is empty"):
         trace_resid_map(m, [], [], METRIC, std=STD, seed=0)
