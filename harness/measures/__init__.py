@@ -5,6 +5,7 @@
     sweeps        alpha sweeps of an edit along a direction, Curve
     patching      activation patching maps (residual layer x position, layer x head), metrics
     patching_outputs  patching what each block's attention and MLP add (layer x attn_out/mlp_out)
+    patching_units  patching single MLP neurons (layer x neuron) and each head's queries, keys or values
     patching_engine  the one engine behind every patching map: cells (site, positions, columns) replayed from their block
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer

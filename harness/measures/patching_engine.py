@@ -30,8 +30,9 @@ where their cell is at that site, nowhere else; a column's ``edit`` may give ano
 A named map is a thin entry point: it makes the runs (`pair_runs`), says per block which
 columns (site, values, cut) and where each patches, and shapes `patch_cells`' values into its
 result (`harness.measures.patching`, `harness.measures.patching_outputs`,
-`harness.measures.tracing`). A new family (neurons: a column per unit of ``mlp_post``; queries
-per head) is such an entry point over the sites of that family.
+`harness.measures.tracing`, `harness.measures.patching_units`: a column per neuron of
+``mlp_post``, or per head of ``attn.q`` / ``attn.k`` / ``attn.v``, each cut from the whole
+point's recorded value). A map of some blocks only passes those blocks as ``n_blocks``.
 """
 
 from __future__ import annotations
@@ -98,13 +99,15 @@ class Block:
 
 
 def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "Metric", *,
-                blocks: Callable[[int], Block], n_blocks: int, batch_size: int,
+                blocks: Callable[[int], Block], n_blocks: int | Sequence[int], batch_size: int,
                 valid: torch.Tensor | None = None, source_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The metric of every cell, ``[rows, n_blocks, cols]`` float32.
 
     `corrupt`: the plain run (`harness.measures.replay`) of the ``rows`` corrupt inputs, `mask`
-    its attention mask ``[rows, pos]``. ``blocks(j)``: the `Block` of 0-based block j (its
-    cells replay blocks j..); every block has the same number of columns. `valid`: bool
+    its attention mask ``[rows, pos]``. `n_blocks`: the map's blocks, an int n for the 0-based
+    blocks ``0..n-1`` or the 0-based blocks themselves (a map of some layers), one per row of
+    the map in that order. ``blocks(j)``: the `Block` of 0-based block j (its cells replay
+    blocks j..); every block has the same number of columns. `valid`: bool
     ``[rows, cols]``, the cells that exist (NaN elsewhere; a position past a row's length),
     all by default. `source_rows`: ``[rows]``, the row of the clean values each corrupt row
     takes its patches from (several noise samples of one prompt), ``arange(rows)`` by default.
@@ -114,17 +117,18 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
     """
     rows_n, width = mask.shape
     src_of = torch.arange(rows_n, device=mask.device) if source_rows is None else source_rows.to(mask.device)
+    order = list(range(n_blocks)) if isinstance(n_blocks, numbers.Integral) else [int(j) for j in n_blocks]
     values: torch.Tensor | None = None
-    for j in range(n_blocks):
+    for i, j in enumerate(order):
         block = blocks(j)
         n_cols = len(block.columns)
         if tuple(block.where.shape) != (rows_n, n_cols, width):
             raise ShapeError(f"`where` of block {j} is {tuple(block.where.shape)}, expected "
                              f"[{rows_n}, {n_cols}, {width}] (rows, columns, positions)")
         if values is None:
-            values = torch.full((rows_n, n_blocks, n_cols), float("nan"))
+            values = torch.full((rows_n, len(order), n_cols), float("nan"))
             fill = torch.ones(rows_n, n_cols, dtype=torch.bool) if valid is None else valid.cpu()
-        values[:, j, :] = torch.where(fill, corrupt.metric[:, None], values[:, j, :])  # unchanged: corrupt
+        values[:, i, :] = torch.where(fill, corrupt.metric[:, None], values[:, i, :])  # unchanged: corrupt
         sites = _by_site(block.columns)
         differs = torch.zeros(rows_n, n_cols, width, dtype=torch.bool, device=mask.device)
         for cols in sites.values():
@@ -141,7 +145,7 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
         plan = _plan(block, sites, cell_rows, col_of, src_of)
         got = _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows, firsts=first,
                             plan=plan, metric=metric, batch_size=batch_size)
-        values[cell_rows.cpu(), j, col_of.cpu()] = got
+        values[cell_rows.cpu(), i, col_of.cpu()] = got
     return values if values is not None else torch.empty(rows_n, 0, 0)  # no blocks: no cells
 
 
@@ -165,10 +169,11 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
     def plan(rows: torch.Tensor, cells: torch.Tensor, start: int) -> dict:
         where = block.where[cell_rows[cells], col_of[cells]][:, start:]           # [chunk, pos - start]
         at = site_of_col[col_of[cells]]
+        present = set(at.unique().tolist())   # one read per chunk, however many sites the block has
         out = {}
         for s, (site, cols) in enumerate(sites.items()):
-            on = at == s
-            if bool(on.any()):
+            if s in present:
+                on = at == s
                 column = block.columns[cols[0]]
                 src = column.cut(column.clean.index_select(0, src_of[rows])[:, start:])
                 out[site] = column.edit(src, Positions.of_mask(where & on[:, None]))
