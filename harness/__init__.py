@@ -6,19 +6,20 @@ follow a claim's data flow:
 
     data          one reader per data set (LeanDojo, MBPP), seeded splits, balancing, strata
     execution     run_tests / run_many: generated code run against its tests in a contained child
-    saes          sparse autoencoders through sae-lens: load, hook name <-> site, feature directions,
-                  encoding, training
-    models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models
-    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Interchange, Ablate, Noise,
-                  noise_draw, check_acted
+    saes          sparse autoencoders through sae-lens: load, hook name <-> site (site_for_hook,
+                  hook_for_site, hook_ref_for_site), feature directions, encoding, training
+    models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models;
+                  register_architecture, architectures (the per-architecture site tables)
+    interventions intervene, Positions, Record, Add, RmsAdd, Patch, Interchange, Ablate, ProjectOut,
+                  Noise, noise_draw, check_acted; Intervention and Context (to write one's own kind)
     measures      scores: logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
                   directions: Direction, pooled_states, pooled_states_at, class_mean_direction,
                       random_direction,
                       shuffled_label_direction, within_class_direction, save_directions,
                       load_directions
                   sweeps: sweep, sweep_directions, symmetric, scorer, Curve
-                  patching: patch_resid_map, patch_head_map, patch_layer_map, PatchMap,
-                      answer_logit_diff, answer_logprob, answer_prob
+                  patching: patch_resid_map, patch_head_map, patch_layer_map, patch_neuron_map,
+                      patch_qkv_map, PatchMap, answer_logit_diff, answer_logprob, answer_prob
                   tracing: trace_resid_map, TraceMap (ROME's causal tracing)
                   das: das, Subspace, interchange_logits, random_basis (distributed alignment
                       search: a learned subspace whose interchange gives a causal model's answer)
@@ -59,6 +60,14 @@ _EXPORTS: dict[str, str] = {
     "Noise": "harness.interventions",
     "noise_draw": "harness.interventions",
     "check_acted": "harness.interventions",
+    "ProjectOut": "harness.interventions",
+    "Intervention": "harness.interventions",
+    "Context": "harness.interventions",
+    "register_architecture": "harness.models.architectures",
+    "architectures": "harness.models.architectures",
+    "site_for_hook": "harness.saes.hooks",
+    "hook_for_site": "harness.saes.hooks",
+    "hook_ref_for_site": "harness.saes.hooks",
     "logprob": "harness.measures.scores",
     "logprob_diff": "harness.measures.scores",
     "logit_diff": "harness.measures.scores",
@@ -85,6 +94,8 @@ _EXPORTS: dict[str, str] = {
     "answer_logprob": "harness.measures.patching",
     "answer_prob": "harness.measures.patching",
     "patch_layer_map": "harness.measures.patching_outputs",
+    "patch_neuron_map": "harness.measures.patching_units",
+    "patch_qkv_map": "harness.measures.patching_units",
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
     "das": "harness.measures.das",

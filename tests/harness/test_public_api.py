@@ -38,20 +38,23 @@ def test_importing_harness_does_not_import_torch():
 # decision, made here and in the README, not a side effect of a refactor.
 PUBLIC = {
     # models and sites
-    "load_model", "load_study_model", "LoadedModel", "pad_rows", "Site",
+    "load_model", "load_study_model", "LoadedModel", "pad_rows", "Site", "register_architecture", "architectures",
     # interventions
     "intervene", "Positions", "Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate", "Noise", "noise_draw", "check_acted",
+    "ProjectOut", "Intervention", "Context",
     # measures
     "logprob", "logprob_diff", "logit_diff", "last_token_accuracy", "next_token_logits",
     "Direction", "pooled_states", "pooled_states_at", "class_mean_direction", "random_direction",
     "shuffled_label_direction", "within_class_direction", "save_directions", "load_directions",
     "sweep", "sweep_directions", "symmetric", "scorer", "Curve",
-    "patch_resid_map", "patch_head_map", "patch_layer_map", "PatchMap", "answer_logit_diff", "answer_logprob",
+    "patch_resid_map", "patch_head_map", "patch_layer_map", "patch_neuron_map", "patch_qkv_map", "PatchMap", "answer_logit_diff", "answer_logprob",
     "answer_prob", "trace_resid_map", "TraceMap",
     "das", "Subspace", "interchange_logits", "random_basis",
     "generate", "Generation", "END_OF_FUNCTION", "divergence", "Divergence", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",
     "attention_weights", "eager_attention", "ratio_to_uniform",
+    # SAE hook names <-> sites
+    "site_for_hook", "hook_for_site", "hook_ref_for_site",
     # verdicts
     "Estimate", "expect",
     # errors
