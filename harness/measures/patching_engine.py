@@ -175,7 +175,7 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
             if s in present:
                 on = at == s
                 column = block.columns[cols[0]]
-                src = column.cut(column.clean.index_select(0, src_of[rows])[:, start:])
+                src = column.cut(column.clean)[:, start:].index_select(0, src_of[rows])   # cut first: a neuron's column
                 out[site] = column.edit(src, Positions.of_mask(where & on[:, None]))
         return out
 

@@ -62,12 +62,12 @@ class SitePatchMap(PatchMap):
     ``"last"`` or ``"all"``, the positions each cell patched.
     """
 
-    point: str = ""
-    block_layers: tuple[int, ...] = ()
-    columns: tuple[int, ...] = ()
-    column_kind: str = ""
-    at: str = "last"
-    stack: str = "blocks"
+    point: str
+    block_layers: tuple[int, ...]
+    columns: tuple[int, ...]
+    column_kind: str
+    at: str
+    stack: str
 
     @property
     def layers(self) -> list[int]:
