@@ -287,13 +287,19 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         if dtype is not None:
             kwargs["dtype"] = dtype
         module = cls.from_pretrained(path, **kwargs)
-        tokenizer = AutoTokenizer.from_pretrained(path, **local)
-        if _tokenizes_nothing(tokenizer):
-            # transformers 5 forces its own tokenizer class for some model types (qwen2, phi3, ...)
-            # whatever tokenizer_config.json declares, and builds it empty when its files are absent
-            declared = getattr(transformers, _declared_tokenizer_class(path) or "", None)
-            if declared is not None and not isinstance(tokenizer, declared):
-                tokenizer = declared.from_pretrained(path, **local)
+        # transformers 5 forces its own tokenizer class for some model types (qwen2, phi3, mistral,
+        # ...) whatever tokenizer_config.json declares: without that class's files it builds it
+        # empty, or cannot build it at all ("Couldn't instantiate the backend tokenizer"); the
+        # class the checkpoint declares is then loaded instead
+        declared = getattr(transformers, _declared_tokenizer_class(path) or "", None)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, **local)
+        except ValueError:
+            if declared is None:
+                raise
+            tokenizer = declared.from_pretrained(path, **local)
+        if _tokenizes_nothing(tokenizer) and declared is not None and not isinstance(tokenizer, declared):
+            tokenizer = declared.from_pretrained(path, **local)
         tokenizer = _saved_tokenizer(path, tokenizer, local)
     except (OSError, ValueError) as err:  # ValueError: e.g. a directory whose config.json lacks model_type
         raise ModelLoadError(_missing_message(spec, kind, err)) from None

@@ -31,7 +31,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.errors import ModelLoadError, SiteError
+from harness.errors import SiteError
 from harness.interventions import Add, Record, intervene
 from harness.measures.attention import attention_weights
 from harness.measures.generate import generate
@@ -140,19 +140,10 @@ def test_every_built_in_decoder_entry_of_the_table_is_checked_here():
 # --------------------------------------------------------------------------- loading
 
 
-# transformers 5 builds its own tokenizer class for these model types whatever tokenizer_config.json
-# declares, and that class cannot be built from a ByT5 checkpoint's files: load_model raises
-BYT5_REFUSED = ("gpt_bigcode", "phi3", "persimmon", "stablelm", "mistral", "mixtral", "olmo2", "olmo3", "granite",
-                "glm", "glm4", "nemotron", "ernie4_5")
-
-
-@pytest.mark.parametrize("model_type", [
-    pytest.param(t, marks=[pytest.mark.xfail(strict=True, raises=ModelLoadError, reason=(
-        f"load_model cannot load a {t} checkpoint saved with transformers.ByT5Tokenizer: transformers 5 forces "
-        "its own tokenizer class for this model type and fails to build it ('Couldn't instantiate the backend "
-        "tokenizer'); load.py only recovers the declared class when the forced one comes back empty"))]
-                 if t in BYT5_REFUSED else []) for t in MODEL_TYPES])
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_a_checkpoint_saved_with_the_byt5_tokenizer_loads_with_it(model_type, tmp_path):
+    """transformers 5 forces its own tokenizer class for some model types (mistral, phi3, glm, ...)
+    and cannot build it from a ByT5 checkpoint's files: load_model loads the declared class."""
     from transformers import ByT5Tokenizer
 
     build(model_type).save_pretrained(tmp_path)
