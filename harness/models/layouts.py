@@ -31,11 +31,11 @@ Notes read off the modeling files:
     - The rotated fraction of GPT-J's and CodeGen's heads is ``rotary_dim`` (a number of
       dimensions, not a fraction); in transformers 5 ``partial_rotary_factor`` lives in
       ``config.rope_parameters``.
-    - One entry describes every config of its type. Where a config changes the block (GPT-NeoX's
-      and StableLM's ``use_parallel_residual``, Falcon's ``parallel_attn``), the entry holds the
-      common checkpoints' choice (NeoX/Pythia and Falcon parallel, StableLM sequential): the other
-      choice computes right but refuses ``resid_mid`` (NeoX, Falcon) or finds no module for it
-      (StableLM). Falcon-RW's ALiBi is listed as rotary; its maps fall back to the full replay.
+    - Where a config changes the block, the entry follows the config (``per_config``): GPT-NeoX
+      with ``use_parallel_residual=False`` and Falcon-RW (``parallel_attn=False``) are sequential,
+      with ``resid_mid`` at ``post_attention_layernorm``. StableLM's entry is sequential; a
+      parallel StableLM computes right and finds no module for ``resid_mid`` (it has none).
+      Falcon-RW's ALiBi is listed as rotary; its maps fall back to the full replay.
       OPT-350m (``do_layer_norm_before=False``: no final norm, ``project_out``) cannot be described.
 """
 
@@ -157,7 +157,8 @@ _OTHERS: dict[str, Layout] = {
                             mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),),
         n_heads_attr="num_attention_heads", head_dim_attr=None, d_mlp_attr="intermediate_size",
         positions="rotary", rotary_fraction_attr="partial_rotary_factor", parallel=True,
-        suffix_replay="keywords",
+        suffix_replay="keywords", per_config=lambda config: _sequential_if(
+            not getattr(config, "use_parallel_residual", True), "gpt_neox"),
     ),
     "gpt_bigcode": Layout(
         architecture="gpt_bigcode",
@@ -205,7 +206,9 @@ _OTHERS: dict[str, Layout] = {
                             mlp_pre="mlp.dense_h_to_4h", mlp_post="mlp.dense_4h_to_h"),),
         n_heads_attr="num_attention_heads", head_dim_attr="head_dim", n_kv_heads_attr="num_key_value_heads",
         d_mlp_attr="ffn_hidden_size", positions="rotary", parallel=True,
-        suffix_replay="keywords",
+        suffix_replay="keywords", per_config=lambda config: _sequential_if(
+            not getattr(config, "new_decoder_architecture", False) and not getattr(config, "parallel_attn", True),
+            "falcon"),
     ),
     "mpt": Layout(
         architecture="mpt",
@@ -239,3 +242,15 @@ _OTHERS: dict[str, Layout] = {
 }
 
 LAYOUTS: dict[str, Layout] = {**_OTHERS, **_LLAMA_FAMILY}
+
+
+def _sequential_if(sequential: bool, model_type: str) -> Layout:
+    """The entry of `model_type` for one config: as listed (parallel attention and MLP), or, for a
+    config whose blocks run them in sequence (GPT-NeoX with ``use_parallel_residual=False``,
+    Falcon-RW's ``parallel_attn=False``), with ``resid_mid`` at the input of the MLP's norm
+    ``post_attention_layernorm``."""
+    listed = replace(LAYOUTS[model_type], per_config=None)
+    if not sequential:
+        return listed
+    stack = replace(listed.stacks[0], resid_mid="post_attention_layernorm")
+    return replace(listed, stacks=(stack,), parallel=False)

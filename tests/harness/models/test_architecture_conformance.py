@@ -57,12 +57,7 @@ STEER_BLOCK = 0                           # the vector goes on the output of blo
 
 # (model type, operation) -> why the harness gets it wrong today: a strict xfail under both
 # implementations, so the entry must go when it is fixed.
-_PARALLEL_BY_TYPE = ("the architecture table has one `parallel` per model type, and this type's is parallel: "
-                     "resid_mid is refused although these blocks have it (the input of post_attention_layernorm)")
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("falcon-alibi", "finer"): _PARALLEL_BY_TYPE,
-    ("gpt_neox-sequential", "finer"): _PARALLEL_BY_TYPE,
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 # variants the table cannot describe at all: name -> why
