@@ -73,7 +73,12 @@ class Column:
     of cells patches the site, ``edit(source [rows, pos, width], positions) -> Intervention``;
     `Patch` by default, or any kind (one's own too) that changes nothing where the source
     equals the activation, e.g. an interchange along a subspace (a cell whose clean and
-    corrupt values agree is not run).
+    corrupt values agree is not run). ``within``: the site whose activation ``clean`` is, when
+    ``site`` is a part of it (a neuron of ``mlp_post``, a head of ``attn.q``) cut by ``select``:
+    a chunk then patches all such columns of one ``within`` (same ``clean``, same width,
+    default `Patch`) with one edit there, each row at its own columns, instead of one `Patch`
+    per site (a map of d_mlp neurons would otherwise install d_mlp hooks, each copying the
+    whole activation).
     """
 
     site: Site
@@ -81,6 +86,7 @@ class Column:
     corrupt: torch.Tensor
     select: slice | None = None
     edit: Callable[[torch.Tensor, Positions], Intervention] = Patch
+    within: Site | None = None
 
     def cut(self, value: torch.Tensor) -> torch.Tensor:
         return value if self.select is None else value[..., self.select]
@@ -170,16 +176,62 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
         where = block.where[cell_rows[cells], col_of[cells]][:, start:]           # [chunk, pos - start]
         at = site_of_col[col_of[cells]]
         present = set(at.unique().tolist())   # one read per chunk, however many sites the block has
-        out = {}
+        out: dict = {}
+        merged: dict[tuple, list[int]] = {}
         for s, (site, cols) in enumerate(sites.items()):
             if s in present:
-                on = at == s
                 column = block.columns[cols[0]]
+                if _mergeable(column):
+                    width = column.select.stop - column.select.start  # type: ignore[union-attr]
+                    merged.setdefault((column.within, id(column.clean), width), []).append(s)
+                    continue
+                on = at == s
                 src = column.cut(column.clean)[:, start:].index_select(0, src_of[rows])   # cut first: a neuron's column
                 out[site] = column.edit(src, Positions.of_mask(where & on[:, None]))
+        for (within, _, width), group in merged.items():
+            on = torch.zeros_like(at, dtype=torch.bool)
+            first = torch.zeros_like(at)                                          # [chunk]: each row's first column
+            for s in group:
+                column = block.columns[starts_of[s]]
+                on |= at == s
+                first = torch.where(at == s, column.select.start, first)  # type: ignore[union-attr]
+            index = first[:, None] + torch.arange(width, device=device)           # [chunk, width]
+            clean = block.columns[starts_of[group[0]]].clean[:, start:].index_select(0, src_of[rows])
+            src = clean.gather(-1, index[:, None, :].expand(-1, clean.shape[1], -1))
+            edit = _PatchColumns(src, index, Positions.of_mask(where & on[:, None]))
+            out[within] = [*out[within], edit] if within in out else edit  # type: ignore[index]
         return out
 
+    starts_of = [cols[0] for cols in sites.values()]
+
     return plan
+
+
+def _mergeable(column: Column) -> bool:
+    return (column.within is not None and column.edit is Patch and isinstance(column.select, slice)
+            and column.select.step in (None, 1) and column.select.start is not None
+            and column.select.stop is not None)
+
+
+@dataclass(frozen=True)
+class _PatchColumns(Intervention):
+    """`Patch` of a different set of columns per row: row r's columns ``index[r]`` (``[rows,
+    w]``) of the activation take ``source[r]`` (``[rows, pos, w]``) at the chosen positions,
+    the other columns left as they are (the cells of many neuron or head sites of one
+    activation in one edit)."""
+
+    source: torch.Tensor
+    index: torch.Tensor
+    positions: Positions = Positions.all()
+
+    def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: Any,
+              context: Any = None) -> torch.Tensor:
+        if act.shape[:2] != self.source.shape[:2] or act.shape[-1] <= int(self.index.max()):
+            raise ShapeError(f"the patch of {site} has source {tuple(self.source.shape)} for columns up to "
+                             f"{int(self.index.max())}, but the activation is {tuple(act.shape)}")
+        index = self.index.to(act.device)[:, None, :].expand(-1, act.shape[1], -1)
+        new = torch.where(where[..., None], self.source.to(act.device, act.dtype), act.gather(-1, index))
+        return act.scatter(-1, index, new)
 
 
 def each_position(on: torch.Tensor) -> torch.Tensor:

@@ -24,7 +24,8 @@ columns of a k or v map are the ``n_kv_heads`` key/value heads.
 How it runs (`harness.measures.patching_engine`): one plain forward per run records every map
 block's whole ``mlp_post`` (or ``attn.q`` ...); each column cuts its neuron or head from it; a
 cell at block L replays only blocks L.. of the corrupt run, cells of all pairs and columns in
-the batch dimension, and a cell whose clean value equals the corrupt one bit for bit is the
+the batch dimension, the cells of a chunk patched by one edit of the whole activation (each row
+at its own neuron or head: no hook per neuron), and a cell whose clean value equals the corrupt one bit for bit is the
 corrupt run, with no forward. Values equal a per-cell loop of full forwards with raw hooks on
 the Hugging Face modules within 1e-5 in float32 (tests/harness/measures/test_patching_units.py). Every hook
 is removed when a call returns or raises.
@@ -145,7 +146,7 @@ def _run_map(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], m
     def block(j: int) -> Block:
         site = whole[j + 1]
         return Block([Column(Site(stack, j + 1, point, s.head, s.units), runs.clean_at[site], runs.corrupt_at[site],
-                             select=cut) for s, cut in columns], where)
+                             select=cut, within=site) for s, cut in columns], where)
 
     values = patch_cells(model, runs.corrupt, runs.mask, metric, blocks=block, n_blocks=[L - 1 for L in layers],
                          batch_size=batch_size)

@@ -155,3 +155,22 @@ def test_a_mixture_of_experts_mlp_has_no_neuron_map_and_says_why():
     with pytest.raises(SiteError, match=r"`point` 'mlp_post' is no site of blocks of tiny:mixtral: "):
         patch_neuron_map(m, CLEAN, CORRUPT, METRIC)
     assert hook_count(m) == 0
+
+
+def test_a_chunk_of_many_neurons_patches_their_activation_with_one_hook(monkeypatch):
+    """The cells of one chunk at d_mlp neuron sites of one ``mlp_post`` are one edit there, not
+    one hook per neuron (each of which would copy the whole activation)."""
+    m = model("gpt2")
+    calls = []
+    for name in ("register_forward_hook", "register_forward_pre_hook"):
+        original = getattr(torch.nn.Module, name)
+
+        def counting(self, *args, _original=original, **kwargs):
+            calls.append(type(self).__name__)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.Module, name, counting)
+    pm = patch_neuron_map(m, CLEAN, CORRUPT, METRIC, at="all", batch_size=64)
+    cells = int((pm.values != pm.corrupt[:, None, None]).sum())
+    assert cells > 200                      # 3 pairs x 2 blocks x 128 neurons, nearly all replayed
+    assert len(calls) < 40, len(calls)      # recording and capture, then one hook per chunk
