@@ -2,7 +2,8 @@
 with raw torch hooks on the Hugging Face modules writing the clean run's neuron or head into the
 module's tensor (no harness code in the oracle), on tiny random GPT-2 (fused q/k/v, ungated MLP),
 Llama (grouped-query attention, gated MLP), Phi-3 (fused q/k/v and gate/up under grouped-query
-attention) and OPT (an MLP run on ``[batch * pos, d]``), with right-padded pairs of three lengths;
+attention), GPT-NeoX and Falcon (per-head and grouped fused q/k/v) and OPT (an MLP run on
+``[batch * pos, d]``), with right-padded pairs of three lengths;
 clear errors for bad arguments; no hook left attached."""
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ def test_neuron_map_of_some_layers_and_units_takes_them_in_the_order_given():
 
 
 QKV_CASES = [("gpt2", "q", "all"), ("gpt2", "k", "last"), ("gpt2", "v", "all"), ("llama", "q", "last"),
-             ("llama", "k", "all"), ("llama", "v", "all"), ("llama", "v", "last"), ("phi3", "k", "all")]
+             ("llama", "k", "all"), ("llama", "v", "all"), ("llama", "v", "last"), ("phi3", "k", "all"),
+             ("gpt_neox", "v", "all"), ("falcon", "q", "all"), ("falcon", "k", "last")]
 
 
 @pytest.mark.parametrize("arch,which,at", QKV_CASES, ids=[f"{a}-{w}-{t}" for a, w, t in QKV_CASES])
@@ -97,7 +99,7 @@ def test_qkv_map_equals_a_per_cell_oracle(arch, which, at):
     m = model(arch)
     before = hook_count(m)
     pm = patch_qkv_map(m, CLEAN, CORRUPT, METRIC, which=which, at=at, batch_size=3)
-    heads = 2 if which in "kv" and arch != "gpt2" else 4    # key/value heads under grouped-query attention
+    heads = 2 if which in "kv" and arch in ("llama", "phi3", "falcon") else 4   # key/value heads under GQA
     assert pm.values.shape == (3, 2, heads) and pm.columns == tuple(range(heads))
     assert pm.column_kind == ("query head" if which == "q" else "key/value head")
     assert str(pm.site(0, heads - 1)) == f"blocks.1.attn.{which}.head{heads - 1}"
