@@ -62,7 +62,7 @@ def assert_equals_the_oracle(arch: str, pm: SitePatchMap, at: str) -> None:
 
 NEURON_CASES = [("gpt2", "mlp_post", "last"), ("gpt2", "mlp_pre", "all"), ("llama", "mlp_pre_linear", "last"),
                 ("llama", "mlp_post", "all"), ("opt", "mlp_post", "last"), ("opt", "mlp_pre", "all"),
-                ("phi3", "mlp_pre_linear", "all")]
+                ("phi3", "mlp_pre_linear", "all"), ("gpt_neox", "mlp_post", "last"), ("gpt_neox", "mlp_pre", "all")]
 
 
 @pytest.mark.parametrize("arch,point,at", NEURON_CASES, ids=[f"{a}-{p}-{t}" for a, p, t in NEURON_CASES])
@@ -91,7 +91,8 @@ def test_neuron_map_of_some_layers_and_units_takes_them_in_the_order_given():
 
 QKV_CASES = [("gpt2", "q", "all"), ("gpt2", "k", "last"), ("gpt2", "v", "all"), ("llama", "q", "last"),
              ("llama", "k", "all"), ("llama", "v", "all"), ("llama", "v", "last"), ("phi3", "k", "all"),
-             ("gpt_neox", "v", "all"), ("falcon", "q", "all"), ("falcon", "k", "last")]
+             ("gpt_neox", "q", "all"), ("gpt_neox", "k", "last"), ("gpt_neox", "v", "all"), ("falcon", "q", "all"),
+             ("falcon", "k", "last")]
 
 
 @pytest.mark.parametrize("arch,which,at", QKV_CASES, ids=[f"{a}-{w}-{t}" for a, w, t in QKV_CASES])
