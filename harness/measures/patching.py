@@ -6,7 +6,9 @@
                                                      (``get_act_patch_attn_head_out_all_pos``), or
                                                      with ``at="last"`` at the last token only
     (`harness.measures.patching_outputs.patch_layer_map`: what each block's attention and MLP add
-    to the residual, at the last token or all positions, on the same `PatchMap`)
+    to the residual, at the last token or all positions; `harness.measures.patching_units`:
+    `patch_neuron_map` and `patch_qkv_map`, layer x neuron and layer x query or key/value head;
+    all on the same `PatchMap`)
     PatchMap                                         per-pair values ``[n, layers, cols]`` with the
                                                      clean and corrupt baselines
     answer_logit_diff, answer_logprob, answer_prob   ready-made metrics (answer_prob: ROME's
