@@ -177,7 +177,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--claims-model", action="append", metavar="NAME=SPEC",
         type=_pair_option("--claims-model", "SPEC", "tacgen=kaiyuy/leandojo-lean4-tacgen-byt5-small"),
-        help="run the claims on this model for NAME (hub id, local path or fixture:NAME); repeatable",
+        help="run the claims on this model for NAME (hub id, local path, fixture:NAME, a .gguf file or "
+             "gguf:NAME of a packaged real model); repeatable",
     )
     group.addoption(
         "--claims-data", action="append", metavar="NAME=PATH",

@@ -108,6 +108,9 @@ def _named_models(spec: str) -> tuple[list[tuple[str, str]], str]:
     if spec.startswith("fixture:"):
         return [], "no row names this fixture"
     path = os.path.expanduser(spec)
+    if spec.startswith("gguf:") or (spec.lower().endswith(".gguf") and not os.path.isdir(path)):
+        return [], ("no row is keyed by this GGUF spec, and a GGUF checkpoint names no hub model to look "
+                    "one up by (a row keyed 'gguf:NAME' serves a packaged model)")
     if os.path.isdir(path):
         hub = _hub_id_of_cache_path(path)
         named = [(hub, f"{path} is a Hugging Face cache snapshot of it")] if hub else []

@@ -99,6 +99,10 @@ def test_a_model_without_a_row_is_a_usage_error_naming_the_option(tmp_path):
         resolve_row(TABLE, bare, study="toy")
     with pytest.raises(pytest.UsageError, match="is not an existing directory; pass --claims-thresholds toy=ROW"):
         resolve_row(TABLE, str(tmp_path / "missing"), study="toy")
+    for gguf in ("gguf:smollm2-135m-instruct", str(tmp_path / "model.Q4_1.gguf")):
+        with pytest.raises(pytest.UsageError, match=r"no row is keyed by this GGUF spec, and a GGUF checkpoint "
+                                                    r"names no hub model .*; pass --claims-thresholds toy=ROW"):
+            resolve_row(TABLE, gguf, study="toy")
 
 
 STUDIES = ("arith", "codegen", "planted", "tacgen", "tracer")
