@@ -54,7 +54,7 @@ def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, .
                     masks: Mapping[str, torch.Tensor], run: Run,
                     ids_seen: Mapping[str, torch.Tensor | None]) -> Callable[[torch.Tensor], torch.Tensor]:
     hook = model.hook_for(site)
-    width = model.width(site)
+    width = model.width(site, varying=True)   # None: the key count of each forward (attention pattern)
 
     def transform(full: torch.Tensor) -> torch.Tensor:
         run.calls[site] = run.calls.get(site, 0) + 1
@@ -70,7 +70,7 @@ def _make_transform(model: LoadedModel, site: Site, chain: tuple[Intervention, .
                 f"activation at {site} is {tuple(full.shape)} but the {site.stack} attention "
                 f"mask is {tuple(mask.shape)} [batch, pos]; pass the mask of this forward's batch"
             )
-        if act.shape[-1] != width:
+        if width is not None and act.shape[-1] != width:
             raise ShapeError(f"activation at {site} has width {act.shape[-1]}, expected {width}")
         context = Context(real=mask.bool(), input_ids=ids_seen.get(site.stack))
         for item in chain:

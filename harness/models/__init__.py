@@ -7,6 +7,8 @@
     architectures the architecture table (Layout: module paths, logit rule, positions, replay policy),
                   register_architecture / architectures() and the interp_claims.architectures entry points
     layouts       the built-in table entries beyond T5, GPT-2, Llama/Qwen2 and Gemma-2
+    pattern       one head's attention scores and pattern as hookable points (a harness eager attention
+                  through transformers' attention interface), for the attn.scores / attn.pattern sites
     gguf          GGUF checkpoints (a .gguf file, or a packaged real model by name), cached dequantised
     fixtures      the project's fixture models: seeded recipes under ``fixtures/``, built and cached
 """

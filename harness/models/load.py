@@ -109,13 +109,23 @@ class LoadedModel:
             self._hooks[site] = resolve_hook(self.module, self.layout, self.sites, site)
         return self._hooks[site]
 
-    def width(self, site: Site | str) -> int:
+    def width(self, site: Site | str, *, varying: bool = False) -> int | None:
         """The last dimension of the activation at `site`: d_model; d_head for one head's
         output, query, key or value; n_heads * d_head for all queries (n_kv_heads * d_head
         for all keys or values); d_mlp, or the number of chosen units, for the MLP points;
-        1 for ``final_scale``."""
+        1 for ``final_scale``.
+
+        A head's attention scores or pattern (``attn.scores.head{h}``, ``attn.pattern.head{h}``)
+        have no fixed width: their last dimension is the key count of each forward. With
+        ``varying=True`` their width is None; otherwise they raise `SiteError` (a direction, a
+        probe or an SAE needs a fixed width)."""
         site = self.site(site)
-        return self.sites.stack(site.stack).width(site)
+        width = self.sites.stack(site.stack).width(site)
+        if width is None and not varying:
+            raise SiteError(f"site {site} has no fixed width: its last dimension is the key count of each "
+                            "forward (`[batch, query, key]`); record, patch or ablate it with intervene, and "
+                            "give directions, probes and SAEs a fixed-width site (resid, head, q/k/v, MLP)")
+        return width
 
     def tokenize(self, texts: Sequence[str], *, add_special_tokens: bool = True,
                  max_length: int | None = None) -> list[list[int]]:

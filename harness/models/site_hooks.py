@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.errors import InterventionError, SiteError
-from harness.models.sites import HEAD_POINTS, UNIT_POINTS, Site, SiteTable, StackShape
+from harness.models.pattern import attention_point, why_no_attention_points
+from harness.models.sites import HEAD_POINTS, PATTERN_POINTS, UNIT_POINTS, Site, SiteTable, StackShape
 
 if TYPE_CHECKING:
     from harness.models.architectures import Layout, StackLayout
@@ -215,6 +216,11 @@ def site_table(model: torch.nn.Module, layout: "Layout", model_name: str) -> "Si
             _mlp(config, layout, stack, block)
         points.extend(mlp_points)
         lacks.extend(mlp_lacks)
+        why = why_no_attention_points(model)
+        if why is None:
+            points.extend(PATTERN_POINTS)
+        else:
+            lacks.extend((p, why) for p in PATTERN_POINTS)
         points.append("final_norm_in")
         if _norm_scale(final_norm, d_model) is not None:
             points.append("final_scale")
@@ -384,6 +390,10 @@ def resolve_hook(model: torch.nn.Module, layout: "Layout", table: SiteTable, sit
         d = shape.d_head
         return Hook(_get(block, stack.head_in), "input", head=site.head, d_head=d,
                     columns=tuple(range(site.head * d, (site.head + 1) * d)))  # type: ignore[operator]
+    if point in PATTERN_POINTS:  # the attention module: the one whose output projection is head_in
+        attention = _get(block, stack.head_in.rpartition(".")[0]) if "." in stack.head_in else block
+        return Hook(attention_point(model, attention, point.rpartition(".")[2], site.head, str(site)),  # type: ignore[arg-type]
+                    "output")
     if point in HEAD_POINTS:
         return _qkv_hook(block, stack, shape, site)
     return _mlp_hook(block, stack, shape, site)

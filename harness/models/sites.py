@@ -27,6 +27,9 @@ from 1. The points, with the TransformerLens hook each equals (k = L - 1):
                                the projection's output, before rotary                     blocks.k.attn.hook_q[:, :, h]
     attn.k, attn.k.head{g}     keys, by key/value head g (see below)          n_kv*d_head, d_head
     attn.v, attn.v.head{g}     values, likewise                                           blocks.k.attn.hook_k / hook_v
+    attn.scores.head{h}        head h's attention scores, scaled, soft-capped key count    blocks.k.attn.hook_attn_scores
+                               and masked: ``[batch, query, key]``                    [:, h]
+    attn.pattern.head{h}       head h's attention pattern, their softmax      key count   blocks.k.attn.hook_pattern[:, h]
     mlp_pre                    the MLP pre-activation, what the activation    d_mlp       blocks.k.mlp.hook_pre
                                function reads (a gated MLP's gate projection)
     mlp_pre_linear             a gated MLP's up projection (only gated MLPs)  d_mlp       blocks.k.mlp.hook_pre_linear
@@ -76,6 +79,8 @@ POINTS: dict[str, int | None] = {
     "attn.q": 1,
     "attn.k": 1,
     "attn.v": 1,
+    "attn.scores": 1,
+    "attn.pattern": 1,
     "mlp_pre": 1,
     "mlp_pre_linear": 1,
     "mlp_post": 1,
@@ -83,11 +88,12 @@ POINTS: dict[str, int | None] = {
     "final_scale": None,
 }
 HEAD_POINTS = ("attn.q", "attn.k", "attn.v")   # a head index is optional (None: every head)
+PATTERN_POINTS = ("attn.scores", "attn.pattern")   # a head index is required; width: the key count
 UNIT_POINTS = ("mlp_pre", "mlp_pre_linear", "mlp_post")   # units (neurons) are optional
 
 _SITE_RE = re.compile(r"^(?P<stack>[A-Za-z_]\w*)\.(?P<layer>-?\d+)\.(?P<point>.+)$")
 _HEAD_RE = re.compile(r"^attn\.head(-?\d+)$")
-_QKV_RE = re.compile(r"^(attn\.[qkv])\.head(-?\d+)$")
+_QKV_RE = re.compile(r"^(attn\.(?:[qkv]|scores|pattern))\.head(-?\d+)$")
 _UNIT_RE = re.compile(r"^(\w+)\.(?:neuron(-?\d+)|neurons\[([^\]]*)\])$")
 _ITEM_RE = re.compile(r"^\s*(-?\d+)\s*(?::\s*(-?\d+)\s*)?$")
 
@@ -96,6 +102,8 @@ def _shown(point: str) -> str:
     """How a point is written in a site string, its optional parts in brackets."""
     if point == "head":
         return "attn.head{h}"
+    if point in PATTERN_POINTS:
+        return point + ".head{h}"
     if point in HEAD_POINTS:
         return point + "[.head{h}]"
     if point in UNIT_POINTS:
@@ -140,11 +148,12 @@ class Site:
             )
         if self.head is not None and (isinstance(self.head, bool) or not isinstance(self.head, int)):
             raise SiteError(f"`head` must be an int, got {self.head!r}")
-        if self.point == "head" and self.head is None or \
-                self.head is not None and self.point != "head" and self.point not in HEAD_POINTS:
+        if self.point in ("head",) + PATTERN_POINTS and self.head is None or \
+                self.head is not None and self.point not in ("head",) + HEAD_POINTS + PATTERN_POINTS:
             raise SiteError(
-                f"`head` is required exactly for the per-head point (and optional for {list(HEAD_POINTS)}); "
-                f"got point={self.point!r}, head={self.head!r} (write e.g. 'blocks.2.attn.head2')"
+                f"`head` is required exactly for the per-head points {['head', *PATTERN_POINTS]} (and optional "
+                f"for {list(HEAD_POINTS)}); got point={self.point!r}, head={self.head!r} (write e.g. "
+                "'blocks.2.attn.head2' or 'blocks.2.attn.pattern.head2')"
             )
         if self.units is not None:
             object.__setattr__(self, "units", _check_units(self.units, self.point))
@@ -286,8 +295,11 @@ class StackShape:
         """How many heads a per-head site of `point` ranges over (key/value heads for k and v)."""
         return self.kv_heads if point in ("attn.k", "attn.v") else self.n_heads
 
-    def width(self, site: Site) -> int:
-        """The last dimension of the activation at `site` (a site of this stack)."""
+    def width(self, site: Site) -> int | None:
+        """The last dimension of the activation at `site` (a site of this stack); None for the
+        attention scores and pattern, whose last dimension is the key count of each forward."""
+        if site.point in PATTERN_POINTS:
+            return None
         if site.point == "head" or site.head is not None:
             return self.d_head
         if site.point in HEAD_POINTS:
@@ -348,7 +360,7 @@ class SiteTable:
                 f"`layer` must be in {low}..{high} for {site.point_name} of {site.stack} of "
                 f"{self.model_name}, got {site.layer}{hint}"
             )
-        if site.point == "head" and not 0 <= site.head < shape.n_heads:  # type: ignore[operator]
+        if site.point in ("head",) + PATTERN_POINTS and not 0 <= site.head < shape.n_heads:  # type: ignore[operator]
             raise SiteError(
                 f"`head` must be in 0..{shape.n_heads - 1} for {site.stack} of {self.model_name} "
                 f"({shape.n_heads} heads), got {site.head}"
@@ -402,7 +414,7 @@ class SiteTable:
                 continue
             low = POINTS[point]
             for layer in range(shape.n_layers if low is None else low, shape.n_layers + 1):
-                if point == "head" or point in HEAD_POINTS:
+                if point == "head" or point in HEAD_POINTS or point in PATTERN_POINTS:
                     out.extend(Site(shape.name, layer, point, h) for h in range(shape.heads_of(point)))
                 else:
                     out.append(Site(shape.name, layer, point))

@@ -29,6 +29,8 @@ k a 0-based block index:
     S.k.attn.hook_q, hook_k, hook_v          S.{k+1}.attn.q, attn.k, attn.v   (before rotary)
       with head=h                            S.{k+1}.attn.q.head{h}, ...
     S.k.attn.hook_z with head=h              S.{k+1}.attn.head{h}
+    S.k.attn.hook_attn_scores, hook_pattern  S.{k+1}.attn.scores.head{h}, attn.pattern.head{h}
+      with head=h                            (``[batch, query, key]``: TransformerLens' ``[:, h]``)
     ln_final.hook_scale                      blocks.n.final_scale         (encoder_final_ln.hook_scale,
                                                                            decoder_final_ln.hook_scale for T5)
     hook_embed (rotary positions)            S.0.resid_post               hidden_states[0]
@@ -65,7 +67,7 @@ from typing import Any, Sequence
 
 from harness.errors import ShapeError, SiteError
 from harness.models.load import LoadedModel
-from harness.models.sites import HEAD_POINTS, UNIT_POINTS, Site
+from harness.models.sites import HEAD_POINTS, PATTERN_POINTS, UNIT_POINTS, Site
 
 __all__ = ["site_for_hook", "hook_for_site", "hook_ref_for_site", "HookRef", "sae_site"]
 
@@ -76,6 +78,7 @@ _TL_HOOKS = {
     "hook_attn_out": "attn_out", "hook_mlp_out": "mlp_out", "hook_cross_attn_out": "cross_attn_out",
     "mlp.hook_pre": "mlp_pre", "mlp.hook_pre_linear": "mlp_pre_linear", "mlp.hook_post": "mlp_post",
     "attn.hook_q": "attn.q", "attn.hook_k": "attn.k", "attn.hook_v": "attn.v", "attn.hook_z": "head",
+    "attn.hook_attn_scores": "attn.scores", "attn.hook_pattern": "attn.pattern",
 }
 _POINT_HOOKS = {point: hook for hook, point in _TL_HOOKS.items()}
 _FINAL_SCALE = {"blocks": "ln_final.hook_scale", "encoder": "encoder_final_ln.hook_scale",
@@ -261,15 +264,18 @@ def _stack_names(model: LoadedModel) -> list[str]:
 
 
 def _check_extras(name: str, point: str | None, head: Any, units: Any) -> None:
-    if head is not None and point not in HEAD_POINTS + ("head",):
-        raise SiteError(f"`head` goes with the per-head hooks attn.hook_q/k/v/z, not with {name!r}; "
-                        f"got head={head!r}")
+    if head is not None and point not in HEAD_POINTS + PATTERN_POINTS + ("head",):
+        raise SiteError(f"`head` goes with the per-head hooks attn.hook_q/k/v/z/attn_scores/pattern, not with "
+                        f"{name!r}; got head={head!r}")
     if units is not None and point not in UNIT_POINTS:
         raise SiteError(f"`units` go with the MLP hooks mlp.hook_pre/hook_pre_linear/hook_post, not with "
                         f"{name!r}; got units={units!r}")
     if point == "head" and head is None:
         raise SiteError(f"{name!r} holds every head of its block, [batch, pos, head, d_head]; the harness has "
                         "one site per head (attn.head{h}): pass head=h")
+    if point in PATTERN_POINTS and head is None:
+        raise SiteError(f"{name!r} holds every head of its block, [batch, head, query, key]; the harness has "
+                        f"one site per head ({point}.head{{h}}): pass head=h")
 
 
 def _checked(model: LoadedModel, name: str, site: Site) -> Site:
@@ -343,8 +349,11 @@ def _hint(name: str) -> str:
     if name.endswith(("hook_normalized", "hook_scale")):
         return (" (TransformerLens' norm hooks are taken before the norm's weight; of the norm scales only "
                 "the final norm's, ln_final.hook_scale, is a site)")
-    if name.endswith(("hook_rot_q", "hook_rot_k", "hook_attn_scores", "hook_pattern")):
-        return " (queries and keys are sites before rotary, attn.hook_q / hook_k; scores and patterns are not sites)"
+    if name.endswith(("hook_rot_q", "hook_rot_k")):
+        return " (queries and keys are sites before rotary, attn.hook_q / hook_k)"
+    if name.endswith(("hook_attn_scores", "hook_pattern")):
+        return (" (attention scores and patterns are sites only where the model's attention runs through "
+                "transformers' attention interface; see the model's site table)")
     return ""
 
 
@@ -360,7 +369,7 @@ def _valid_forms(model: LoadedModel) -> str:
     scales = [_FINAL_SCALE[s.name] for s in model.sites.stacks if "final_scale" in s.points and s.name in _FINAL_SCALE]
     extra = (f", {', '.join(repr(s) for s in scales)}" if scales else "") + (
         " or 'hook_embed'" if _embed_is_resid_0(model) else "")
-    return (f"valid forms are {', '.join(forms)} (TransformerLens names, blocks counted from 0; attn.hook_q/k/v/z "
-            f"take head=, the mlp hooks units=){extra}, "
+    return (f"valid forms are {', '.join(forms)} (TransformerLens names, blocks counted from 0; attn.hook_q/k/v/z, "
+            f"attn.hook_attn_scores and attn.hook_pattern take head=, the mlp hooks units=){extra}, "
             f"or a module path of the model such as '{blocks}.K' or '{final}' "
             "(its output; append '.input' for its input)")

@@ -205,3 +205,58 @@ def test_attention_with_sinks_is_an_error_naming_them():
     q = torch.zeros(1, H, 3, DH)
     with pytest.raises(SiteError, match=r"\['s_aux'\].*cannot be hooked"):
         pattern._harness_eager(attention("llama", 1), q, q, q, None, scaling=1.0, s_aux=torch.zeros(H))
+
+
+# --------------------------------------------------------------------------- as sites, through intervene
+
+
+@functools.lru_cache(maxsize=None)
+def loaded(arch: str):
+    from harness.models.architectures import architectures
+    from harness.models.load import LoadedModel
+    from harness.models.site_hooks import site_table
+
+    module = model(arch)
+    layout = architectures()[arch]
+    return LoadedModel(name=f"tiny:{arch}", spec=f"tiny:{arch}", module=module, tokenizer=None, layout=layout,
+                       sites=site_table(module, layout, f"tiny:{arch}"), fingerprint=arch)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_the_pattern_site_records_and_patches_through_intervene(arch):
+    """``blocks.2.attn.pattern.head1`` through `intervene`: Record gives the model's own eager
+    attention of that head; Patch from another run gives the logits of the raw-hook patch (pinned
+    against the oracle above); the model's own implementation is back afterwards."""
+    from harness.interventions import Patch, Record, intervene
+
+    m = loaded(arch)
+    implementation = m.module.config._attn_implementation
+    site = m.site("blocks.2.attn.pattern.head1")
+    with torch.no_grad(), intervene(m, {site: Record()}, masks={"blocks": MASK}) as rec:
+        m.module(input_ids=OTHER, attention_mask=MASK)
+    source = rec.recorded[site]
+    assert source.shape == (2, 6, 6)
+    torch.testing.assert_close(source, own_eager(arch, OTHER).attentions[1][:, 1], atol=1e-6, rtol=0)
+    with torch.no_grad(), intervene(m, {site: Patch(source)}, masks={"blocks": MASK}):
+        got = m.module(input_ids=IDS, attention_mask=MASK).logits
+    want = run(arch, IDS, {(2, "pattern", 1): lambda mod, args, out: source})
+    real = MASK.bool()   # Patch edits real query positions; the raw hook replaced the padded rows too
+    torch.testing.assert_close(got[real], want[real], atol=1e-6, rtol=0)
+    assert (got[real] - run(arch, IDS, {})[real]).abs().max() > 1e-3   # the patch matters
+    assert m.module.config._attn_implementation == implementation
+
+
+def test_the_site_table_offers_patterns_where_the_attention_interface_runs_and_says_why_not_elsewhere():
+    m = loaded("llama")
+    assert [str(s) for s in m.sites.all_sites("attn.scores")][:2] == ["blocks.1.attn.scores.head0",
+                                                                       "blocks.1.attn.scores.head1"]
+    assert len(m.sites.all_sites("attn.pattern")) == 2 * H
+    with pytest.raises(SiteError, match=r"has no fixed width: its last dimension is the key count"):
+        m.width("blocks.1.attn.pattern.head0")
+    with pytest.raises(SiteError, match=r"head"):
+        m.site("blocks.1.attn.pattern")            # a head is required
+    with pytest.raises(SiteError, match=r"`head` must be in 0..3"):
+        m.site("blocks.1.attn.pattern.head4")
+    bloom = loaded("bloom")
+    with pytest.raises(SiteError, match=r"attn.pattern"):
+        bloom.site("blocks.1.attn.pattern.head0")

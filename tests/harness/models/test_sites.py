@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import HarnessError, SiteError
-from harness.models.sites import HEAD_POINTS, POINTS, UNIT_POINTS, Site, SiteTable, StackShape, parse_site
+from harness.models.sites import HEAD_POINTS, PATTERN_POINTS, POINTS, UNIT_POINTS, Site, SiteTable, StackShape, parse_site
 
 FULL = ("resid_pre", "resid_post", "attn_out", "mlp_out", "block_out", "head")
 
@@ -23,15 +23,17 @@ TABLE = SiteTable(
 )
 
 stacks = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
-plain_points = st.sampled_from([p for p in POINTS if p != "head"])
+plain_points = st.sampled_from([p for p in POINTS if p != "head" and p not in PATTERN_POINTS])
 
 
 @st.composite
 def sites(draw) -> Site:
     stack, layer = draw(stacks), draw(st.integers(-3, 200))
-    kind = draw(st.sampled_from(["head", "qkv", "units", "plain"]))
+    kind = draw(st.sampled_from(["head", "pattern", "qkv", "units", "plain"]))
     if kind == "head":
         return Site(stack, layer, "head", head=draw(st.integers(-3, 128)))
+    if kind == "pattern":
+        return Site(stack, layer, draw(st.sampled_from(PATTERN_POINTS)), head=draw(st.integers(-3, 128)))
     if kind == "qkv":
         return Site(stack, layer, draw(st.sampled_from(HEAD_POINTS)), head=draw(st.integers(-3, 128)))
     if kind == "units":
@@ -88,7 +90,7 @@ def test_an_unknown_point_lists_the_valid_points_and_suggests_the_closest():
     assert "has unknown point 'resid_pst'" in message
     assert "valid points are ['resid_pre', 'resid_mid', 'resid_post', 'attn_out', 'mlp_out', 'block_out', " \
            "'cross_attn_out', 'attn.head{h}', 'attn.q[.head{h}]', 'attn.k[.head{h}]', 'attn.v[.head{h}]', " \
-           "'mlp_pre[.neuron{i}]', 'mlp_pre_linear[.neuron{i}]', 'mlp_post[.neuron{i}]', 'final_norm_in', " \
+           "'attn.scores.head{h}', 'attn.pattern.head{h}', 'mlp_pre[.neuron{i}]', 'mlp_pre_linear[.neuron{i}]', 'mlp_post[.neuron{i}]', 'final_norm_in', " \
            "'final_scale']" in message
     assert message.endswith("did you mean 'resid_post'?")
 

@@ -246,7 +246,7 @@ def test_finer_hook_names_map_both_ways_and_refuse_what_the_model_lacks():
         site_for_hook(gemma, "blocks.2.attn.hook_k", head=5)
     with pytest.raises(SiteError, match=r"`units` must be neuron indices in 0..63"):
         site_for_hook(gemma, "blocks.0.mlp.hook_post", units=[64])
-    with pytest.raises(SiteError, match=r"`head` goes with the per-head hooks attn.hook_q/k/v/z, not with "
+    with pytest.raises(SiteError, match=r"`head` goes with the per-head hooks attn.hook_q/k/v/z/attn_scores/pattern, not with "
                                         r"'blocks.0.hook_resid_pre'"):
         site_for_hook(gemma, "blocks.0.hook_resid_pre", head=1)
     with pytest.raises(SiteError, match=r"`units` go with the MLP hooks"):
@@ -294,7 +294,7 @@ def test_hook_names_and_sites_round_trip(arch):
     ("blocks.-1.hook_resid_post", "0..25"),
     ("ln_final.hook_normalized", "before the norm's weight"),
     ("blocks.3.ln2.hook_scale", "only the final norm's"),
-    ("blocks.3.attn.hook_pattern", "scores and patterns are not sites"),
+    ("blocks.3.attn.hook_rot_q", "sites before rotary"),
     ("encoder.3.hook_resid_post", "does not have"),
     ("blocks.3.hook_cross_attn_out", "no cross_attn_out"),
     ("transformer.h.3", "valid forms"),
@@ -305,6 +305,15 @@ def test_a_hook_name_that_is_no_site_is_a_site_error_naming_the_valid_forms(name
     with pytest.raises(SiteError, match="valid forms|non-empty|0-based|no cross") as err:
         site_for_hook(m, name)
     assert says in str(err.value)
+
+
+def test_attention_scores_and_patterns_map_by_head_and_need_one():
+    m = tiny_model("gemma-2-2b")
+    assert site_for_hook(m, "blocks.3.attn.hook_pattern", head=2) == Site("blocks", 4, "attn.pattern", head=2)
+    assert site_for_hook(m, "blocks.0.attn.hook_attn_scores", head=0) == Site("blocks", 1, "attn.scores", head=0)
+    assert hook_ref_for_site(m, "blocks.4.attn.pattern.head2") == HookRef("blocks.3.attn.hook_pattern", 2, None)
+    with pytest.raises(SiteError, match=r"holds every head of its block, \[batch, head, query, key\].*pass head=h"):
+        site_for_hook(m, "blocks.3.attn.hook_pattern")
 
 
 def test_hook_embed_is_refused_where_it_is_not_hidden_states_0():
