@@ -23,8 +23,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from harness import DataError, Estimate, Noise, Patch, Positions, Record, intervene, pad_rows, stats
-from harness.measures.tracing import noise_seed
+from harness import DataError, Estimate, Noise, Patch, Positions, Record, intervene, noise_seed, pad_rows, stats
 
 from claims.recall.prompts import CATEGORIES, Prompt
 
