@@ -20,7 +20,7 @@ follow a claim's data flow:
                   sweeps: sweep, sweep_directions, symmetric, scorer, Curve
                   patching: patch_resid_map, patch_head_map, patch_layer_map, patch_neuron_map,
                       patch_qkv_map, PatchMap, answer_logit_diff, answer_logprob, answer_prob
-                  tracing: trace_resid_map, TraceMap, noise_seed (ROME's causal tracing)
+                  tracing: trace_resid_map, TraceMap, noise_seed, embedding_std (ROME's causal tracing)
                   das: das, Subspace, interchange_logits, random_basis (distributed alignment
                       search: a learned subspace whose interchange gives a causal model's answer)
                   generate: generate (steered, batched, KV-cached), Generation, END_OF_FUNCTION,
@@ -99,6 +99,7 @@ _EXPORTS: dict[str, str] = {
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
     "noise_seed": "harness.measures.tracing",
+    "embedding_std": "harness.measures.tracing",
     "das": "harness.measures.das",
     "Subspace": "harness.measures.das",
     "interchange_logits": "harness.measures.das",

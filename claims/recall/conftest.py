@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from harness import DataError, answer_prob, evidence, load_study_model, patch_resid_map, trace_resid_map
+from harness import (DataError, answer_prob, embedding_std, evidence, load_study_model, patch_resid_map,
+                     trace_resid_map)
 from harness.plugin import threshold_row
 
 from claims.recall import measure
@@ -84,9 +84,7 @@ def chosen(all_prompts, knows, thresholds) -> list:
 @pytest.fixture(scope="session")
 def noise_std(recall, all_prompts) -> float:
     """ROME's noise level: `NOISE_FACTOR` x the std of the embeddings of the facts' tokens."""
-    ids = sorted({t for p in all_prompts for t in p.ids})
-    emb = recall.module.get_input_embeddings().weight.detach()[torch.tensor(ids)]
-    return NOISE_FACTOR * float(emb.float().std())
+    return NOISE_FACTOR * embedding_std(recall, [t for p in all_prompts for t in p.ids])
 
 
 @pytest.fixture(scope="session")

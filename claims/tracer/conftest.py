@@ -24,10 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from harness import (DataError, answer_logit_diff, answer_logprob, answer_prob, evidence, load_study_model,
-                     patch_head_map, patch_layer_map, patch_resid_map, trace_resid_map)
+from harness import (DataError, answer_logit_diff, answer_logprob, answer_prob, embedding_std, evidence,
+                     load_study_model, patch_head_map, patch_layer_map, patch_resid_map, trace_resid_map)
 from harness.models.fixtures import fixtures_dir
 
 from harness.plugin import threshold_row
@@ -175,9 +174,7 @@ def control_map(tracer, control_pairs):
 @pytest.fixture(scope="session")
 def noise_std(tracer, every_pair) -> float:
     """ROME's noise level: `NOISE_FACTOR` x the std of the token embeddings of the pairs' programs."""
-    ids = sorted({t for p in every_pair for t in tracer.tokenize([p["program_a"]])[0]})
-    emb = tracer.module.get_input_embeddings().weight.detach()[torch.tensor(ids)]
-    return NOISE_FACTOR * float(emb.float().std())
+    return NOISE_FACTOR * embedding_std(tracer, [t for p in every_pair for t in tracer.tokenize([p["program_a"]])[0]])
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@
                                                          clean and corrupted baselines, indirect
                                                          and total effects
     noise_seed(seed, sample)                             the `Noise` seed of one sample
+    embedding_std(model, token_ids)                      the std of the embeddings the first block
+                                                         sees for those tokens (ROME's noise unit)
 
 The method of Meng et al. 2022, "Locating and Editing Factual Associations in GPT" (ROME),
 Sec. 2.1: run the clean prompt; run it again with Gaussian noise ``std * N(0, 1)`` added to the
@@ -60,7 +62,7 @@ from harness.measures.patching import Metric
 from harness.measures.patching_engine import (Block, Column, check_map_args, each_position, patch_cells, plain_run,
                                               token_rows)
 
-__all__ = ["TraceMap", "trace_resid_map", "noise_seed"]
+__all__ = ["TraceMap", "trace_resid_map", "noise_seed", "embedding_std"]
 
 
 def noise_seed(seed: int, sample: int) -> int:
@@ -124,6 +126,23 @@ class TraceMap:
     def mean_indirect_effect(self) -> torch.Tensor:
         """The indirect effect averaged over prompts, ``[layers, pos]`` (ROME's heat maps)."""
         return self.indirect_effect().nanmean(0)
+
+
+def embedding_std(model: LoadedModel, token_ids: Sequence[int]) -> float:
+    """The standard deviation (over tokens and dimensions) of the input embeddings of the distinct
+    `token_ids`, as the model's embedding module returns them: ROME's noise level is 3 x this
+    over the corpus's tokens (Meng et al. 2022, Sec. 2.1). Computed through the module's forward,
+    not its weight, so a model that scales its embeddings (Gemma's sqrt(d_model)) gets the scale
+    the first block sees. Raises `DataError` for no tokens or an id outside the vocabulary."""
+    ids = sorted({int(t) for t in token_ids})
+    embed = model.module.get_input_embeddings()
+    vocab = int(embed.weight.shape[0])
+    if not ids or ids[0] < 0 or ids[-1] >= vocab:
+        raise DataError(f"`token_ids` must be a non-empty set of ids in 0..{vocab - 1}, got "
+                        f"{ids[:3] + ['...'] + ids[-3:] if len(ids) > 6 else ids}")
+    with torch.no_grad():
+        emb = embed(torch.tensor(ids, device=embed.weight.device))
+    return float(emb.float().std())
 
 
 def _std(std: Any) -> float:

@@ -249,3 +249,28 @@ def test_no_hooks_stay_attached_also_after_an_error():
     finally:
         handle.remove()
     assert hooks(m) == before
+
+
+def test_embedding_std_is_that_of_the_embeddings_the_first_block_sees():
+    """ROME's noise unit: a Gemma model scales its token embeddings by sqrt(d_model) inside its
+    embedding module, so the std the first block sees is sqrt(d) times that of the weight rows;
+    a Llama's is the weight rows' own."""
+    import transformers as tf
+
+    from harness.measures.tracing import embedding_std
+
+    ids = [3, 7, 7, 11, 40]
+    common = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, max_position_embeddings=32, pad_token_id=0)
+    for config, scale in ((tf.Gemma3TextConfig(**common), 32 ** 0.5), (tf.LlamaConfig(**common), 1.0)):
+        torch.manual_seed(0)
+        module = tf.AutoModelForCausalLM.from_config(config).eval()
+        m = from_module(module, tf.ByT5Tokenizer(), name=f"tiny:{config.model_type}")
+        rows = module.get_input_embeddings().weight.detach()[torch.tensor(sorted(set(ids)))]
+        want = float((rows * torch.tensor(scale, dtype=rows.dtype)).float().std())
+        assert embedding_std(m, ids) == pytest.approx(want, rel=1e-3)
+        with torch.no_grad():
+            first = module(input_ids=torch.tensor([sorted(set(ids))]), output_hidden_states=True).hidden_states[0]
+        assert embedding_std(m, ids) == pytest.approx(float(first.float().std()), rel=1e-5)
+    with pytest.raises(DataError, match=r"`token_ids` must be a non-empty set of ids in 0..63"):
+        embedding_std(m, [64])
