@@ -51,7 +51,16 @@ THRESHOLDS: dict[str, Thresholds] = {
         }),
     "gguf:gemma-3-270m": Thresholds(
         layers=18, early_layers=tuple(range(5, 10)), late_layers=tuple(range(12, 17)), n_prompts=30, samples=2,
-        min_known=0.5, min_total_effect=0.3, min_restored=0.2, control_margin=0.1),
+        min_known=0.5, min_total_effect=0.3, min_restored=0.2, control_margin=0.1,
+        refuted={
+            "test_the_last_subject_token_beats_the_further_tokens":
+                "not judged at this row's n: 16 of the 30 traced facts have tokens after the subject, fewer than "
+                "the 20 a bootstrap CI is judged on; the estimate is positive, 0.25 [0.17, 0.35] (layers 5-9); "
+                "raise n_prompts (about 40) to test it",
+            "test_noise_on_the_lead_moves_little":
+                "lead noise lowers P(answer) by 0.14 [0.09, 0.22] of it (30 prompts), past the 0.1 bar; the "
+                "subject's noise lowers it by 0.98 [0.97, 0.99], 0.44 [0.36, 0.52] more than the lead's",
+        }),
 }
 # the untrained twin knows no fact: it is traced on every fact (so its effect claims are measured and
 # fail) and held to the trained fixture's bars
