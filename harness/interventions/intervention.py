@@ -99,13 +99,16 @@ class Intervention(abc.ABC):
 
 
 def known_kinds() -> list[str]:
-    """The names of the library's concrete intervention kinds (``Record``, ``Add``, ...), in
-    definition order; a kind defined outside ``harness`` is accepted but not listed."""
+    """The names of the library's public concrete intervention kinds (``Record``, ``Add``, ...),
+    in definition order; a kind defined outside ``harness``, or private to it (the patching
+    engine's ``_PatchColumns``, whose module may or may not be imported yet), is accepted but not
+    listed, so the list does not depend on what was imported before."""
     out: list[str] = []
     stack = list(Intervention.__subclasses__())
     while stack:
         kind = stack.pop(0)
-        if kind.__module__.startswith("harness.") and not getattr(kind, "__abstractmethods__", None):
+        if kind.__module__.startswith("harness.") and not kind.__name__.startswith("_") \
+                and not getattr(kind, "__abstractmethods__", None):
             out.append(kind.__name__)
         stack[:0] = kind.__subclasses__()
     return out
