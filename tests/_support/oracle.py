@@ -197,17 +197,23 @@ class Trace:
     heads: list[torch.Tensor]
 
 
-def trace(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> Trace:
-    """Every block's input and output, attention's and the MLP's additions and the heads, read by
-    raw hooks that change nothing, in one forward of one example."""
-    pos = len(ids)
-    got: dict[tuple[str, int], torch.Tensor] = {}
-
+def _keeper(got: dict, pos: int) -> Callable[[tuple[str, int]], Edit]:
+    """``keep(key)``: a raw-hook edit that stores the one example's ``[pos, d]`` activation under
+    `key` in `got` and changes nothing."""
     def keep(key: tuple[str, int]) -> Edit:
         def fn(t: torch.Tensor) -> torch.Tensor:
             got[key] = _as_rows(t.detach().clone(), pos)[0]
             return t
         return fn
+    return keep
+
+
+def trace(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> Trace:
+    """Every block's input and output, attention's and the MLP's additions and the heads, read by
+    raw hooks that change nothing, in one forward of one example."""
+    pos = len(ids)
+    got: dict[tuple[str, int], torch.Tensor] = {}
+    keep = _keeper(got, pos)
 
     edits = []
     for i, block in enumerate(_blocks(model, paths)):
@@ -307,12 +313,7 @@ def finer(model: torch.nn.Module, paths: Paths, ids: Sequence[int]) -> dict[str,
     n_heads = int(config.num_attention_heads)
     n_kv = int(getattr(config, "num_key_value_heads", None) or n_heads)
     got: dict[tuple[str, int], torch.Tensor] = {}
-
-    def keep(key: tuple[str, int]) -> Edit:
-        def fn(t: torch.Tensor) -> torch.Tensor:
-            got[key] = _as_rows(t.detach().clone(), pos)[0]
-            return t
-        return fn
+    keep = _keeper(got, pos)
 
     edits = []
     blocks = _blocks(model, paths)
