@@ -30,7 +30,8 @@ import torch
 
 from harness.errors import DataError
 from harness.interventions import Record, intervene
-from harness.models.load import LoadedModel, length_order, pad_rows, unembed
+from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.logits import unembed
 from harness.models.sites import Site
 
 __all__ = ["Lens", "layer_sites", "residuals_at", "logit_lens"]

@@ -45,7 +45,8 @@ import torch
 
 from harness.errors import InterventionError, ShapeError
 from harness.interventions import intervene
-from harness.models.load import LoadedModel, unembed
+from harness.models.load import LoadedModel
+from harness.models.logits import unembed
 from harness.interventions.prefix import StackPrefix, attention_implementation, capture
 
 if TYPE_CHECKING:

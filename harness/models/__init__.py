@@ -9,6 +9,8 @@
     layouts       the built-in table entries beyond T5, GPT-2, Llama/Qwen2 and Gemma-2
     pattern       one head's attention scores and pattern as hookable points (a harness eager attention
                   through transformers' attention interface), for the attn.scores / attn.pattern sites
+    logits        unembed (logits from final-norm outputs by the architecture's LogitRule) and the
+                  check at load that the rule reproduces the model's own logits
     gguf          GGUF checkpoints (a .gguf file, or a packaged real model by name), cached dequantised
     fixtures      the project's fixture models: seeded recipes under ``fixtures/``, built and cached
 """

@@ -11,7 +11,8 @@ from harness.errors import ModelLoadError
 from harness.measures.lens import logit_lens
 from harness.models import architectures as arch
 from harness.models.architectures import LogitRule
-from harness.models.load import from_module, unembed
+from harness.models.load import from_module
+from harness.models.logits import unembed
 from tests._support.tiny import tiny_model
 from tests.harness.models import _families
 
