@@ -9,4 +9,5 @@ STUDY = Study(
     "recall",
     model=DEFAULT_MODEL,
     thresholds=THRESHOLDS,
+    n="n_prompts",   # --claims-n recall=N traces N known facts
 )

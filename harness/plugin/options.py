@@ -47,6 +47,7 @@ class ClaimsSettings:
     thresholds: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     correction: str = "bonferroni"
     saes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     def model_spec(self, name: str, default: str | None = None) -> str | None:
         """The spec given for model `name` with ``--claims-model``, else `default`.
@@ -73,6 +74,11 @@ class ClaimsSettings:
     def thresholds_row(self, study: str) -> str | None:
         """The threshold row named for `study` with ``--claims-thresholds STUDY=ROW``, else None."""
         return self.thresholds.get(study)
+
+    def size(self, study: str) -> int | None:
+        """The count given for `study` with ``--claims-n STUDY=N`` (it replaces the row field the
+        study's declaration names in ``Study(..., n=FIELD)``), else None."""
+        return self.sizes.get(study)
 
 
 def _int_option(option: str, *, minimum: int, example: int) -> Any:
@@ -135,6 +141,7 @@ def settings_from_options(
     thresholds: Sequence[tuple[str, str]] | None = None,
     correction: str = "bonferroni",
     saes: Sequence[tuple[str, str]] | None = None,
+    sizes: Sequence[tuple[str, str]] | None = None,
 ) -> ClaimsSettings:
     """`ClaimsSettings` from parsed options (pytest turns a `ClaimsOptionError` into a usage
     error). The default report directory is relative to `rootdir`; a directory given on the
@@ -151,6 +158,13 @@ def settings_from_options(
             out[name] = value
         return MappingProxyType(out)
 
+    counts: dict[str, int] = {}
+    for name, text in table("--claims-n", sizes).items():
+        value = int(text) if text.isdigit() else 0
+        if value < 1:
+            raise ClaimsOptionError(f"--claims-n {name}={text}: N must be a positive integer, e.g. "
+                                    f"--claims-n {name}=200")
+        counts[name] = value
     report_dir = rootdir / DEFAULT_REPORT_DIR if report is None else invocation_dir / report
     return ClaimsSettings(
         seed=seed,
@@ -161,6 +175,7 @@ def settings_from_options(
         thresholds=table("--claims-thresholds", thresholds),
         correction=correction,
         saes=table("--claims-sae", saes),
+        sizes=MappingProxyType(counts),
     )
 
 
@@ -197,6 +212,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_pair_option("--claims-thresholds", "ROW", "tacgen=fixture:tacgen"),
         help="judge STUDY's claims by the threshold row ROW of its settings (default: the row of the "
              "model's spec, or of the model its config names); repeatable",
+    )
+    group.addoption(
+        "--claims-n", action="append", metavar="STUDY=N",
+        type=_pair_option("--claims-n", "N", "recall=200"),
+        help="measure N items in STUDY (prompts, problems: the row field its study.py names with "
+             "Study(..., n=FIELD)) instead of its row's count, e.g. more on a GPU; the row's refuted "
+             "claims then run as claims; repeatable",
     )
     group.addoption(
         "--claims-correction", choices=CORRECTIONS, default="bonferroni",

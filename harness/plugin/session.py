@@ -60,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
             thresholds=config.getoption("claims_thresholds"),
             correction=config.getoption("claims_correction"),
             saes=config.getoption("claims_sae"),
+            sizes=config.getoption("claims_n"),
         )
     except HarnessError as exc:
         raise pytest.UsageError(str(exc)) from exc

@@ -23,6 +23,7 @@ nor numpy (a ``study.py`` should not either: it is imported at collection).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -62,7 +63,9 @@ class Study:
     each claim must show on that model; a row's ``refuted`` mapping (test name -> the measured
     numbers) runs those claims as strict xfails. `models`, `data` and `saes` are the names the
     study accepts for ``--claims-model``, ``--claims-data`` and ``--claims-sae`` (default: its
-    own name for models and data, none for SAEs). Raises `StudyError` for a bad field.
+    own name for models and data, none for SAEs). `n` names the row field that counts what the
+    study measures (prompts, problems, pairs): ``--claims-n NAME=N`` replaces it for one run
+    (None: the study takes no count from the command line). Raises `StudyError` for a bad field.
     """
 
     name: str
@@ -71,6 +74,7 @@ class Study:
     data: tuple[str, ...] | None = None
     saes: tuple[str, ...] = ()
     models: tuple[str, ...] | None = None
+    n: str | None = None
     folder: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +95,15 @@ class Study:
                 raise StudyError(f"Study {self.name!r}: `{attr}` must be a tuple of names such as "
                                  f"({self.name!r},), got {value!r}")
             object.__setattr__(self, attr, tuple(value))
+        if self.n is not None:
+            if not isinstance(self.n, str) or not self.n.isidentifier():
+                raise StudyError(f"Study {self.name!r}: `n` must name the row field that counts what the study "
+                                 f"measures (e.g. n='n_prompts'), got {self.n!r}")
+            for row_name, row in self.thresholds.items():
+                value = getattr(row, self.n, None)
+                if not (dataclasses.is_dataclass(row) and isinstance(value, int) and not isinstance(value, bool)):
+                    raise StudyError(f"Study {self.name!r}: `n={self.n!r}` must name an integer field of every "
+                                     f"threshold row (a dataclass); row {row_name!r} has {self.n}={value!r}")
 
     @property
     def where(self) -> str:

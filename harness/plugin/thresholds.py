@@ -9,8 +9,10 @@
 - `thresholds_for(config, study)` / `threshold_row(config, study)`: the session's row of a study,
   resolved once; `resolved_choices(config)`: those resolved so far (for the report).
 - `check_names(config, ...)`: every NAME given to ``--claims-model``, ``--claims-data``,
-  ``--claims-sae`` and ``--claims-thresholds`` is one some collected study declares, else one
-  usage error that lists the known names and suggests the closest.
+  ``--claims-sae``, ``--claims-thresholds`` and ``--claims-n`` is one some collected study
+  declares, else one usage error that lists the known names and suggests the closest.
+- ``--claims-n STUDY=N`` sets the row field the study's declaration names (``Study(..., n=FIELD)``)
+  for the run; the row's ``refuted`` entries then run as claims.
 - `mark_refuted(items, config)`: the claims a row lists in ``refuted`` run as strict xfails.
 
 Imports neither torch nor numpy.
@@ -222,15 +224,34 @@ def thresholds_for(config: pytest.Config, study: str | Study) -> Choice:
     if study.name not in cache:
         settings = config.stash[SETTINGS_KEY]
         try:
-            cache[study.name] = resolve_row(study.thresholds, settings.model_spec(study.name, study.model),
-                                            study=study.name, chosen=settings.thresholds_row(study.name),
-                                            where=study.where)
+            choice = resolve_row(study.thresholds, settings.model_spec(study.name, study.model),
+                                 study=study.name, chosen=settings.thresholds_row(study.name), where=study.where)
+            cache[study.name] = _sized(choice, study, settings.size(study.name))
         except pytest.UsageError as exc:
             cache[study.name] = str(exc)
     found = cache[study.name]
     if isinstance(found, str):
         raise StudyError(found)
     return found
+
+
+def _sized(choice: Choice, study: Study, n: int | None) -> Choice:
+    """`choice` with its row's count field (``Study(..., n=FIELD)``) set to `n` from
+    ``--claims-n``: the row's ``refuted`` entries were measured at its own count, so its claims
+    run as claims. Unchanged when `n` is None or equals the row's count."""
+    if n is None:
+        return choice
+    if study.n is None:
+        raise StudyError(f"--claims-n {study.name}={n}: study {study.name!r} takes no count from the command line "
+                         f"(its declaration in {study.where} names no row field with Study(..., n=FIELD))")
+    if getattr(choice.row, study.n) == n:
+        return choice
+    row = dataclasses.replace(choice.row, **{study.n: n})
+    why = f"{choice.why}; {study.n}={n} from --claims-n"
+    if getattr(row, "refuted", None):
+        row = dataclasses.replace(row, refuted={})
+        why += ", so its refuted claims run as claims"
+    return dataclasses.replace(choice, row=row, why=why)
 
 
 def threshold_row(config: pytest.Config, study: str | Study) -> Any:
@@ -268,10 +289,11 @@ def check_names(config: pytest.Config, selected: Iterable[Study]) -> None:
                          f"declare none")
                 raise StudyError(f"{option} {name}={value}: no study in this run reads a {option[9:]} named "
                                  f"{name!r} ({where}){_did_you_mean(name, known)}")
-    for name, row in settings.thresholds.items():
-        if name not in selected_names:
-            raise StudyError(f"--claims-thresholds {name}={row}: no selected test belongs to a study {name!r} "
-                             f"(studies with selected tests: {selected_names}){_did_you_mean(name, selected_names)}")
+    for option, given in (("--claims-thresholds", settings.thresholds), ("--claims-n", settings.sizes)):
+        for name, value in given.items():
+            if name not in selected_names:
+                raise StudyError(f"{option} {name}={value}: no selected test belongs to a study {name!r} (studies "
+                                 f"with selected tests: {selected_names}){_did_you_mean(name, selected_names)}")
     for name in selected_names:
         thresholds_for(config, name)
 

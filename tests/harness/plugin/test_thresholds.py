@@ -137,6 +137,57 @@ def test_an_unknown_study_name_is_a_usage_error_with_the_closest_name():
         thresholds_for(session_config(), "tacgn")
 
 
+def test_claims_n_sets_the_row_field_the_study_names_and_its_refuted_claims_run_as_claims():
+    from claims.recall.settings import THRESHOLDS
+
+    config = session_config(models={"recall": "gguf:gemma-3-270m"}, sizes={"recall": 60})
+    register(config, study_of_path(ROOT / "claims" / "recall" / "conftest.py"))
+    choice = thresholds_for(config, "recall")
+    row = THRESHOLDS["gguf:gemma-3-270m"]
+    assert row.n_prompts != 60 and row.refuted
+    assert choice.row == dataclasses.replace(row, n_prompts=60, refuted={})
+    assert choice.why == "the model's spec; n_prompts=60 from --claims-n, so its refuted claims run as claims"
+    assert "n_prompts=60" in choice.header()[1]
+    # the row's own count changes nothing
+    config = session_config(models={"recall": "gguf:gemma-3-270m"}, sizes={"recall": row.n_prompts})
+    register(config, study_of_path(ROOT / "claims" / "recall" / "conftest.py"))
+    assert thresholds_for(config, "recall").row is row
+
+
+def test_claims_n_for_a_study_that_names_no_count_field_is_a_usage_error():
+    with pytest.raises(pytest.UsageError) as err:
+        thresholds_for(session_config(sizes={"planted": 10}), "planted")
+    assert str(err.value) == ("--claims-n planted=10: study 'planted' takes no count from the command line (its "
+                              "declaration in claims/planted/study.py names no row field with Study(..., n=FIELD))")
+
+
+@pytest.mark.parametrize("n, message", [
+    (7, "`n` must name the row field that counts what the study measures (e.g. n='n_prompts'), got 7"),
+    ("n_pairs", "`n='n_pairs'` must name an integer field of every threshold row (a dataclass); row 'fixture:toy' "
+                "has n_pairs=None"),
+])
+def test_a_study_whose_count_field_is_not_an_integer_field_of_its_rows_is_refused(n, message):
+    from harness.plugin import Study
+
+    @dataclasses.dataclass(frozen=True)
+    class Row:
+        n_prompts: int = 10
+
+    with pytest.raises(pytest.UsageError) as err:
+        Study("toy", model="fixture:toy", thresholds={"fixture:toy": Row()}, n=n)
+    assert str(err.value) == f"Study 'toy': {message}"
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "ten", "2.5"])
+def test_claims_n_must_be_a_positive_integer(text):
+    from harness.plugin.options import ClaimsOptionError, settings_from_options
+
+    with pytest.raises(ClaimsOptionError) as err:
+        settings_from_options(seed=0, resamples=10, models=None, data=None, report=None, rootdir=ROOT,
+                              invocation_dir=ROOT, sizes=[("recall", text)])
+    assert str(err.value) == f"--claims-n recall={text}: N must be a positive integer, e.g. --claims-n recall=200"
+
+
 def test_arith_parametrizes_at_collection_by_the_same_row(tmp_path):
     from claims.arith.settings import THRESHOLDS, thresholds_at_collection
 
@@ -183,6 +234,10 @@ def test_a_model_without_a_row_ends_the_run_as_one_usage_error_before_any_model_
      "--claims-thresholds tacgen=fixture:tacgen: no selected test belongs to a study 'tacgen'"),
     (["--claims-thresholds", "planted=fixture:plantd"],
      "--claims-thresholds planted=fixture:plantd: no row 'fixture:plantd' in the thresholds of claims/planted/study.py"),
+    (["--claims-n", "recal=50"],
+     "--claims-n recal=50: no selected test belongs to a study 'recal' (studies with selected tests: ['planted'])"),
+    (["--claims-n", "planted=50"], "--claims-n planted=50: study 'planted' takes no count from the command line"),
+    (["--claims-n", "planted=many"], "--claims-n planted=many: N must be a positive integer"),
 ])
 def test_a_misspelt_name_on_the_command_line_is_one_usage_error_at_collection(args, message):
     proc, _ = run_claims("claims/planted", "--collect-only", "-q", *args)
