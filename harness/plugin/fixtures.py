@@ -31,6 +31,17 @@ def claims_settings(pytestconfig: pytest.Config) -> ClaimsSettings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
+def plain_nodeid(item: pytest.Item) -> str:
+    """``item.nodeid`` without the ``@GROUP`` suffix pytest-xdist's ``--dist loadgroup`` appends
+    on a worker (``claims/x.py::test_a@recall`` -> ``claims/x.py::test_a``): identities, seeds,
+    families and the report use the node id a serial run has."""
+    nodeid = item.nodeid
+    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                     for m in item.iter_markers("xdist_group")})
+    suffix = "@" + "_".join(groups)
+    return nodeid[: -len(suffix)] if groups and nodeid.endswith(suffix) else nodeid
+
+
 def item_identity(item: pytest.Item) -> str:
     """The item's stable identity (computed once, kept on its stash)."""
     from .studies import claim_identity
@@ -38,7 +49,7 @@ def item_identity(item: pytest.Item) -> str:
 
     identity = item.stash.get(IDENTITY_KEY, None)
     if identity is None:
-        identity = claim_identity(item.path, item.nodeid)
+        identity = claim_identity(item.path, plain_nodeid(item))
         item.stash[IDENTITY_KEY] = identity
     return identity
 

@@ -18,7 +18,7 @@ from harness.reports import ClaimResult
 
 from harness.verdicts.context import run_context
 
-from .fixtures import derive_seed, item_identity
+from .fixtures import derive_seed, item_identity, plain_nodeid
 from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
 from .outcomes import NO_EVIDENCE, PhaseResult, _short_message, claim_outcome, json_safe_params
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
@@ -36,6 +36,7 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
     items = result if isinstance(result, list) else [result]
     for item in items:
         if isinstance(item, pytest.Function):
+            _group_by_study(item)
             marker = item.get_closest_marker("claim")
             if marker is None:
                 continue
@@ -44,6 +45,20 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: objec
             except ClaimMarkerError as exc:
                 raise pytest.Collector.CollectError(f"{item.nodeid}: {exc}") from exc
     return result
+
+
+def _group_by_study(item: pytest.Function) -> None:
+    """Mark a test of a study ``xdist_group(STUDY)`` (unless it names a group itself): under
+    ``-n N --dist loadgroup`` one worker runs a study's tests, so each study's model and its
+    session fixtures are built once, not once per worker."""
+    if item.get_closest_marker("xdist_group") is not None:
+        return
+    try:
+        study = study_of_path(item.path)
+    except StudyError:   # reported once collection finishes
+        return
+    if study is not None:
+        item.add_marker(pytest.mark.xdist_group(study.name))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -55,7 +70,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     for item in items:
         mark = item.stash.get(CLAIM_KEY, None)
         if mark is not None:
-            names[item] = family_name(item.nodeid, mark)
+            names[item] = family_name(plain_nodeid(item), mark)
     sizes: dict[str, int] = {}
     for name in names.values():
         sizes[name] = sizes.get(name, 0) + 1
@@ -125,7 +140,7 @@ def _family_of(item: pytest.Item) -> Family | None:
         settings = item.config.stash.get(SETTINGS_KEY, None)
         if mark is None or settings is None:
             return None
-        family = Family(family_name(item.nodeid, mark), size=1, correction=settings.correction)
+        family = Family(family_name(plain_nodeid(item), mark), size=1, correction=settings.correction)
         item.stash[FAMILY_KEY] = family
     return family
 
@@ -232,7 +247,7 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
     family = _family_of(item)
     correction, level = claim_correction(family, evidence)
     claim = ClaimResult(
-        nodeid=item.nodeid,
+        nodeid=plain_nodeid(item),
         text=mark.text,
         source=mark.source,
         params=json_safe_params(callspec.params if callspec is not None else {}),

@@ -22,6 +22,7 @@ from harness.verdicts.evidence import (
 )
 from harness.reports import ClaimResult, claim_from_dict
 
+from .fixtures import plain_nodeid
 from .state import SESSION_KEY
 
 
@@ -55,6 +56,13 @@ def _fmt_number(x: float | None) -> str:
     return "nan" if x is None else f"{x:.4g}"
 
 
+def _without_group(nodeid: str) -> str:
+    """A worker's node id without the ``@GROUP`` suffix of ``--dist loadgroup`` (a parameter id
+    such as ``[fixture:x@seed=1]`` ends in ``]`` and keeps its ``@``)."""
+    head, sep, tail = nodeid.rpartition("@")
+    return head if sep and tail and not any(c in tail for c in "[]:/") else nodeid
+
+
 class _ClaimCollector:
     """Gathers claims from teardown reports into the session's state (own tests, or a
     worker's under xdist, whose reports arrive serialized at the controller)."""
@@ -64,12 +72,12 @@ class _ClaimCollector:
         self.order: dict[str, int] = {}  # collection order: the report lists claims in it
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.order = {item.nodeid: i for i, item in enumerate(session.items)}
+        self.order = {plain_nodeid(item): i for i, item in enumerate(session.items)}
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         if not self.order:
-            self.order = {nodeid: i for i, nodeid in enumerate(ids)}
+            self.order = {_without_group(nodeid): i for i, nodeid in enumerate(ids)}
 
     def in_collection_order(self, claims: Sequence[ClaimResult]) -> list[ClaimResult]:
         last = len(self.order)

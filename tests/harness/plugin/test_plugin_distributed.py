@@ -84,3 +84,56 @@ def test_a_failing_claim_under_xdist_fails_the_session_and_is_in_the_report(pyte
     assert result.ret == (1 if "failed" in outcomes.values() else 0)
     assert set(outcomes) == {f"test_effect[{s}]" for s in ("0.5", "1.0", "2.0", "3.0")} | {
         f"test_control[{c}]" for c in "abc"}
+
+
+STUDY_DECLARATION = '''
+from dataclasses import dataclass
+from harness.plugin import Study
+
+
+@dataclass(frozen=True)
+class Row:
+    shift: float = 1.0
+
+
+STUDY = Study("toy", model="fixture:toy", thresholds={"fixture:toy": Row()})
+'''
+
+SESSION_FIXTURE = '''
+import os
+import pytest
+
+
+@pytest.fixture(scope="session")
+def model_load():
+    """Stands in for a study's model: each process that builds it appends its pid."""
+    with open(os.environ["LOADS_FILE"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    return 1.0
+'''
+
+
+def test_under_loadgroup_each_study_runs_on_one_worker_with_the_serial_runs_report(pytester, monkeypatch):
+    """``-n 2 --dist loadgroup``: the plugin groups a study's tests (``xdist_group(STUDY)``), so
+    its session fixtures are built once; node ids, identities, seeds, families and the order of
+    the report are a serial run's (xdist's ``@GROUP`` suffix is not)."""
+    for name in ("alpha", "beta"):
+        folder = pytester.path / name
+        folder.mkdir()
+        (folder / "study.py").write_text(STUDY_DECLARATION.replace('"toy"', repr(name)))
+        (folder / "conftest.py").write_text(SESSION_FIXTURE)
+        for part in ("one", "two"):
+            (folder / f"test_{name}_{part}.py").write_text(
+                STUDY.replace("def test_effect(claim_seed, shift):", "def test_effect(claim_seed, shift, model_load):"))
+    runs = {}
+    for label, args in (("serial", []), ("grouped", ["-n", "2", "--dist", "loadgroup"])):
+        loads = pytester.path / f"{label}.loads"
+        monkeypatch.setenv("LOADS_FILE", str(loads))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly",
+                                               f"--claims-report={label}", "-q", *args)
+        assert result.ret in (0, 1), result.stdout.str()[-2000:]   # some controls fail: that is the same in both
+        runs[label] = (json.loads((pytester.path / label / "report.json").read_text()), loads.read_text().split())
+    (serial, serial_loads), (grouped, grouped_loads) = runs["serial"], runs["grouped"]
+    assert len(serial["claims"]) == 28 and _claims(serial) == _claims(grouped)
+    assert not any("@" in c["nodeid"] for c in grouped["claims"])
+    assert len(serial_loads) == 2 and len(grouped_loads) == 2   # one build per study, not one per worker
