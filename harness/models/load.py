@@ -135,13 +135,16 @@ class LoadedModel:
         A text with words or pieces the tokenizer could only map to its unknown token (``[UNK]``,
         ``<unk>``) gets an `UnknownTokenWarning` that lists them and the text (truncated), once
         per distinct text for this model; the ids are returned as the tokenizer gave them.
+        Each distinct text is tokenized once per call (a scorer's continuations repeat one or
+        two texts over every row); every row is a list of its own.
         """
         if isinstance(texts, str):
             raise TypeError("`texts` must be a sequence of strings, got a single str; wrap it in a list")
         kw: dict[str, Any] = {"add_special_tokens": add_special_tokens}
         if max_length is not None:
             kw.update(truncation=True, max_length=int(max_length))
-        rows = [list(self.tokenizer(t, **kw)["input_ids"]) for t in texts]
+        once = {t: self.tokenizer(t, **kw)["input_ids"] for t in dict.fromkeys(texts)}
+        rows = [list(once[t]) for t in texts]
         unk = getattr(self.tokenizer, "unk_token_id", None)
         if unk is not None:
             for text, row in zip(texts, rows):

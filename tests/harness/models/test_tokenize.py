@@ -95,3 +95,19 @@ def test_a_tokenizer_without_offsets_lists_the_unknown_words():
 def test_a_byte_tokenizer_never_warns():
     _, seen = caught(lambda: tiny_model("gpt2").tokenize(["anything at all ⊢ ∀ x, p x → q"]))
     assert seen == []
+
+
+def test_a_repeated_text_is_tokenized_once_per_call_and_each_row_is_its_own_list():
+    calls = []
+
+    class Counting(SlowWords):
+        def __call__(self, text, add_special_tokens=True, **kw):
+            calls.append(text)
+            return super().__call__(text, add_special_tokens, **kw)
+
+    m = fresh(Counting())
+    rows = m.tokenize(["a = b", "b", "a = b", "b", "a = b"])
+    assert rows == [[3, 5, 4], [4], [3, 5, 4], [4], [3, 5, 4]]
+    assert calls == ["a = b", "b"]
+    rows[0].append(9)
+    assert rows[2] == [3, 5, 4]
