@@ -14,9 +14,15 @@ from harness.errors import StatsError
 from harness.verdicts.context import default_resamples, default_seed
 from harness.stats.estimate import Estimate
 
-# Elements per resample batch (indices plus resampled values, ~16 MB of each at float64).
-# The batch size changes memory only: scipy draws the same stream of indices either way.
+# Elements (resamples x examples) per resample batch of scipy's bootstrap. With one sample, or
+# paired samples (resampled as one array of indices), scipy draws the same stream of indices
+# whatever the batch, so the batch changes speed and memory only: `_STREAM_BATCH_ELEMENTS`
+# (1 MB of indices) stays in cache, and 9999 resamples of 500 examples run in about 23 ms
+# instead of 30 at 2**20. Unpaired samples (the AUROC's two classes) are drawn batch by batch,
+# sample after sample, so there the batch decides which draws each sample gets: it stays at
+# `_BATCH_ELEMENTS` (~16 MB of indices and as much of values), which every interval was built with.
 _BATCH_ELEMENTS = 2**20
+_STREAM_BATCH_ELEMENTS = 2**17
 
 _BOOTSTRAP_METHODS = ("BCa", "percentile")
 _PROPORTION_METHODS = ("wilson", "clopper-pearson")

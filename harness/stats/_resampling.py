@@ -15,6 +15,7 @@ from harness.stats.estimate import Estimate
 from harness.stats._checks import (
     _BATCH_ELEMENTS,
     _STATISTICS,
+    _STREAM_BATCH_ELEMENTS,
     _as_1d,
     _check_bootstrap_args,
     _check_choice,
@@ -52,6 +53,7 @@ def _resample(
     the caller reports them.
     """
     n = samples[0].shape[-1]
+    elements = _BATCH_ELEMENTS if len(samples) > 1 and not paired else _STREAM_BATCH_ELEMENTS
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", _scipy_stats.DegenerateDataWarning)
         result = _scipy_stats.bootstrap(
@@ -59,7 +61,7 @@ def _resample(
             statistic,
             n_resamples=0 if previous is not None else n_resamples,
             bootstrap_result=previous,
-            batch=max(1, _BATCH_ELEMENTS // n),
+            batch=max(1, elements // n),
             vectorized=True,
             paired=paired,
             confidence_level=level,
