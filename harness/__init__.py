@@ -9,7 +9,8 @@ follow a claim's data flow:
     saes          sparse autoencoders through sae-lens: load, hook name <-> site (site_for_hook,
                   hook_for_site, hook_ref_for_site), feature directions, encoding, training
     models        load_model, load_study_model, LoadedModel, pad_rows; Site; the fixture models;
-                  register_architecture, architectures (the per-architecture site tables)
+                  register_architecture, architectures (the per-architecture site tables);
+                  unembed, last_logits, stop_at_final_norm (the output head at chosen positions)
     interventions intervene, Positions, Record, Add, RmsAdd, Patch, Interchange, Ablate, ProjectOut,
                   Noise, noise_draw, check_acted; Intervention and Context (to write one's own kind)
     measures      scores: logprob, logprob_diff, logit_diff, last_token_accuracy, next_token_logits
@@ -49,6 +50,9 @@ _EXPORTS: dict[str, str] = {
     "LoadedModel": "harness.models.load",
     "pad_rows": "harness.models.load",
     "Site": "harness.models.sites",
+    "unembed": "harness.models.logits",
+    "last_logits": "harness.models.logits",
+    "stop_at_final_norm": "harness.models.logits",
     "intervene": "harness.interventions",
     "Positions": "harness.interventions",
     "Record": "harness.interventions",

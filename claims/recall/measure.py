@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from harness import DataError, Estimate, Noise, Patch, Positions, Record, intervene, noise_seed, pad_rows, stats
+from harness import (DataError, Estimate, Noise, Patch, Positions, Record, intervene, last_logits, noise_seed, pad_rows,
+                     stats)
 
 from claims.recall.prompts import CATEGORIES, Prompt
 
@@ -55,7 +56,6 @@ def noised_runs(model, prompts: Sequence[Prompt], spans: Sequence[tuple[int, int
         chunk = list(range(lo, min(len(prompts), lo + batch_size)))
         ids, mask = pad_rows([list(prompts[i].ids) for i in chunk], pad_id=model.pad_id, device=model.device)
         width = ids.shape[1]
-        last = mask.sum(1) - 1
         target = torch.tensor([prompts[i].target for i in chunk], device=ids.device)
         sites = [model.site(stack, L, point) for L in layers] if point else []
         clean = {}
@@ -70,9 +70,9 @@ def noised_runs(model, prompts: Sequence[Prompt], spans: Sequence[tuple[int, int
             plan = {model.site(stack, 1, "resid_pre"): Noise(std, noise_seed(seed, s), noise_at)}
             plan.update({site: Patch(clean[site], where) for site in sites})
             with intervene(model, plan, masks={stack: mask}):
-                logits = model.module(input_ids=ids, attention_mask=mask).logits
+                logits = last_logits(model, ids, mask)
             rows = torch.arange(len(chunk), device=ids.device)
-            total += torch.softmax(logits[rows, last].float(), -1)[rows, target].cpu()
+            total += torch.softmax(logits, -1)[rows, target].cpu()
         out[chunk] = (total / samples).numpy()
     return out
 

@@ -46,7 +46,7 @@ import torch
 from harness.errors import InterventionError, ShapeError
 from harness.interventions import intervene
 from harness.models.load import LoadedModel
-from harness.models.logits import unembed
+from harness.models.logits import stop_at_final_norm, unembed
 from harness.interventions.prefix import StackPrefix, attention_implementation, capture
 
 if TYPE_CHECKING:
@@ -198,11 +198,10 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
 
     positional = model.layout.suffix_replay == "positional"
 
-    def keep_final(module: torch.nn.Module, args: tuple, output: Any) -> None:
-        out["normed"] = output[0] if isinstance(output, tuple) else output
-
     def run() -> None:
-        model.module(input_ids=ids, attention_mask=mask, use_cache=False)
+        with stop_at_final_norm(model) as final:   # the output head runs at the last tokens only
+            model.module(input_ids=ids, attention_mask=mask, use_cache=False)
+        out["normed"] = final["normed"]
 
     try:
         prefix = None
@@ -213,7 +212,6 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
                 if heads:
                     proj = block.get_submodule(layout.head_in)
                     handles.append(proj.register_forward_pre_hook(keep_input(j, head_in), with_kwargs=True))
-            handles.append(model.module.get_submodule(layout.final_norm).register_forward_hook(keep_final))
             run()
         prefix = capture(model, stack, start=0, ids=ids, mask=mask, run=run_all)
     finally:

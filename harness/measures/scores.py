@@ -27,6 +27,7 @@ from harness import progress
 from harness.errors import DataError, InterventionError
 from harness.interventions import intervene
 from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.logits import last_logits
 from harness.models.sites import Site
 
 __all__ = ["logprob", "logprob_diff", "logprob_diff_from_encoding", "logit_diff", "last_token_accuracy", "next_token_logits"]
@@ -256,9 +257,7 @@ def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
         else:
             ids, mask = pad_rows(model.tokenize(texts, max_length=max_length), pad_id=model.pad_id, device=model.device)
             with intervene(model, dict(interventions or {}), masks={model.main_stack: mask}):
-                full = model.module(input_ids=ids, attention_mask=mask).logits
-            last = mask.sum(1) - 1
-            logits = full[torch.arange(full.shape[0], device=full.device), last]
+                logits = last_logits(model, ids, mask)
         out.append(logits.float())
     return _in_input_order(out, chunks)
 

@@ -4,6 +4,10 @@
                                     model's own forward computes them
     check_logit_rule(module, layout)  at load: the rule reproduces the model's own logits on one
                                     short prompt, else `ModelLoadError`
+    stop_at_final_norm(model)       a forward run inside it ends at the final norm, whose output
+                                    it keeps: the output head never runs over every position
+    last_logits(model, ids, mask)   next-token logits at each row's last real token ``[n, vocab]``,
+                                    the output head applied there only
 
 The patching maps, causal tracing and the logit lens compute logits through `unembed`; a rule
 that does not match the model (say, a missing logit scale) would make them silently wrong, so
@@ -12,7 +16,8 @@ that does not match the model (say, a missing logit scale) would make them silen
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
@@ -22,7 +27,7 @@ from harness.models.architectures import Layout
 if TYPE_CHECKING:
     from harness.models.load import LoadedModel
 
-__all__ = ["unembed", "check_logit_rule"]
+__all__ = ["unembed", "check_logit_rule", "stop_at_final_norm", "last_logits"]
 
 
 def unembed(model: LoadedModel, normed: torch.Tensor) -> torch.Tensor:
@@ -39,6 +44,54 @@ def unembed(model: LoadedModel, normed: torch.Tensor) -> torch.Tensor:
     rule against the model's own logits when the model loads.
     """
     return _apply_logit_rule(model.module, model.layout, normed).float()
+
+
+class _FinalNormReached(Exception):
+    """Raised by `stop_at_final_norm`'s hook to end a forward at the final norm."""
+
+
+@contextmanager
+def stop_at_final_norm(model: LoadedModel) -> Iterator[dict]:
+    """A forward of `model` run inside this block stops right after the final norm of its main
+    stack; the yielded dict's ``"normed"`` then holds that norm's output ``[batch, pos, d_model]``.
+
+    Example::
+
+        with stop_at_final_norm(model) as out:
+            model.module(input_ids=ids, attention_mask=mask)
+        logits = unembed(model, out["normed"][rows, last])      # [batch, vocab]
+
+    The output head (for Gemma 3, 262k tokens x 640) would otherwise run at every position of
+    every row, often more work than all the blocks; `unembed` on the rows' last positions gives
+    the same logits (`check_logit_rule` pins that at load). Interventions entered before this
+    block see the norm's output first. The hook is removed on exit, also on an error; a forward
+    that never reaches the final norm leaves the dict empty.
+    """
+    out: dict = {}
+    norm = model.module.get_submodule(model.layout.stack(model.main_stack).final_norm)
+
+    def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
+        out["normed"] = output[0] if isinstance(output, tuple) else output
+        raise _FinalNormReached
+
+    handle = norm.register_forward_hook(hook)
+    try:
+        yield out
+    except _FinalNormReached:
+        pass
+    finally:
+        handle.remove()
+
+
+def last_logits(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Float32 next-token logits ``[n, vocab]`` at each row's last real token of a decoder-only
+    forward of ``ids`` ``[n, pos]`` (right-padded, ``mask`` ``[n, pos]`` 1 for real tokens),
+    with whatever interventions are active; the output head runs at those positions only
+    (`stop_at_final_norm`). Equals ``model.module(...).logits[rows, last]`` within float error."""
+    with stop_at_final_norm(model) as out:
+        model.module(input_ids=ids, attention_mask=mask, use_cache=False)
+    last = mask.sum(1) - 1
+    return unembed(model, out["normed"][torch.arange(ids.shape[0], device=ids.device), last])
 
 
 def _apply_logit_rule(module: torch.nn.Module, layout: Layout, normed: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ def test_importing_harness_does_not_import_torch():
 PUBLIC = {
     # models and sites
     "load_model", "load_study_model", "LoadedModel", "pad_rows", "Site", "register_architecture", "architectures",
+    "unembed", "last_logits", "stop_at_final_norm",
     # interventions
     "intervene", "Positions", "Record", "Add", "RmsAdd", "Patch", "Interchange", "Ablate", "Noise", "noise_draw", "check_acted",
     "ProjectOut", "Intervention", "Context",

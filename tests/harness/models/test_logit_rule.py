@@ -144,3 +144,61 @@ def test_a_projection_before_the_output_embedding_is_applied_and_checked(registr
     with pytest.raises(SiteError, match=r"the logit rule's `project` path 'model\.decoder\.projectout' does not "
                                         r"exist on model type 'opt'"):
         from_module(module, tf.ByT5Tokenizer(), name="tiny-opt")
+
+
+def _own_last(model, ids, mask) -> torch.Tensor:
+    """The model's own logits at each row's last real token, from a full forward (no harness code)."""
+    with torch.no_grad():
+        full = model.module(input_ids=ids, attention_mask=mask).logits.float()
+    return full[torch.arange(ids.shape[0]), mask.sum(1) - 1]
+
+
+@pytest.mark.parametrize("arch_name", ["gpt2", "gemma-2-2b", "qwen2.5-0.5b"])
+def test_last_logits_equal_the_models_own_at_each_rows_last_token_of_a_padded_batch(arch_name):
+    from harness.models.load import pad_rows
+    from harness.models.logits import last_logits
+
+    m = tiny_model(arch_name)
+    ids, mask = pad_rows([m.tokenizer(t)["input_ids"] for t in ["hello world", "abc", "a longer prompt here"]],
+                         pad_id=m.pad_id)
+    with torch.no_grad():
+        got = last_logits(m, ids, mask)
+    assert got.shape == (3, m.module.config.vocab_size) and got.dtype == torch.float32
+    torch.testing.assert_close(got, _own_last(m, ids, mask), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cohere", "granite"])
+def test_last_logits_apply_the_logit_rule(registry, name):
+    from harness.models.load import pad_rows
+    from harness.models.logits import last_logits
+
+    m = loaded(name)
+    ids, mask = pad_rows([m.tokenizer(t)["input_ids"] for t in PROMPTS], pad_id=m.pad_id)
+    with torch.no_grad():
+        torch.testing.assert_close(last_logits(m, ids, mask), _own_last(m, ids, mask), rtol=1e-5, atol=1e-5)
+
+
+def test_stop_at_final_norm_leaves_no_hook_and_lets_other_errors_through():
+    from harness.models.logits import stop_at_final_norm
+
+    m = tiny_model("gpt2")
+    norm = m.module.transformer.ln_f
+    ids = torch.tensor([m.tokenizer("abc")["input_ids"]])
+    reached_the_head = []
+    head = m.module.get_output_embeddings().register_forward_hook(lambda *a: reached_the_head.append(1))
+    try:
+        with stop_at_final_norm(m) as out:
+            m.module(input_ids=ids)
+    finally:
+        head.remove()
+    assert not reached_the_head   # the forward ended at the norm, its output kept
+    assert out["normed"].shape == (1, ids.shape[1], m.module.config.n_embd)
+    assert not norm._forward_hooks
+    block = m.module.transformer.h[0]
+    handle = block.register_forward_hook(lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    try:
+        with pytest.raises(RuntimeError, match="boom"), stop_at_final_norm(m) as out:
+            m.module(input_ids=ids)
+    finally:
+        handle.remove()
+    assert out == {} and not norm._forward_hooks
