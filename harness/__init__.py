@@ -21,6 +21,10 @@ follow a claim's data flow:
                   sweeps: sweep, sweep_directions, symmetric, scorer, Curve
                   patching: patch_resid_map, patch_head_map, patch_layer_map, patch_neuron_map,
                       patch_qkv_map, PatchMap, answer_logit_diff, answer_logprob, answer_prob
+                  attribution: attribute_resid_map, attribute_head_map, attribute_layer_map,
+                      attribute_neuron_map, attribute_qkv_map (the patching maps' first-order
+                      estimates: AtP, AtP*'s qk fix and GradDrop, integrated gradients),
+                      attribute_edges, EdgeMap (edge attribution patching)
                   tracing: trace_resid_map, TraceMap, noise_seed, embedding_std (ROME's causal tracing)
                   das: das, Subspace, interchange_logits, random_basis (distributed alignment
                       search: a learned subspace whose interchange gives a causal model's answer)
@@ -100,6 +104,13 @@ _EXPORTS: dict[str, str] = {
     "patch_layer_map": "harness.measures.patching_outputs",
     "patch_neuron_map": "harness.measures.patching_units",
     "patch_qkv_map": "harness.measures.patching_units",
+    "attribute_resid_map": "harness.measures.attribution",
+    "attribute_head_map": "harness.measures.attribution",
+    "attribute_layer_map": "harness.measures.attribution",
+    "attribute_neuron_map": "harness.measures.attribution",
+    "attribute_qkv_map": "harness.measures.attribution",
+    "attribute_edges": "harness.measures.attribution_edges",
+    "EdgeMap": "harness.measures.attribution_edges",
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
     "noise_seed": "harness.measures.tracing",

@@ -7,6 +7,9 @@
     patching_outputs  patching what each block's attention and MLP add (layer x attn_out/mlp_out)
     patching_units  patching single MLP neurons (layer x neuron) and each head's queries, keys or values
     patching_engine  the one engine behind every patching map: cells (site, positions, columns) replayed from their block
+    attribution   attribution patching: first-order estimates of every patching map from one backward pass
+                  (AtP, AtP*'s qk fix and GradDrop, integrated gradients)
+    attribution_edges  edge attribution patching: writers (embedding, heads, MLPs) to later readers
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes

@@ -50,6 +50,8 @@ PUBLIC = {
     "sweep", "sweep_directions", "symmetric", "scorer", "Curve",
     "patch_resid_map", "patch_head_map", "patch_layer_map", "patch_neuron_map", "patch_qkv_map", "PatchMap", "answer_logit_diff", "answer_logprob",
     "answer_prob", "trace_resid_map", "TraceMap", "noise_seed", "embedding_std",
+    "attribute_resid_map", "attribute_head_map", "attribute_layer_map", "attribute_neuron_map", "attribute_qkv_map",
+    "attribute_edges", "EdgeMap",
     "das", "Subspace", "interchange_logits", "random_basis",
     "generate", "Generation", "END_OF_FUNCTION", "divergence", "Divergence", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",
