@@ -11,9 +11,11 @@ runs the same claims with the model's own tokenizer: pairs are drawn and checked
 
 Pairs (`programs.draw_pairs`) are drawn at the threshold row's program length, half from each
 split: heads are chosen on the selection half and measured on the test half; the maps use all
-of them. Everything is computed once per session and written beside the report under
-``tracer/`` (`claims.tracer.artifacts`): ``pairs.jsonl``, ``maps.json``, the heat maps and the
-per-role traces.
+of them. On a row that holds to the source's selection rule (``selection_rule``, all but the
+shipped fixture's) a model that answers fewer than the bar of the test programs of that length
+gets no pairs: every claim built on them ends in an error that says it does not meet the rule.
+Everything is computed once per session and written beside the report under ``tracer/``
+(`claims.tracer.artifacts`): ``pairs.jsonl``, ``maps.json``, the heat maps and the per-role traces.
 """
 
 from __future__ import annotations
@@ -72,15 +74,26 @@ def answered(tracer, splits) -> programs.Answered:
     return programs.answered(tracer, [r["program"] for r in rows], [r["answer"] for r in rows])
 
 
+@pytest.fixture(scope="session")
+def selected(splits, answered, thresholds) -> None:
+    """The source's selection rule (`programs.selection_rule`) on a row that holds to it
+    (``Thresholds.selection_rule``): a model that answers fewer than the bar of the test programs
+    at the pairs' length is a `DataError` here, so every claim built on pairs says so."""
+    if thresholds.selection_rule:
+        programs.selection_rule(answered.right, [r["n_steps"] for r in splits["test"]], length=thresholds.length,
+                                min_accuracy=thresholds.min_accuracy, min_length=thresholds.min_length)
+
+
 def _folder(claims_settings) -> Path:
     return Path(claims_settings.report_dir) / "tracer"
 
 
 @pytest.fixture(scope="session")
-def pairs(tracer, splits, thresholds, claims_settings) -> dict:
+def pairs(tracer, splits, thresholds, selected, claims_settings) -> dict:
     """``{"selection", "test": [pair]}``: `N_PAIRS` / 2 counterfactual pairs from each split (and
     half of the pool each) at the row's program length, both programs answered right, checked in
-    the model's tokens; written to ``tracer/pairs.jsonl``."""
+    the model's tokens, from a model that meets the selection rule (`selected`); written to
+    ``tracer/pairs.jsonl``."""
     half = N_PAIRS // 2
     cut = len(splits["pool"]) // 2
     pools = {"selection": splits["selection"] + splits["pool"][:cut], "test": splits["test"] + splits["pool"][cut:]}
@@ -157,8 +170,9 @@ def components(head_map, layer_map, halves, claims_settings) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_pairs(tracer, splits, thresholds) -> list[dict]:
-    """`N_CONTROL_PAIRS` pairs from the test split whose answers agree (the change does not reach it)."""
+def control_pairs(tracer, splits, thresholds, selected) -> list[dict]:
+    """`N_CONTROL_PAIRS` pairs from the test split whose answers agree (the change does not reach it),
+    from a model that meets the selection rule (`selected`)."""
     rows = splits["test"] + splits["pool"][len(splits["pool"]) // 2:]
     return programs.draw_pairs(tracer, rows, N_CONTROL_PAIRS, steps=thresholds.length, seed=SEED + 7, agree=True)
 

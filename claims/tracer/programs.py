@@ -6,6 +6,8 @@ and where each position of a pair sits (its role).
     Answered                        per program: answered right (teacher-forced greedy), the
                                     logits of its answer's first token and of another's
     answered(model, programs)       `Answered` for a batch of programs
+    selection_rule(right, n_steps, ...)  the source's rule (>= the bar at the pairs' length) or
+                                    a `DataError` that says the model does not meet it
     draw_pairs(model, rows, n, ...) n counterfactual pairs both of whose programs the model
                                     answers right, of equal length in the model's tokens
     roles(model, pair)              role -> positions of program a, in the model's tokens
@@ -15,6 +17,7 @@ and where each position of a pair sits (its role).
 
 from __future__ import annotations
 
+import inspect
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import DataError, LoadedModel, pad_rows
+from harness import DataError, LoadedModel, ShapeError, pad_rows
 from harness.models.fixtures import import_module as fixture_module
 
 from claims.tracer.settings import ROLES
@@ -59,7 +62,12 @@ class Answered:
 @torch.no_grad()
 def answered(model: LoadedModel, programs: Sequence[str], answers: Sequence[int], *, batch_size: int = 256) -> Answered:
     """`Answered` for `programs` with their true `answers` (teacher-forced: a multi-token answer
-    is right when each of its tokens is the argmax after the program and the tokens before)."""
+    is right when each of its tokens is the argmax after the program and the tokens before).
+
+    The output head runs only at the answer's positions of each row where the model's forward
+    takes ``logits_to_keep`` (a real vocabulary, Gemma 3's 262k tokens, over every position of a
+    batch of 256 would need tens of GB); elsewhere at every position."""
+    keeps = "logits_to_keep" in inspect.signature(model.module.forward).parameters
     right, logit = [], []
     for start in range(0, len(programs), batch_size):
         progs = programs[start:start + batch_size]
@@ -67,13 +75,55 @@ def answered(model: LoadedModel, programs: Sequence[str], answers: Sequence[int]
         targets = [answer_ids(model, a) for a in answers[start:start + batch_size]]
         rows = [p + t[:-1] for p, t in zip(prompt_ids, targets)]
         ids, mask = pad_rows(rows, pad_id=model.pad_id, device=model.device)
-        logits = model.module(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-        for i, (p, t) in enumerate(zip(prompt_ids, targets)):
-            at = torch.arange(len(p) - 1, len(p) - 1 + len(t), device=logits.device)
-            picked = logits[i, at]
+        # [batch, k]: row i's answer positions len(p) - 1 ... (k the longest answer), clamped into the row
+        k = max(len(t) for t in targets)
+        at = torch.tensor([[min(len(p) - 1 + j, ids.shape[1] - 1) for j in range(k)] for p in prompt_ids],
+                          device=ids.device)
+        if keeps:
+            logits = model.module(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=at).logits
+            logits = logits.float()                                  # [batch, k, vocab]
+        else:
+            logits = model.module(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            logits = logits[torch.arange(len(rows), device=ids.device)[:, None], at]
+        for i, t in enumerate(targets):
+            picked = logits[i, :len(t)]
             right.append(bool((picked.argmax(-1).cpu() == torch.tensor(t)).all()))
             logit.append(float(picked[0, t[0]]))
     return Answered(np.array(right, dtype=bool), np.array(logit))
+
+
+def selection_rule(right: Sequence[bool], n_steps: Sequence[int], *, length: int, min_accuracy: float,
+                   min_length: int) -> float:
+    """The source's selection rule ("the smallest model that answers at least 80% of programs of
+    some length N >= 6"), as the gate of the pairs: the model's accuracy (point estimate) on the
+    test programs of `length` steps, the pairs' length; `right` and `n_steps` are per test program.
+
+        selection_rule(answered.right, [r["n_steps"] for r in rows], length=6, min_accuracy=0.8, min_length=6)
+
+    Raises `DataError` when that accuracy is below `min_accuracy` (or there is no such program):
+    the model does not meet the rule, and claims built on pairs drawn from the few programs it
+    answers would measure something the source never did. The message gives the accuracy at
+    `length` and the best one at any length of at least `min_length`."""
+    right, steps = np.asarray(right, dtype=bool), np.asarray(n_steps)
+    if right.shape != steps.shape:
+        raise ShapeError(f"`right` and `n_steps` must have one entry per test program, got shapes {right.shape} and "
+                         f"{steps.shape}; pass both for the same rows")
+    keep = steps == length
+    if not keep.any():
+        raise DataError(f"the test split has no program of {length} steps, the pairs' length: the selection rule "
+                        "cannot be checked; pass data with such programs")
+    accuracy = float(right[keep].mean())
+    if accuracy >= min_accuracy:
+        return accuracy
+    by_length = ({int(n): float(right[steps == n].mean()) for n in np.unique(steps) if n >= min_length}
+                 or {length: accuracy})
+    best = max(by_length, key=by_length.get)
+    raise DataError(
+        f"the model does not meet the study's selection rule (a model that answers at least {min_accuracy:.0%} of "
+        f"programs of some length >= {min_length}): it answers {accuracy:.0%} ({int(right[keep].sum())} of "
+        f"{int(keep.sum())}) of the test programs of {length} steps, the pairs' length, and at best "
+        f"{by_length[best]:.0%} at {best} steps; the claims built on counterfactual pairs need a model that answers "
+        "the programs and are not measured on the few it does (test_accuracy_by_program_length reports each length)")
 
 
 def draw_pairs(model: LoadedModel, rows: Sequence[dict], n: int, *, steps: int, seed: int, agree: bool = False,

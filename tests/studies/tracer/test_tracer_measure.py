@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness import DataError
+from harness import DataError, ShapeError
 from harness.models.load import from_module
 
 from claims.tracer import measure, programs
@@ -119,3 +119,18 @@ def _role_means_and_the_crossing_layer():
     rng = random.Random(0)
     noisy = by + np.array([[[rng.gauss(0, 0.01) for _ in ROLES] for _ in range(4)] for _ in range(3)])
     assert measure.rank_agreement(noisy, noisy, name="rho").value == pytest.approx(1.0)
+
+
+def test_the_selection_rule_passes_a_model_at_the_bar_and_says_why_it_fails_one_below():
+    steps = [6] * 10 + [7] * 10
+    at_bar = [True] * 8 + [False] * 2 + [False] * 10
+    assert programs.selection_rule(at_bar, steps, length=6, min_accuracy=0.8, min_length=6) == pytest.approx(0.8)
+    below = [True] * 2 + [False] * 8 + [True] * 3 + [False] * 7
+    with pytest.raises(DataError, match=r"does not meet the study's selection rule \(a model that answers at least 80% "
+                                        r"of programs of some length >= 6\): it answers 20% \(2 of 10\) of the test "
+                                        r"programs of 6 steps, the pairs' length, and at best 30% at 7 steps"):
+        programs.selection_rule(below, steps, length=6, min_accuracy=0.8, min_length=6)
+    with pytest.raises(DataError, match="no program of 8 steps, the pairs' length"):
+        programs.selection_rule(below, steps, length=8, min_accuracy=0.8, min_length=6)
+    with pytest.raises(ShapeError, match=r"`right` and `n_steps` must have one entry per test program"):
+        programs.selection_rule(below[:5], steps, length=6, min_accuracy=0.8, min_length=6)

@@ -8,7 +8,8 @@
   blocks saved locally, whose config names ``Qwen/Qwen2.5-0.5B-Instruct`` (so the run takes that
   threshold row) and whose tokenizer splits numbers into digits as Qwen's does: the model and
   its tokenizer load, the programs are tokenized and answered in its own tokens (multi-token
-  answers), and the run says no pair can be formed. No download.
+  answers), and, as that row holds to the source's selection rule, every claim built on pairs
+  ends in an error that says the model does not meet it. No download.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ DEPENDENT = ("test_at_the_last_block_only_the_final_position_carries_the_answer"
 pytestmark = pytest.mark.slow
 
 
-def _check_no_pairs(claims: dict, n_dependent: int) -> None:
+def _check_no_pairs(claims: dict, n_dependent: int, because: str) -> None:
     accuracy = by_kind(claims, ACCURACY)
     assert len(accuracy) == 9
     assert {k: v["outcome"] for k, v in accuracy.items() if v["outcome"] != "failed"} == {}
@@ -42,12 +43,12 @@ def _check_no_pairs(claims: dict, n_dependent: int) -> None:
     dependent = by_kind(claims, DEPENDENT)
     assert len(dependent) == n_dependent
     assert {k: v["outcome"] for k, v in dependent.items() if v["outcome"] != "error"} == {}
-    assert all("pairs need both programs answered right" in v["message"] for v in dependent.values())
+    assert all(because in v["message"] for v in dependent.values())
 
 
 def test_effect_claims_fail_on_the_untrained_twin(tmp_path):
     claims = run_study_on("tracer", "fixture:tracer-null", ACCURACY + DEPENDENT, tmp_path, returncodes=(1,))
-    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2)
+    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2, because="pairs need both programs answered right")
     null, trained = load_model("fixture:tracer-null"), load_model("fixture:tracer")
     assert null.fingerprint != trained.fingerprint
     assert null.module.config.to_dict() | {"_name_or_path": ""} == trained.module.config.to_dict() | {"_name_or_path": ""}
@@ -91,5 +92,5 @@ def test_the_real_setting_runs_from_a_local_folder(tmp_path):
     claims = run_study_on("tracer", str(tmp_path / "qwen"), ACCURACY + DEPENDENT, tmp_path / "report",
                           returncodes=(1,))
     # the Qwen/Qwen2.5-0.5B-Instruct row, found from the folder's config: 24 blocks, middle layers 8, 12, 16
-    _check_no_pairs(claims, 6 + 1 + 3 + 1 + 1 + 1 + 3)
+    _check_no_pairs(claims, 6 + 1 + 3 + 1 + 1 + 1 + 3, because="the model does not meet the study's selection rule")
     assert "test_a_random_position_recovers_about_nothing[layer12]" in claims
