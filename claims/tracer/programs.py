@@ -120,9 +120,9 @@ def selection_rule(right: Sequence[bool], n_steps: Sequence[int], *, length: int
     best = max(by_length, key=by_length.get)
     raise DataError(
         f"the model does not meet the study's selection rule (a model that answers at least {min_accuracy:.0%} of "
-        f"programs of some length >= {min_length}): it answers {accuracy:.0%} ({int(right[keep].sum())} of "
+        f"programs of some length >= {min_length}): it answers {accuracy:.1%} ({int(right[keep].sum())} of "
         f"{int(keep.sum())}) of the test programs of {length} steps, the pairs' length, and at best "
-        f"{by_length[best]:.0%} at {best} steps; the claims built on counterfactual pairs need a model that answers "
+        f"{by_length[best]:.1%} at {best} steps; the claims built on counterfactual pairs need a model that answers "
         "the programs and are not measured on the few it does (test_accuracy_by_program_length reports each length)")
 
 

@@ -127,8 +127,8 @@ def test_the_selection_rule_passes_a_model_at_the_bar_and_says_why_it_fails_one_
     assert programs.selection_rule(at_bar, steps, length=6, min_accuracy=0.8, min_length=6) == pytest.approx(0.8)
     below = [True] * 2 + [False] * 8 + [True] * 3 + [False] * 7
     with pytest.raises(DataError, match=r"does not meet the study's selection rule \(a model that answers at least 80% "
-                                        r"of programs of some length >= 6\): it answers 20% \(2 of 10\) of the test "
-                                        r"programs of 6 steps, the pairs' length, and at best 30% at 7 steps"):
+                                        r"of programs of some length >= 6\): it answers 20.0% \(2 of 10\) of the test "
+                                        r"programs of 6 steps, the pairs' length, and at best 30.0% at 7 steps"):
         programs.selection_rule(below, steps, length=6, min_accuracy=0.8, min_length=6)
     with pytest.raises(DataError, match="no program of 8 steps, the pairs' length"):
         programs.selection_rule(below, steps, length=8, min_accuracy=0.8, min_length=6)
