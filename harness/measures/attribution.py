@@ -65,7 +65,8 @@ Options (each off by default; the estimates then are plain attribution patching,
 
 Errors: the pairs' errors of `patch_resid_map` (unequal lengths and so on); `DataError` for a
 metric whose values carry no gradient from the logits (computed from an argmax, a comparison,
-integers, or detached), for bad options; `InterventionError` naming the site when the metric does
+integers, or detached) or whose gradient is zero everywhere (a rounding or step function), for
+bad options; `InterventionError` naming the site when the metric does
 not depend differentiably on a site's activation (the forward after it is not differentiable).
 """
 
@@ -271,15 +272,11 @@ def _batch(model: LoadedModel, ids_c: torch.Tensor, ids_x: torch.Tensor, mask: t
                     s = model.site(stack, L, point)
                     plan[s] = [plan[s], _Gate(state, L)] if s in plan else _Gate(state, L)
         with intervene(model, plan, masks=masks):
-            logits = last_logits(model, ids_x, mask)
-            if not logits.requires_grad:
-                raise InterventionError(
-                    f"the logits of {model.name} carry no gradient from the map's sites (first {grad_sites[0]}): "
-                    "the forward after them is not differentiable (a detach, an integer or no-grad computation in "
-                    "the model's code), so attribution patching cannot estimate these cells; use activation patching")
+            logits = _graded(model, last_logits(model, ids_x, mask), grad_sites[0])
             values = _scored(metric, logits, rows, grad=True)
         corrupt_metric = values.detach().float()
         total = values.sum()
+        _check_slope(total, logits)
         drops = list(range(1, n_blocks + 1)) if grad_drop else [None]
         grads_of = []
         for drop in drops:
@@ -297,6 +294,27 @@ def _batch(model: LoadedModel, ids_c: torch.Tensor, ids_x: torch.Tensor, mask: t
         ests = [_linear_estimate(fam, sites, clean, corrupt, g, at) for g in grads_of]
     est = ests[0] if not grad_drop else torch.stack(ests).abs().sum(0) / (n_blocks - 1)
     return est.detach().float().cpu(), clean_metric.cpu(), corrupt_metric.cpu()
+
+
+def _graded(model: LoadedModel, logits: torch.Tensor, first: Site) -> torch.Tensor:
+    """`logits`, checked to carry a gradient from the tapped sites."""
+    if not logits.requires_grad:
+        raise InterventionError(
+            f"the logits of {model.name} carry no gradient from the map's sites (first {first}): the forward after "
+            "them is not differentiable (a detach, an integer or no-grad computation in the model's code), so "
+            "attribution patching cannot estimate these cells; use activation patching")
+    return logits
+
+
+def _check_slope(total: torch.Tensor, logits: torch.Tensor) -> None:
+    """A metric whose gradient with respect to the logits is zero everywhere (a rounding or step
+    function of them) would give every cell an estimate of 0: refuse it."""
+    (slope,) = torch.autograd.grad(total, [logits], retain_graph=True)
+    if not bool(slope.ne(0).any()):
+        raise DataError("`metric` has a zero gradient with respect to the logits at every row (a step function of "
+                        "them: round, floor, sign, a threshold), so every attribution estimate would be 0; give a "
+                        "metric that is a differentiable function of the logits (answer_logit_diff, answer_logprob, "
+                        "answer_prob), or use activation patching (patch_*_map) for this metric")
 
 
 def _zeros(model: LoadedModel, site: Site, mask: torch.Tensor) -> torch.Tensor:

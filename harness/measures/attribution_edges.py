@@ -59,7 +59,8 @@ from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel
 from harness.models.logits import last_logits
 from harness.models.sites import Site
-from harness.measures.attribution import _checked, _grad_on, _pairs, _scored, _Tap, _usual_mode, _zeros
+from harness.measures.attribution import (_check_slope, _checked, _grad_on, _graded, _pairs, _scored, _Tap,
+                                          _usual_mode, _zeros)
 from harness.measures.patching import Metric
 
 __all__ = ["attribute_edges", "EdgeMap"]
@@ -188,7 +189,9 @@ def _edge_batch(model: LoadedModel, ids_c: torch.Tensor, ids_x: torch.Tensor, ma
     with _grad_on():
         taps = {s: _Tap(_zeros(model, s, mask)) for s in tapped}
         with intervene(model, dict(taps), masks=masks):
-            values = _scored(metric, last_logits(model, ids_x, mask), rows, grad=True)
+            logits = _graded(model, last_logits(model, ids_x, mask), tapped[0])
+            values = _scored(metric, logits, rows, grad=True)
+        _check_slope(values.sum(), logits)
         outs = [*[qkv[k] for k in qkv], *(mlp.values() if mlps else []), final]
         grads = dict(zip(outs, _checked(torch.autograd.grad(values.sum(), [taps[s].delta for s in outs],
                                                             retain_graph=True, allow_unused=True), outs, model)))

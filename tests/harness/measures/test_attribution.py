@@ -378,6 +378,13 @@ def test_a_metric_without_a_gradient_from_the_logits_is_an_error_saying_so(metri
         attribute_head_map(loaded("gpt2", "eager"), CLEAN, CORRUPT, metric)
 
 
+def test_a_metric_whose_gradient_is_zero_everywhere_is_an_error_saying_so():
+    from tests._support.architectures import loaded
+
+    with pytest.raises(DataError, match="zero gradient with respect to the logits"):
+        attribute_layer_map(loaded("gpt2", "eager"), CLEAN, CORRUPT, lambda logits, pairs: torch.round(logits[:, A]))
+
+
 def test_a_site_cut_from_the_graph_is_an_error_naming_it():
     from tests._support.architectures import loaded
 
