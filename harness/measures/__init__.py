@@ -10,6 +10,7 @@
     attribution   attribution patching: first-order estimates of every patching map from one backward pass
                   (AtP, AtP*'s qk fix and GradDrop, integrated gradients)
     attribution_edges  edge attribution patching: writers (embedding, heads, MLPs) to later readers
+    attribution_engine  the attribution maps' taps, gates and gradients
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes

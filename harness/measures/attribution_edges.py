@@ -59,8 +59,8 @@ from harness.interventions import Record, intervene
 from harness.models.load import LoadedModel
 from harness.models.logits import last_logits
 from harness.models.sites import Site
-from harness.measures.attribution import (_check_slope, _checked, _grad_on, _graded, _pairs, _scored, _Tap,
-                                          _usual_mode, _zeros)
+from harness.measures.attribution_engine import (_check_slope, _checked, _grad_on, _graded, _pairs, _scored, _Tap,
+                                                 _usual_mode, _zeros)
 from harness.measures.patching import Metric
 
 __all__ = ["attribute_edges", "EdgeMap"]
