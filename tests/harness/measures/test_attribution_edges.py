@@ -4,7 +4,10 @@ The oracle patches one edge with raw torch hooks on the Hugging Face GPT-2 modul
 forward in which one reader (a head's queries, keys or values, an MLP, the final norm) reads the
 residual stream plus the writer's clean-minus-corrupt contribution, everything else unchanged.
 On a GPT-2 whose final norm is the identity, edges into the logits are linear in the metric and
-equal the oracle within 1e-5; on tiny random GPT-2 every edge correlates with it. The names,
+equal the oracle within 1e-5; on tiny random GPT-2 every edge correlates with it. With identity
+input norms (queries, keys, values linear in the residual) the edges into each query head and
+each key/value head of a Qwen2 (grouped-query attention) sum to that head's node estimate within
+1e-5. The names,
 NaN layout and key/value readers under grouped-query attention; models whose residual is not a
 plain sum are refused; nothing is left on the model.
 """
@@ -16,8 +19,9 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import Record, intervene
+from harness.measures.attribution import attribute_qkv_map
 from harness.measures.attribution_edges import EdgeMap, attribute_edges
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.load import LoadedModel, from_module, pad_rows
 from tests.harness.measures.test_attribution import CLEAN, CORRUPT, METRIC, gpt2, hook_count, load, pearson
 
 
@@ -174,3 +178,26 @@ def test_nothing_is_left_on_the_model_and_bad_options_are_errors():
         attribute_edges(m, CLEAN, CORRUPT, METRIC, mlps="yes")
     with pytest.raises(DataError, match="carry no gradient from the logits"):
         attribute_edges(m, CLEAN, CORRUPT, lambda logits, pairs: logits.argmax(-1).float())
+
+
+def test_edges_into_each_reader_sum_to_its_node_estimate_under_grouped_query_attention():
+    """With identity input norms the queries, keys and values are linear in the residual, so the
+    edges into a reader, summed over every writer upstream of it, are exactly the node estimate of
+    that query head or key/value head (`attribute_qkv_map` at every position): a key/value head's
+    edges carry the gradient of all the query heads that share it."""
+    from tests._support.architectures import build, byte_tokenizer
+
+    module = build("qwen2")                                     # 4 query heads, 2 key/value heads
+    for layer in module.model.layers:
+        layer.input_layernorm = torch.nn.Identity()
+    m = from_module(module, byte_tokenizer(), name="planted:qwen2-linear-qkv")
+    edges = attribute_edges(m, CLEAN, CORRUPT, METRIC)
+    for which in ("q", "k", "v"):
+        node = attribute_qkv_map(m, CLEAN, CORRUPT, METRIC, which=which)
+        want = node.values - node.corrupt[:, None, None]              # [n, blocks, heads]
+        for r, L in enumerate(node.layers):
+            for c, head in enumerate(node.columns):
+                reader = edges.readers.index(f"blocks.{L}.attn.{which}.head{head}")
+                got = edges.scores[:, :, reader].nansum(1)
+                assert torch.allclose(got, want[:, r, c], atol=1e-5), (which, L, head, got, want[:, r, c])
+    assert want.abs().max() > 0.1
