@@ -4,6 +4,7 @@
     write_grid(grid, folder, ...)  grid_test.png (every rate against the coefficient, per direction, CI bands),
                                    flips_grid.json and examples/coef<C>.md
     write_flips(baseline, runs, folder)   flips.json: both flip directions of every held-out condition
+    write_baseline(problems, baseline, folder)   baseline.json: the unsteered run's status and code per problem
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import divergence, stats
+from harness import DataError, divergence, stats
 from harness.atomic import write_text_atomic
 from harness.reports.plots import plot_panels
 
@@ -111,3 +112,19 @@ def write_flips(baseline: Outcomes, runs: dict, folder: Path) -> None:
     write_text_atomic(folder / "flips.json", json.dumps(
         {"split": f"test, {len(baseline.statuses)} problems", "baseline_pass_rate": round(float(baseline.passed.mean()), 4),
          "conditions": out}, indent=1) + "\n")
+
+
+def write_baseline(problems, baseline: Outcomes, folder: Path) -> None:
+    """``baseline.json``: the unsteered greedy run of the test split, its pass rate, how many
+    problems end in each execution status, and each problem's task id, status and extracted code
+    (written for every model, with or without an SAE)."""
+    if len(problems) != len(baseline.statuses):
+        raise DataError(f"`problems` has {len(problems)} problems but `baseline` {len(baseline.statuses)} runs; "
+                         "give the problems the baseline ran on")
+    counts = {s: baseline.statuses.count(s) for s in sorted(set(baseline.statuses))}
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "baseline.json", json.dumps(
+        {"split": f"test, {len(problems)} problems", "pass_rate": round(float(baseline.passed.mean()), 4),
+         "statuses": counts,
+         "problems": [{"task_id": p.task_id, "status": s, "code": c}
+                      for p, s, c in zip(problems, baseline.statuses, baseline.codes)]}, indent=1) + "\n")

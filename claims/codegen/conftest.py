@@ -10,10 +10,14 @@ chooses the features, ``tuning`` the coefficients, ``test`` is measured). The re
 
 reads MBPP's standard splits instead: ``train`` (601-974) chooses the features, ``validation``
 (511-600) the coefficients, ``test`` (11-510) is measured, with the 3-shot prompt of tasks 2-4.
+A row's ``n_problems`` keeps the first n problems of each split. A model that ships no SAE
+(``gguf:smollm2-135m-instruct``, ``gguf:gemma-3-270m``) is measured on its unsteered baseline
+alone: every claim on the SAE or on steering ends in the error that asks for ``--claims-sae``.
 
 Everything is computed once per session, each grid in one batched `generate` call, and at the end
-of the session written beside the report under ``codegen/``: ``selected_coefficients.json``, ``flips.json``
-(every condition's pass rate and both flip rates), ``grid_<split>.png`` and ``examples/``.
+of the session written beside the report under ``codegen/``: ``baseline.json`` (the unsteered run's
+status and code per test problem), ``selected_coefficients.json``, ``flips.json`` (every condition's
+pass rate and both flip rates), ``grid_<split>.png`` and ``examples/``.
 """
 
 from __future__ import annotations
@@ -57,15 +61,22 @@ def thresholds(pytestconfig) -> Thresholds:
     return threshold_row(pytestconfig, "codegen")
 
 
+_PASS_AN_SAE = "pass one with --claims-sae codegen=FOLDER (sae-lens format) or codegen=RELEASE/SAE_ID"
+
+
 def _default_sae(spec: str) -> str:
-    """The SAE shipped beside a fixture model or a model folder (``sae/``)."""
+    """The SAE shipped beside a fixture model or a model folder (``sae/``). Raises `DataError`
+    for a model without one (a hub id or a GGUF model ships none): the claims on the SAE and on
+    steering cannot run; the baseline claims need no SAE."""
     if spec.startswith("fixture:"):
         folder = resolve(spec[len("fixture:"):]) / "sae"
-    else:
+    elif Path(spec).expanduser().is_dir():
         folder = Path(spec).expanduser() / "sae"
+    else:
+        raise DataError(f"model {spec!r} has no SAE: only a fixture or a model folder carries one (in sae/); "
+                        f"{_PASS_AN_SAE}")
     if not (folder / "cfg.json").is_file():
-        raise DataError(f"model {spec!r} has no SAE beside it ({folder}); pass one with "
-                        "--claims-sae codegen=FOLDER (sae-lens format) or codegen=RELEASE/SAE_ID")
+        raise DataError(f"model {spec!r} has no SAE beside it ({folder}); {_PASS_AN_SAE}")
     return str(folder)
 
 
@@ -85,9 +96,29 @@ def site(codegen, sae) -> str:
     return str(sae_site(codegen, sae))
 
 
+def first_problems(splits: dict[str, list], n: int | None) -> dict[str, list]:
+    """Each split's first `n` problems, in the split's own (task-id) order; all of them for None.
+
+    Example::
+
+        first_problems({"test": problems}, 60)["test"]   # tasks 11-70 of MBPP's test split
+
+    Raises `DataError` for an `n` (the row's ``n_problems``) that is not None or an integer of at
+    least 10."""
+    if n is None:
+        return dict(splits)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 10:
+        raise DataError(f"`n_problems` of the codegen threshold row must be None (every problem) or an integer "
+                        f"of at least 10, got {n!r}; the study needs 10 problems in each split")
+    return {name: list(split[:n]) for name, split in splits.items()}
+
+
 @pytest.fixture(scope="session")
-def problems(claims_settings) -> dict:
-    """``{"selection", "tuning", "test": [MbppProblem]}`` and ``"shots"`` (the prompt split's)."""
+def problems(claims_settings, thresholds) -> dict:
+    """``{"selection", "tuning", "test": [MbppProblem]}`` and ``"shots"`` (the prompt split's);
+    each split cut to its first ``thresholds.n_problems`` problems (task-id order) when the row
+    sets it. Raises `DataError` for a bad ``n_problems`` and for a split of fewer than 10."""
+    n = thresholds.n_problems
     path = Path(claims_settings.data_path("codegen", str(fixtures_dir() / "codegen" / "data"))).expanduser()
     if path.is_dir() and (path / "selection.jsonl").is_file():
         out = {name: read_mbpp(path / f"{name}.jsonl") for name in SPLITS}
@@ -97,10 +128,12 @@ def problems(claims_settings) -> dict:
         every = read_mbpp(path)
         out = {name: mbpp_split(every, MBPP_SPLITS[name]) for name in SPLITS}
         out["shots"] = mbpp_fewshot(every)
+    out.update(first_problems({name: out[name] for name in SPLITS}, n))
     for name in SPLITS:
         if len(out[name]) < 10:
             raise DataError(f"{path}: split {name!r} has {len(out[name])} problems; the study needs at least 10")
-    evidence.register_dataset("codegen", path=str(path), content_hash=content_hash(
+    cut = "" if n is None else f" (the first {n} problems of each split)"
+    evidence.register_dataset("codegen", path=f"{path}{cut}", content_hash=content_hash(
         {name: [(p.task_id, p.text, p.code, p.tests) for p in out[name]] for name in SPLITS}))
     return out
 
@@ -129,15 +162,28 @@ def stratum(problem) -> str:
     raise DataError(f"complexity {c} of task {problem.task_id} is outside {edges}")
 
 
+def _unsteered(codegen, problems, texts, thresholds, executor) -> measure.Outcomes:
+    """The unsteered greedy run of `problems` (prompts `texts`), executed; it steers nothing, so
+    it needs no site and no SAE."""
+    return measure.steer(codegen, problems, texts, [Condition(None)], directions={}, site=None, scale=1.0,
+                         max_new_tokens=thresholds.max_new_tokens, executor=executor)[Condition(None)]
+
+
 @pytest.fixture(scope="session")
-def baseline(codegen, sae, site, problems, prompts, thresholds, executor) -> dict:
-    """The unsteered greedy run of the selection and test splits, ``{split: Outcomes}``."""
-    out = {}
-    for name in ("selection", "test"):
-        runs = measure.steer(codegen, problems[name], prompts[name][0], [Condition(None)], directions={},
-                             site=site, scale=1.0, max_new_tokens=thresholds.max_new_tokens, executor=executor)
-        out[name] = runs[Condition(None)]
+def baseline(codegen, problems, prompts, thresholds, executor, claims_settings) -> measure.Outcomes:
+    """The unsteered greedy run of the test split (a model without an SAE still reports it),
+    written to ``codegen/baseline.json``."""
+    from claims.codegen.artifacts import write_baseline
+
+    out = _unsteered(codegen, problems["test"], prompts["test"][0], thresholds, executor)
+    write_baseline(problems["test"], out, Path(claims_settings.report_dir) / "codegen")
     return out
+
+
+@pytest.fixture(scope="session")
+def selection_baseline(codegen, problems, prompts, thresholds, executor) -> measure.Outcomes:
+    """The unsteered greedy run of the selection split (which problems it solves chooses the features)."""
+    return _unsteered(codegen, problems["selection"], prompts["selection"][0], thresholds, executor)
 
 
 @pytest.fixture(scope="session")
@@ -147,12 +193,12 @@ def feature_means(codegen, sae, prompts) -> dict:
 
 
 @pytest.fixture(scope="session")
-def features(feature_means, baseline) -> dict:
+def features(feature_means, selection_baseline) -> dict:
     """The chosen features (selection split): ``correct`` (largest AUROC for solved vs failed) and
     ``incorrect`` (smallest), the AUROCs, the random features of the controls (oriented as on the
     selection split), and the alive features (nonzero on some selection problem)."""
     means = feature_means["selection"]
-    solved = baseline["selection"].passed
+    solved = selection_baseline.passed
     auroc = measure.separation(means, solved)
     alive = np.flatnonzero(means.max(0) > 0)
     if alive.size < N_RANDOM_FEATURES + 2:
@@ -267,9 +313,8 @@ def test_grid(codegen, problems, prompts, directions, site, scale, thresholds, e
     runs = measure.steer(codegen, picked, texts, _grid_conditions(FEATURES + CONTROLS)[1:], directions=directions,
                          site=site, scale=scale["factor"], max_new_tokens=thresholds.max_new_tokens,
                          executor=executor, draw_of=[control_draws[p.task_id] for p in picked])
-    base = baseline["test"]
-    runs[Condition(None)] = measure.Outcomes(*(tuple(getattr(base, f)[i] for i in rows)
-                                               for f in ("texts", "codes", "tokens", "statuses")))
+    runs[Condition(None)] = measure.Outcomes(*(tuple(getattr(baseline, f)[i] for i in rows)
+                                                   for f in ("texts", "codes", "tokens", "statuses")))
     from claims.codegen.artifacts import similarity_to_baseline, write_grid
 
     grid = {"problems": picked, "rows": rows, "runs": runs,
@@ -307,7 +352,7 @@ def held_out(codegen, problems, prompts, directions, site, scale, thresholds, ex
         out[c] = measure.Outcomes(*(tuple(row[j] for row in ordered) for j in range(4)))
     from claims.codegen.artifacts import write_flips
 
-    write_flips(baseline["test"], out, Path(claims_settings.report_dir) / "codegen")
+    write_flips(baseline, out, Path(claims_settings.report_dir) / "codegen")
     return out
 
 

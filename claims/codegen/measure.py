@@ -127,18 +127,19 @@ class Condition:
 
 
 def steer(model, problems: Sequence[MbppProblem], prompts: Sequence[str], conditions: Sequence[Condition], *,
-          directions: dict[str, torch.Tensor], site: str, scale: float, max_new_tokens: int,
+          directions: dict[str, torch.Tensor], site: str | None, scale: float, max_new_tokens: int,
           executor: Executor, batch_size: int = 64, draw_of: Sequence[int] | None = None) -> dict[Condition, Outcomes]:
     """Greedy generation of every problem under every condition in one batched run, executed.
 
     The steering vector of a condition is ``coefficient * scale * directions[name]`` (unit
     directions ``[d_model]``), added to the residual stream at `site` at every position of the
-    prompt and of each generated token (the source's forward pre-hook on the next layer). A
+    prompt and of each generated token (the source's forward pre-hook on the next layer). Only
+    the unsteered condition (``Condition(None)``) needs no site: pass ``site=None`` (no SAE). A
     direction given as ``[k, d_model]`` is a control's k random draws: problem i is steered by
     its row ``draw_of[i]``. All rows go through one `generate` call: one chained `Add` per
     direction (per draw) with a per-row alpha that is 0 on the other rows. Raises `DataError`
-    for an empty or non-finite coefficient list, an unknown direction name, a stack of draws
-    without `draw_of` (one draw index per problem, below k).
+    for an empty or non-finite coefficient list, an unknown direction name, a steered condition
+    without a `site`, a stack of draws without `draw_of` (one draw index per problem, below k).
     """
     if not conditions:
         raise DataError("`conditions` is empty; give at least one (direction, coefficient)")
@@ -147,6 +148,9 @@ def steer(model, problems: Sequence[MbppProblem], prompts: Sequence[str], condit
             raise DataError(f"coefficient {c.coefficient!r} is not finite; give finite steering coefficients")
         if c.direction is not None and c.direction not in directions:
             raise DataError(f"condition direction {c.direction!r} is not one of {sorted(directions)}")
+        if c.direction is not None and site is None:
+            raise DataError(f"condition {c.direction!r} at {c.coefficient:g} steers, but `site` is None; give the "
+                            "site to steer at (the SAE's, `harness.saes.sae_site`)")
     rows = [(c, i) for c in conditions for i in range(len(problems))]
     used = sorted({c.direction for c in conditions if c.direction is not None})
     plan = []

@@ -43,6 +43,9 @@ class Thresholds:
     high_coefficient: int        # similarity below `max_high_similarity` and syntax errors above
     max_high_similarity: float   # `min_high_syntax_error_rate` here
     min_high_syntax_error_rate: float
+    # how many problems of each split (selection, tuning, test) are measured: the first n in
+    # task-id order (the split's order; no draw), None = all of them. At least 10
+    n_problems: int | None = None
     # claims measured NOT to hold on this model: test name (``test_x`` or ``test_x[id]``) -> why.
     # They still run and report their evidence, as xfail(strict=True): one that starts to hold
     # fails the run, so the table must follow the model.
@@ -91,6 +94,32 @@ THRESHOLDS: dict[str, Thresholds] = {
         max_syntax_error_rate=0.1, selected={"correct": 30, "incorrect": 30},
         min_high_syntax_error_rate=0.2, **_SOURCE_BANDS),
 }
+# the two small real models, in the source's setting as far as it applies: its 3-shot prompt, the
+# google/gemma-2-2b row's bars, 256 new tokens (their greedy code ends well before), the first 60
+# problems of each split. Neither ships an SAE, so only the baseline is measured without
+# --claims-sae codegen=...; with one, the grid is the source's as given (reference_norm None)
+_BASELINE = "test_baseline_pass_rate_per_complexity_stratum"
+THRESHOLDS["gguf:smollm2-135m-instruct"] = replace(
+    THRESHOLDS["google/gemma-2-2b"], max_new_tokens=256, n_problems=60,
+    refuted={
+        f"{_BASELINE}[all]":
+            "the greedy baseline passes 4 of the first 60 test problems: 0.067 [0.026, 0.159] (95%, Wilson); "
+            "the CI reaches below the 0.05 bar",
+        f"{_BASELINE}[cc2]": "0 of the 16 problems of complexity 2 pass: 0 [0, 0.194] (95%, Wilson)",
+        f"{_BASELINE}[cc3]": "0 of the 8 problems of complexity 3 pass: 0 [0, 0.324] (95%, Wilson)",
+        f"{_BASELINE}[cc4-5]": "1 of the 15 problems of complexity 4-5 passes: 0.067 [0.012, 0.298] (95%, Wilson)",
+        f"{_BASELINE}[cc6+]": "0 of the 5 problems of complexity 6 or more pass: 0 [0, 0.434] (95%, Wilson)",
+    })
+THRESHOLDS["gguf:gemma-3-270m"] = replace(
+    THRESHOLDS["google/gemma-2-2b"], max_new_tokens=256, n_problems=60,
+    refuted={
+        f"{_BASELINE}[all]": "the greedy baseline passes 0 of the first 60 test problems: 0 [0, 0.060] (95%, Wilson)",
+        f"{_BASELINE}[cc1]": "0 of the 16 problems of complexity 1 pass: 0 [0, 0.194] (95%, Wilson)",
+        f"{_BASELINE}[cc2]": "0 of the 16 problems of complexity 2 pass: 0 [0, 0.194] (95%, Wilson)",
+        f"{_BASELINE}[cc3]": "0 of the 8 problems of complexity 3 pass: 0 [0, 0.324] (95%, Wilson)",
+        f"{_BASELINE}[cc4-5]": "0 of the 15 problems of complexity 4-5 pass: 0 [0, 0.204] (95%, Wilson)",
+        f"{_BASELINE}[cc6+]": "0 of the 5 problems of complexity 6 or more pass: 0 [0, 0.434] (95%, Wilson)",
+    })
 # the untrained twin is held to the trained model's bars (and refutes nothing in advance)
 THRESHOLDS["fixture:codegen-null"] = replace(THRESHOLDS["fixture:codegen"], refuted={})
 

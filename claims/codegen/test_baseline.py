@@ -21,6 +21,7 @@ def test_baseline_pass_rate_per_complexity_stratum(problems, baseline, threshold
     keep = np.array([group == "all" or stratum(p) == group for p in problems["test"]])
     if not keep.any():
         pytest.fail(f"no test problem falls in stratum {group}; the strata come from COMPLEXITY_EDGES")
-    rate = stats.proportion_of(baseline["test"].passed[keep]).with_context(
-        statistic=f"greedy pass rate on held-out problems ({group}, Wilson)")
+    cut = "" if thresholds.n_problems is None else f", of the first {thresholds.n_problems} test problems"
+    rate = stats.proportion_of(baseline.passed[keep]).with_context(
+        statistic=f"greedy pass rate on held-out problems ({group}{cut}, Wilson)")
     expect(rate).within(thresholds.min_pass_rate, thresholds.max_pass_rate)

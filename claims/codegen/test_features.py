@@ -66,7 +66,7 @@ def test_the_chosen_feature_separates_held_out_problems(features, feature_means,
                                                         claims_settings, site, feature):
     index = features["chosen"][feature]
     sign = 1.0 if feature == "correct" else -1.0   # the incorrect-preferring feature fires on failures
-    est = stats.auroc(_oriented(feature_means["test"], index, sign), baseline["test"].passed, seed=claim_seed,
+    est = stats.auroc(_oriented(feature_means["test"], index, sign), baseline.passed, seed=claim_seed,
                       n_resamples=claims_settings.resamples).with_context(
         statistic=f"held-out AUROC of feature {index} for {'solved' if sign > 0 else 'failed'} problems "
                   f"(selection AUROC {features['auroc'][index]:.3f})", site=site)
@@ -83,7 +83,7 @@ def test_the_chosen_feature_beats_random_features(features, feature_means, basel
     sign = 1.0 if feature == "correct" else -1.0
     means = feature_means["test"]
     controls = np.stack([s * means[:, f] for f, s in zip(features["random"], features["random_sign"])])
-    est = stats.auroc_difference(_oriented(means, index, sign), controls, baseline["test"].passed, seed=claim_seed,
+    est = stats.auroc_difference(_oriented(means, index, sign), controls, baseline.passed, seed=claim_seed,
                                  n_resamples=claims_settings.resamples).with_context(
         statistic=f"AUROC of feature {index} minus the mean AUROC of {len(features['random'])} random features",
         site=site)

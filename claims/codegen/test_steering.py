@@ -27,10 +27,9 @@ def test_steering_flips_more_than_the_control(held_out, baseline, claim_seed, cl
                                              steered):
     feature, coefficient, control = steered
     kind, words, pool = EFFECT[feature]
-    base = baseline["test"]
-    eligible = ~base.passed if feature == "correct" else base.passed
-    ours = measure.flips(base, held_out[Condition(feature, float(coefficient))])
-    theirs = measure.flips(base, held_out[Condition(control, float(coefficient))])
+    eligible = ~baseline.passed if feature == "correct" else baseline.passed
+    ours = measure.flips(baseline, held_out[Condition(feature, float(coefficient))])
+    theirs = measure.flips(baseline, held_out[Condition(control, float(coefficient))])
     est = stats.paired_difference(ours[kind][eligible].astype(float), theirs[kind][eligible].astype(float),
                                   seed=claim_seed, n_resamples=claims_settings.resamples).with_context(
         statistic=(f"share of {pool} problems that {words}: feature {features['chosen'][feature]} minus {control} "
