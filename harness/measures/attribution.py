@@ -68,7 +68,7 @@ Options (each off by default; the estimates then are plain attribution patching,
 How far to trust it (measured when this module was written; the claims measure it per model): on
 tiny random-weight 2-block models (5 pairs) Pearson r with the patching maps was 0.81/0.43/0.69/
 0.49 for resid_pre (GPT-2/Llama/Qwen2/Gemma-2), 0.98/0.76/0.85/0.85 for heads, 0.97/0.21/0.72/0.81
-for attention and MLP outputs, 0.89-1.0 for neurons; the qk fix raised keys from about 0.81 to
+for attention and MLP outputs, 0.89-1.0 for neurons; the qk fix raised keys from 0.71-0.83 to
 0.86-0.98; with 8 integration steps heads and layer outputs reached r = 1.000. On SmolLM2-135M
 (2 IOI pairs) r was 0.76 for the residual map, 0.98 for heads, 0.97 for attention outputs, as the
 literature reports for GPT-2 small (0.75 residual, 0.98 attention outputs).
