@@ -4,7 +4,7 @@
                      norm, the last block's MLP removed where attention is estimated) every
                      family's estimate equals its patching map within 1e-5, with and without
                      integrated gradients
-    agreement        on tiny random GPT-2, Llama, Qwen2 (grouped-query attention) and Gemma-2 the
+    agreement        on tiny random GPT-2, Llama, Qwen2 (grouped-query attention), Gemma and Gemma-2 the
                      estimates correlate with the patching maps (Pearson r over cells, thresholds
                      well below what is measured), fields and shapes equal the patching map's;
                      integrated gradients of whole-site cells converge to the patching value
@@ -143,6 +143,7 @@ AGREEMENT = {   # (arch, family) -> the least Pearson r over cells; measured (5 
     ("llama", "head"): 0.6, ("llama", "neuron"): 0.75, ("llama", "k"): 0.6,                      # .76 .89 .81
     ("qwen2", "head"): 0.7, ("qwen2", "neuron"): 0.9, ("qwen2", "resid"): 0.5,                   # .85 .98 .69
     ("gemma2", "head"): 0.7, ("gemma2", "neuron"): 0.8, ("gemma2", "k"): 0.6,                    # .85 .92 .81
+    ("gemma", "head"): 0.8, ("gemma", "neuron"): 0.85, ("gemma", "q"): 0.45,                    # .92 .96 .59
 }
 
 
