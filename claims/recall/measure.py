@@ -24,7 +24,7 @@ import torch
 from scipy.stats import spearmanr
 
 from harness import (DataError, Estimate, Noise, Patch, Positions, Record, intervene, last_logits, noise_seed, pad_rows,
-                     stats)
+                     stats, stop_at_final_norm)
 
 from claims.recall.prompts import CATEGORIES, Prompt
 
@@ -60,7 +60,7 @@ def noised_runs(model, prompts: Sequence[Prompt], spans: Sequence[tuple[int, int
         sites = [model.site(stack, L, point) for L in layers] if point else []
         clean = {}
         if sites:
-            with intervene(model, {s: Record() for s in sites}, masks={stack: mask}) as run:
+            with intervene(model, {s: Record() for s in sites}, masks={stack: mask}) as run, stop_at_final_norm(model):
                 model.module(input_ids=ids, attention_mask=mask)
             clean = dict(run.recorded)
             where = Positions.of_mask(_mask_of([at[i] for i in chunk], width).to(ids.device))

@@ -41,25 +41,22 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "resid_pre there recovers 0.64 of P(answer)) and looks the answer up in the last token's MLPs; "
                 "its upper attention carries nothing ROME's late site would need",
         }),
+    # n 100 known facts, 2 noise draws: about 7 minutes each on this 2-core machine (README, "On real models")
     "gguf:smollm2-135m-instruct": Thresholds(
-        layers=30, early_layers=tuple(range(8, 16)), late_layers=tuple(range(20, 28)), n_prompts=40, samples=2,
+        layers=30, early_layers=tuple(range(8, 16)), late_layers=tuple(range(20, 28)), n_prompts=100, samples=2,
         min_known=0.5, min_total_effect=0.3, min_restored=0.2, control_margin=0.1,
         refuted={
             "test_noise_on_the_lead_moves_little":
-                "lead noise lowers P(answer) by 0.086 [0.034, 0.152] of it (40 prompts): its CI reaches past 0.1; "
-                "the subject's noise lowers it by 0.94 [0.91, 0.96], 0.60 [0.50, 0.68] more than the lead's",
+                "lead noise lowers P(answer) by 0.19 [0.14, 0.25] of it (100 prompts), past the 0.1 bar; the "
+                "subject's noise lowers it by 0.95 [0.92, 0.97], 0.50 [0.44, 0.55] more than the lead's",
         }),
     "gguf:gemma-3-270m": Thresholds(
-        layers=18, early_layers=tuple(range(5, 10)), late_layers=tuple(range(12, 17)), n_prompts=30, samples=2,
+        layers=18, early_layers=tuple(range(5, 10)), late_layers=tuple(range(12, 17)), n_prompts=100, samples=2,
         min_known=0.5, min_total_effect=0.3, min_restored=0.2, control_margin=0.1,
         refuted={
-            "test_the_last_subject_token_beats_the_further_tokens":
-                "not judged at this row's n: 16 of the 30 traced facts have tokens after the subject, fewer than "
-                "the 20 a bootstrap CI is judged on; the estimate is positive, 0.25 [0.17, 0.35] (layers 5-9); "
-                "raise n_prompts (about 40) to test it",
             "test_noise_on_the_lead_moves_little":
-                "lead noise lowers P(answer) by 0.14 [0.09, 0.22] of it (30 prompts), past the 0.1 bar; the "
-                "subject's noise lowers it by 0.98 [0.97, 0.99], 0.44 [0.36, 0.52] more than the lead's",
+                "lead noise lowers P(answer) by 0.17 [0.13, 0.23] of it (100 prompts), past the 0.1 bar; the "
+                "subject's noise lowers it by 0.98 [0.97, 0.98], 0.42 [0.37, 0.47] more than the lead's",
         }),
 }
 # the untrained twin knows no fact: it is traced on every fact (so its effect claims are measured and
