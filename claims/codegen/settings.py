@@ -122,7 +122,9 @@ THRESHOLDS["gguf:gemma-3-270m"] = replace(
         f"{_BASELINE}[cc6+]": "0 of the 5 problems of complexity 6 or more pass: 0 [0, 0.434] (95%, Wilson)",
     })
 # the untrained twin is held to the trained model's bars (and refutes nothing in advance)
-THRESHOLDS["fixture:codegen-null"] = replace(THRESHOLDS["fixture:codegen"], refuted={})
+THRESHOLDS["fixture:codegen-null"] = replace(THRESHOLDS["fixture:codegen"], refuted={}, n_problems=60)
+# ... on the first 60 problems of each split: it never writes the stop marker, so each of its
+# generations runs the full 400 tokens, and 60 problems show it solves none (its build log: 0 of 300)
 
 
 def thresholds_at_collection(config) -> Thresholds | None:

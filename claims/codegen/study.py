@@ -10,4 +10,5 @@ STUDY = Study(
     model=DEFAULT_MODEL,
     thresholds=THRESHOLDS,
     saes=("codegen",),
+    n="n_problems",   # --claims-n codegen=N measures the first N problems of each split
 )

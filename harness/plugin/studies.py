@@ -65,7 +65,8 @@ class Study:
     study accepts for ``--claims-model``, ``--claims-data`` and ``--claims-sae`` (default: its
     own name for models and data, none for SAEs). `n` names the row field that counts what the
     study measures (prompts, problems, pairs): ``--claims-n NAME=N`` replaces it for one run
-    (None: the study takes no count from the command line). Raises `StudyError` for a bad field.
+    (None: the study takes no count from the command line); the field holds an integer, or None
+    for "all of them". Raises `StudyError` for a bad field.
     """
 
     name: str
@@ -101,9 +102,11 @@ class Study:
                                  f"measures (e.g. n='n_prompts'), got {self.n!r}")
             for row_name, row in self.thresholds.items():
                 value = getattr(row, self.n, None)
-                if not (dataclasses.is_dataclass(row) and isinstance(value, int) and not isinstance(value, bool)):
+                has = dataclasses.is_dataclass(row) and self.n in {f.name for f in dataclasses.fields(row)}
+                if not has or not (value is None or (isinstance(value, int) and not isinstance(value, bool))):
                     raise StudyError(f"Study {self.name!r}: `n={self.n!r}` must name an integer field of every "
-                                     f"threshold row (a dataclass); row {row_name!r} has {self.n}={value!r}")
+                                     f"threshold row (a dataclass; None counts as all); row {row_name!r} has "
+                                     f"{self.n}={value!r}")
 
     @property
     def where(self) -> str:

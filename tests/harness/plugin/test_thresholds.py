@@ -154,6 +154,15 @@ def test_claims_n_sets_the_row_field_the_study_names_and_its_refuted_claims_run_
     assert thresholds_for(config, "recall").row is row
 
 
+def test_claims_n_sets_a_count_that_is_none_for_all_of_them():
+    from claims.codegen.settings import THRESHOLDS
+
+    assert THRESHOLDS["fixture:codegen"].n_problems is None
+    config = session_config(sizes={"codegen": 20})
+    assert thresholds_for(config, "codegen").row == dataclasses.replace(THRESHOLDS["fixture:codegen"], n_problems=20,
+                                                                        refuted={})
+
+
 def test_claims_n_for_a_study_that_names_no_count_field_is_a_usage_error():
     with pytest.raises(pytest.UsageError) as err:
         thresholds_for(session_config(sizes={"planted": 10}), "planted")
@@ -163,8 +172,10 @@ def test_claims_n_for_a_study_that_names_no_count_field_is_a_usage_error():
 
 @pytest.mark.parametrize("n, message", [
     (7, "`n` must name the row field that counts what the study measures (e.g. n='n_prompts'), got 7"),
-    ("n_pairs", "`n='n_pairs'` must name an integer field of every threshold row (a dataclass); row 'fixture:toy' "
-                "has n_pairs=None"),
+    ("n_pairs", "`n='n_pairs'` must name an integer field of every threshold row (a dataclass; None counts as "
+                "all); row 'fixture:toy' has n_pairs=None"),
+    ("label", "`n='label'` must name an integer field of every threshold row (a dataclass; None counts as all); "
+              "row 'fixture:toy' has label='x'"),
 ])
 def test_a_study_whose_count_field_is_not_an_integer_field_of_its_rows_is_refused(n, message):
     from harness.plugin import Study
@@ -172,6 +183,7 @@ def test_a_study_whose_count_field_is_not_an_integer_field_of_its_rows_is_refuse
     @dataclasses.dataclass(frozen=True)
     class Row:
         n_prompts: int = 10
+        label: str = "x"
 
     with pytest.raises(pytest.UsageError) as err:
         Study("toy", model="fixture:toy", thresholds={"fixture:toy": Row()}, n=n)
