@@ -17,7 +17,6 @@ and where each position of a pair sits (its role).
 
 from __future__ import annotations
 
-import inspect
 import random
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import DataError, LoadedModel, ShapeError, pad_rows
+from harness import DataError, LoadedModel, ShapeError, pad_rows, stop_at_final_norm, unembed
 from harness.models.fixtures import import_module as fixture_module
 
 from claims.tracer.settings import ROLES
@@ -64,10 +63,9 @@ def answered(model: LoadedModel, programs: Sequence[str], answers: Sequence[int]
     """`Answered` for `programs` with their true `answers` (teacher-forced: a multi-token answer
     is right when each of its tokens is the argmax after the program and the tokens before).
 
-    The output head runs only at the answer's positions of each row where the model's forward
-    takes ``logits_to_keep`` (a real vocabulary, Gemma 3's 262k tokens, over every position of a
-    batch of 256 would need tens of GB); elsewhere at every position."""
-    keeps = "logits_to_keep" in inspect.signature(model.module.forward).parameters
+    The output head runs only at each row's answer positions (`stop_at_final_norm`, then
+    `unembed`): a real vocabulary, Gemma 3's 262k tokens, over every position of a batch of 256
+    would need tens of GB."""
     right, logit = [], []
     for start in range(0, len(programs), batch_size):
         progs = programs[start:start + batch_size]
@@ -79,12 +77,9 @@ def answered(model: LoadedModel, programs: Sequence[str], answers: Sequence[int]
         k = max(len(t) for t in targets)
         at = torch.tensor([[min(len(p) - 1 + j, ids.shape[1] - 1) for j in range(k)] for p in prompt_ids],
                           device=ids.device)
-        if keeps:
-            logits = model.module(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=at).logits
-            logits = logits.float()                                  # [batch, k, vocab]
-        else:
-            logits = model.module(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-            logits = logits[torch.arange(len(rows), device=ids.device)[:, None], at]
+        with stop_at_final_norm(model) as final:
+            model.module(input_ids=ids, attention_mask=mask, use_cache=False)
+        logits = unembed(model, final["normed"][torch.arange(len(rows), device=ids.device)[:, None], at])
         for i, t in enumerate(targets):
             picked = logits[i, :len(t)]
             right.append(bool((picked.argmax(-1).cpu() == torch.tensor(t)).all()))
