@@ -31,15 +31,18 @@ def claims_settings(pytestconfig: pytest.Config) -> ClaimsSettings:
     return pytestconfig.stash[SETTINGS_KEY]
 
 
+def without_group(nodeid: str) -> str:
+    """A node id without the ``@GROUP`` suffix pytest-xdist's ``--dist loadgroup`` appends on a
+    worker (``claims/x.py::test_a@recall`` -> ``claims/x.py::test_a``); a parameter id such as
+    ``[fixture:x@seed=1]`` ends in ``]`` and keeps its ``@``."""
+    head, sep, tail = nodeid.rpartition("@")
+    return head if sep and tail and not any(c in tail for c in "[]:/") else nodeid
+
+
 def plain_nodeid(item: pytest.Item) -> str:
-    """``item.nodeid`` without the ``@GROUP`` suffix pytest-xdist's ``--dist loadgroup`` appends
-    on a worker (``claims/x.py::test_a@recall`` -> ``claims/x.py::test_a``): identities, seeds,
-    families and the report use the node id a serial run has."""
-    nodeid = item.nodeid
-    groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                     for m in item.iter_markers("xdist_group")})
-    suffix = "@" + "_".join(groups)
-    return nodeid[: -len(suffix)] if groups and nodeid.endswith(suffix) else nodeid
+    """``item.nodeid`` as a serial run has it (`without_group`): identities, seeds, families and
+    the report use it."""
+    return without_group(item.nodeid)
 
 
 def item_identity(item: pytest.Item) -> str:

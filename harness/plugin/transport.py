@@ -22,7 +22,7 @@ from harness.verdicts.evidence import (
 )
 from harness.reports import ClaimResult, claim_from_dict
 
-from .fixtures import plain_nodeid
+from .fixtures import plain_nodeid, without_group
 from .state import SESSION_KEY
 
 
@@ -56,13 +56,6 @@ def _fmt_number(x: float | None) -> str:
     return "nan" if x is None else f"{x:.4g}"
 
 
-def _without_group(nodeid: str) -> str:
-    """A worker's node id without the ``@GROUP`` suffix of ``--dist loadgroup`` (a parameter id
-    such as ``[fixture:x@seed=1]`` ends in ``]`` and keeps its ``@``)."""
-    head, sep, tail = nodeid.rpartition("@")
-    return head if sep and tail and not any(c in tail for c in "[]:/") else nodeid
-
-
 class _ClaimCollector:
     """Gathers claims from teardown reports into the session's state (own tests, or a
     worker's under xdist, whose reports arrive serialized at the controller)."""
@@ -77,7 +70,7 @@ class _ClaimCollector:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
         if not self.order:
-            self.order = {_without_group(nodeid): i for i, nodeid in enumerate(ids)}
+            self.order = {without_group(nodeid): i for i, nodeid in enumerate(ids)}
 
     def in_collection_order(self, claims: Sequence[ClaimResult]) -> list[ClaimResult]:
         last = len(self.order)
