@@ -25,6 +25,8 @@ follow a claim's data flow:
                       attribute_neuron_map, attribute_qkv_map (the patching maps' first-order
                       estimates: AtP, AtP*'s qk fix and GradDrop, integrated gradients),
                       attribute_edges, EdgeMap (edge attribution patching)
+                  agreement: map_agreement, top_cell_rank, patch_effects (how far two maps over
+                      the same pairs agree: Spearman/Pearson over cells, CIs over pairs)
                   tracing: trace_resid_map, TraceMap, noise_seed, embedding_std (ROME's causal tracing)
                   das: das, Subspace, interchange_logits, random_basis (distributed alignment
                       search: a learned subspace whose interchange gives a causal model's answer)
@@ -111,6 +113,9 @@ _EXPORTS: dict[str, str] = {
     "attribute_qkv_map": "harness.measures.attribution",
     "attribute_edges": "harness.measures.attribution_edges",
     "EdgeMap": "harness.measures.attribution_edges",
+    "map_agreement": "harness.measures.agreement",
+    "top_cell_rank": "harness.measures.agreement",
+    "patch_effects": "harness.measures.agreement",
     "trace_resid_map": "harness.measures.tracing",
     "TraceMap": "harness.measures.tracing",
     "noise_seed": "harness.measures.tracing",

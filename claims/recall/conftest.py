@@ -22,6 +22,7 @@ import pytest
 
 from harness import (DataError, answer_prob, embedding_std, evidence, load_study_model, patch_resid_map,
                      trace_resid_map)
+from harness.measures.agreement import nanmean
 from harness.plugin import threshold_row
 
 from claims.recall import measure
@@ -151,7 +152,7 @@ def patched(recall, chosen, claims_settings) -> dict:
 def _write_map(claims_settings, name: str, values: np.ndarray) -> None:
     path = _folder(claims_settings) / "maps.json"
     maps = json.loads(path.read_text()) if path.is_file() else {}
-    means = measure.nanmean(values)
+    means = nanmean(values)
     maps[name] = {"layers": list(range(1, values.shape[1] + 1)), "prompts": int(values.shape[0]),
                   "mean": {c: [None if not np.isfinite(v) else round(float(v), 5) for v in means[:, k]]
                            for k, c in enumerate(CATEGORIES)}}

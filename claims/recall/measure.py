@@ -5,7 +5,6 @@
                                               position over a band of layers: ``[n]``, the mean
                                               over noise samples
     by_category(values, prompts)              ``[n, layers, pos]`` -> ``[n, layers, categories]``
-    rank_agreement(first, second)             Spearman's rho of two mean maps, CI over prompts
 
 `harness.measures.tracing.trace_resid_map` restores the residual stream only; ROME's comparison
 of MLP and attention outputs (Meng et al. 2022, Fig. 1 and Sec. 2.2: a window of layers restored
@@ -16,15 +15,13 @@ trace) and a `Patch` of the clean ``blocks.L.mlp_out`` / ``attn_out`` at every l
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
-from harness import (DataError, Estimate, Noise, Patch, Positions, Record, intervene, last_logits, noise_seed, pad_rows,
-                     stats, stop_at_final_norm)
+from harness import (DataError, Noise, Patch, Positions, Record, intervene, last_logits, noise_seed, pad_rows,
+                     stop_at_final_norm)
 
 from claims.recall.prompts import CATEGORIES, Prompt
 
@@ -91,24 +88,3 @@ def by_category(values: np.ndarray, prompts: Sequence[Prompt]) -> np.ndarray:
             if cols.size:
                 out[i, :, c] = values[i, :, cols].mean(0) if values[i, :, cols].ndim == 2 else values[i, :, cols]
     return out
-
-
-def nanmean(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis)
-
-
-def rank_agreement(first: np.ndarray, second: np.ndarray, *, name: str) -> Estimate:
-    """Spearman's rho between the mean maps (layers x categories cells) of two per-prompt arrays
-    over the same prompts, with a bootstrap CI resampling prompts (a prompt's two maps together)."""
-    if first.shape != second.shape:
-        raise DataError(f"the two maps have shapes {first.shape} and {second.shape}; give them over the same prompts")
-    both = np.stack([first, second], 1)
-
-    def rho(sample: np.ndarray) -> float:
-        a, b = nanmean(sample[:, 0]).ravel(), nanmean(sample[:, 1]).ravel()
-        ok = np.isfinite(a) & np.isfinite(b)
-        return float(spearmanr(a[ok], b[ok]).statistic)
-
-    return stats.bootstrap_statistic(both, rho, name=name)

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import expect, stats
+from harness import expect, map_agreement, stats
 
-from claims.recall import measure
 from claims.recall.prompts import CATEGORIES
 
 SOURCE = "Meng et al. 2022 (ROME), Sec. 2.1-2.2: causal tracing of factual associations"
@@ -93,7 +92,7 @@ def test_patching_the_last_subject_token_recovers_the_answer(patched, thresholds
                    "category mean maps over the same prompts has a CI above 0", source=SOURCE)
 def test_patching_and_tracing_agree(patched, effects):
     rows = patched["rows"]
-    expect(measure.rank_agreement(patched["recovery"], effects["by_category"][rows], name=(
+    expect(map_agreement(patched["recovery"], effects["by_category"][rows], name=(
         f"Spearman rho: patching recovery vs tracing indirect effect over layer x category cells "
         f"({len(rows)} prompts)"))).positive()
 

@@ -8,12 +8,10 @@ NaN where a pair has no position of a role. Layers are the harness's: index ``l`
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.stats import spearmanr
 
 from harness import DataError, Estimate, stats
+from harness.measures.agreement import nanmean
 
 from claims.tracer.settings import ROLES
 
@@ -56,29 +54,6 @@ def crossing(values: np.ndarray) -> Estimate:
     return stats.bootstrap_statistic(values, crossing_layer, name="first layer at which the final position "
                                      "recovers more than the divergence position (mean over pairs)",
                                      method="percentile")
-
-
-def rank_agreement(first: np.ndarray, second: np.ndarray, *, name: str) -> Estimate:
-    """Spearman's rho between the mean maps (layers x roles cells) of two per-pair arrays over
-    the same pairs, with a bootstrap CI resampling pairs (a pair's two maps kept together)."""
-    if first.shape != second.shape:
-        raise DataError(f"the two maps have shapes {first.shape} and {second.shape}; give them over the same pairs")
-    both = np.stack([first, second], 1)
-    defined = np.isfinite(nanmean(first)) & np.isfinite(nanmean(second))
-
-    def rho(sample: np.ndarray) -> float:
-        a, b = nanmean(sample[:, 0])[defined], nanmean(sample[:, 1])[defined]
-        ok = np.isfinite(a) & np.isfinite(b)
-        return float(spearmanr(a[ok], b[ok]).statistic)
-
-    return stats.bootstrap_statistic(both, rho, name=name)
-
-
-def nanmean(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """`np.nanmean` without its "mean of empty slice" warning (a role no pair has: NaN)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(x, axis)
 
 
 def summary(values: np.ndarray) -> dict:

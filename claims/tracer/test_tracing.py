@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import expect, stats
+from harness import expect, map_agreement, stats
 
 from claims.tracer import measure
 from claims.tracer.settings import NOISE_FACTOR
@@ -37,7 +37,7 @@ def test_restoring_one_state_has_an_indirect_effect(traced, thresholds, where):
                    "noise, as Zhang & Nanda 2024 recommend comparing)", source=SOURCE)
 def test_tracing_and_patching_agree_on_where_the_effect_lives(traced, recovery):
     rows = traced["rows"]
-    expect(measure.rank_agreement(recovery[rows], traced["effect"], name=(
+    expect(map_agreement(recovery[rows], traced["effect"], name=(
         f"Spearman rho between the mean patching recovery and the mean tracing indirect effect over layer x role "
         f"cells ({len(rows)} pairs, noise {NOISE_FACTOR:g}x the embeddings' std)"))).positive()
 

@@ -11,6 +11,7 @@
                   (AtP, AtP*'s qk fix and GradDrop, integrated gradients)
     attribution_edges  edge attribution patching: writers (embedding, heads, MLPs) to later readers
     attribution_engine  the attribution maps' taps, gates and gradients
+    agreement     how far two maps over the same pairs agree (estimate vs measurement, patching vs tracing)
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes

@@ -132,5 +132,7 @@ def test_a_misspelt_point_is_refused(model, prompts):
 
 
 def test_unequal_maps_are_refused():
+    from harness import map_agreement
+
     with pytest.raises(DataError, match="the two maps have shapes"):
-        measure.rank_agreement(np.zeros((3, 2, 6)), np.zeros((4, 2, 6)), name="x")
+        map_agreement(np.zeros((3, 2, 6)), np.zeros((4, 2, 6)), name="x")
