@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from harness.errors import InterventionError, ShapeError, SiteError
-from harness.interventions.intervention import Context, Intervention
+from harness.interventions.intervention import Context, Intervention, moved
 from harness.interventions.positions import ALL, Positions
 from harness.models.sites import Site, parse_site
 
@@ -131,14 +131,14 @@ def _check_direction(direction: torch.Tensor, width: int, site: Site, name: str 
         )
 
 
-def _alpha_column(alpha: float | torch.Tensor, act: torch.Tensor, site: Site) -> torch.Tensor:
+def _alpha_column(alpha: float | torch.Tensor, act: torch.Tensor, site: Site, owner: object) -> torch.Tensor:
     if isinstance(alpha, torch.Tensor) and alpha.dim() > 0:
         if alpha.dim() != 1 or alpha.shape[0] != act.shape[0]:
             raise ShapeError(
                 f"per-row `alpha` must have shape [{act.shape[0]}] (one per batch row) at site "
                 f"{site}, got {tuple(alpha.shape)}"
             )
-        return alpha.to(act.device, act.dtype)[:, None, None]
+        return moved(owner, "alpha", alpha, act.device, act.dtype)[:, None, None]
     return torch.as_tensor(float(alpha), device=act.device, dtype=act.dtype)
 
 
@@ -190,7 +190,7 @@ class Add(Intervention):
               context: Context | None = None) -> torch.Tensor:
         direction = _vector_at(self.direction, site, "direction", "Add")
         _check_direction(direction, act.shape[-1], site)
-        delta = _alpha_column(self.alpha, act, site) * direction.to(act.device, act.dtype)
+        delta = _alpha_column(self.alpha, act, site, self) * moved(self, "direction", direction, act.device, act.dtype)
         return torch.where(where[..., None], act + delta, act)
 
 
@@ -224,7 +224,8 @@ class RmsAdd(Intervention):
         direction = _vector_at(self.direction, site, "direction", "RmsAdd")
         _check_direction(direction, act.shape[-1], site)
         rms = act.float().pow(2).mean(-1, keepdim=True).sqrt().to(act.dtype)
-        delta = _alpha_column(self.alpha, act, site) * rms * direction.to(act.device, act.dtype)
+        delta = _alpha_column(self.alpha, act, site, self) * rms * moved(self, "direction", direction, act.device,
+                                                                          act.dtype)
         return torch.where(where[..., None], act + delta, act)
 
 
@@ -254,7 +255,7 @@ class Patch(Intervention):
     def apply(self, act: torch.Tensor, where: torch.Tensor, site: Site, run: "Run | None",
               context: Context | None = None) -> torch.Tensor:
         _check_source(self.source, act, site, "patch", "patches")
-        return torch.where(where[..., None], self.source.to(act.device, act.dtype), act)
+        return torch.where(where[..., None], moved(self, "source", self.source, act.device, act.dtype), act)
 
 
 @dataclass(frozen=True)
@@ -322,8 +323,8 @@ class Interchange(Intervention):
                 "the basis vectors as columns (transpose a [k, d] basis)"
             )
         dtype = torch.promote_types(act.dtype, torch.float32)
-        basis = basis.to(act.device, dtype)
-        base, source = act.to(dtype), self.source.to(act.device, dtype)
+        basis = moved(self, "basis", basis, act.device, dtype)
+        base, source = act.to(dtype), moved(self, "source", self.source, act.device, dtype)
         # act + ((source - act) @ U) @ U.T, written so that U = identity gives the source and
         # U = 0 the activation bit for bit (``act - act`` is exactly 0)
         edited = (base - (base @ basis) @ basis.T + (source @ basis) @ basis.T).to(act.dtype)
@@ -417,9 +418,10 @@ class Ablate(Intervention):
         elif self.kind == "mean":
             mean = _vector_at(self.value, site, "value", "a mean Ablate")
             _check_direction(mean, act.shape[-1], site, "the mean of `Ablate.mean`'s reference")
-            value = mean.to(act.device, act.dtype).expand_as(act)
+            value = moved(self, "value", mean, act.device, act.dtype).expand_as(act)
         else:  # "resample" (the kind is checked when the Ablate is made)
-            return Patch(self.value, self.positions).apply(act, where, site, run)  # type: ignore[arg-type]
+            _check_source(self.value, act, site, "patch", "patches")  # type: ignore[arg-type]
+            return torch.where(where[..., None], moved(self, "value", self.value, act.device, act.dtype), act)
         return torch.where(where[..., None], value, act)
 
 
@@ -475,14 +477,27 @@ class ProjectOut(Intervention):
             )
         if not bool(torch.isfinite(basis).all()):
             raise InterventionError(f"`basis` of ProjectOut at {site} has NaN or infinite entries")
-        span = _orthonormal_rows(basis)                                  # [r, d], float64
+        span = self._span(basis)                                         # [r, d], float64
         if span.shape[0] == 0:
             return act
         dtype = torch.promote_types(act.dtype, torch.float32)
-        q = span.to(act.device, dtype)
+        q = moved(self, "span", span, act.device, dtype)
         base = act.to(dtype)
         edited = (base - (base @ q.T) @ q).to(act.dtype)
         return torch.where(where[..., None], edited, act)
+
+
+    def _span(self, basis: torch.Tensor) -> torch.Tensor:
+        """`_orthonormal_rows` of `basis`, computed once per basis (and again after an in-place
+        change to it, by its version counter) rather than on every forward."""
+        if basis.requires_grad:
+            return _orthonormal_rows(basis)
+        hit = self.__dict__.get("_span_of")
+        if hit is not None and hit[0] is basis and hit[1] == basis._version:
+            return hit[2]
+        span = _orthonormal_rows(basis)
+        object.__setattr__(self, "_span_of", (basis, basis._version, span))
+        return span
 
 
 def _orthonormal_rows(basis: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from harness.interventions.hooks import Run
     from harness.models.sites import Site
 
-__all__ = ["Intervention", "Context", "known_kinds"]
+__all__ = ["Intervention", "Context", "known_kinds", "moved"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,35 @@ class Intervention(abc.ABC):
         the real-token mask `real`; `check_acted` compares it with where the site changed.
         By default the resolved ``positions``."""
         return self.positions.resolve(real)
+
+
+def moved(owner: object, name: str, tensor: torch.Tensor, device: torch.device,
+          dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`tensor` (a field of `owner`: a direction, a patch source, a basis) on `device` and in
+    `dtype` (None: its own), moved once and kept on `owner` for the next call.
+
+    On a model split across devices each hook sees its activation on its block's device; an
+    edit's constants are moved there the first time and reused on every later forward (a
+    sweep, a generation). A tensor already there is returned as is (no copy). A tensor that
+    requires grad is moved on every call, so gradients reach it (DAS trains its basis through
+    `Interchange`); a tensor changed in place since it was moved (its version counter) is moved
+    again. One copy is kept per (name, device, dtype)."""
+    dtype = tensor.dtype if dtype is None else dtype
+    if tensor.device == device and tensor.dtype == dtype:
+        return tensor
+    if tensor.requires_grad:
+        return tensor.to(device, dtype)
+    cache = owner.__dict__.get("_moved")
+    if cache is None:
+        cache = {}
+        object.__setattr__(owner, "_moved", cache)  # frozen dataclasses too; not a field
+    key = (name, device, dtype)
+    hit = cache.get(key)
+    if hit is not None and hit[0] is tensor and hit[1] == tensor._version:
+        return hit[2]
+    out = tensor.to(device, dtype)
+    cache[key] = (tensor, tensor._version, out)
+    return out
 
 
 def known_kinds() -> list[str]:

@@ -109,7 +109,9 @@ class Positions:
                 f"position `mask` has shape {tuple(self.mask.shape)} but the batch is "
                 f"{tuple(real.shape)} [batch, pos]"
             )
-        return self.mask.to(real.device) & real
+        from harness.interventions.intervention import moved  # that module imports this one
+
+        return moved(self, "mask", self.mask, real.device) & real
 
 
 ALL = Positions.all()

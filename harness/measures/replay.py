@@ -85,9 +85,9 @@ class _KeyValues:
         if self.rows is None:
             self.store[layer_idx] = (keys, values)
             return keys, values
-        k, v = self.store[layer_idx]
-        k = k.index_select(0, self.rows)[:, :, : self.start]
-        v = v.index_select(0, self.rows)[:, :, : self.start]
+        k, v = self.store[layer_idx]       # on the layer's device (a model split by a device map)
+        k = k.index_select(0, self.rows.to(k.device))[:, :, : self.start]
+        v = v.index_select(0, self.rows.to(v.device))[:, :, : self.start]
         return torch.cat([k, keys], 2), torch.cat([v, values], 2)
 
     def get_seq_length(self, *args: Any) -> int:  # pragma: no cover - not called by the blocks used
@@ -220,7 +220,8 @@ def _plain(model: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, metric: Me
     n = ids.shape[0]
     last = mask.sum(1) - 1
     rows = torch.arange(n, device=ids.device)
-    value = _score(model, metric, out["normed"][rows, last], rows)
+    normed = out["normed"]                 # on the final norm's device
+    value = _score(model, metric, normed[rows.to(normed.device), last.to(normed.device)], rows)
     if kv and not all(_cuttable(call, positional) for call in prefix.calls):  # an argument we cannot cut: replay all
         store, kv = {}, False
     if kv and len(store) != len(blocks):  # the blocks did not use the cache they were handed: replay all
@@ -247,11 +248,11 @@ def _suffix_replay(model: LoadedModel, run: _Run, block: int, rows: torch.Tensor
     run.prefix.check_implementation()
     layout = model.layout.stack(run.prefix.stack)
     blocks = model.module.get_submodule(layout.blocks)
-    h = run.inputs[block].index_select(0, rows)[:, start:]
+    h = run.inputs[block].index_select(0, rows.to(run.inputs[block].device))[:, start:]
     if run.attend is None:
         raise InterventionError("the suffix replay needs the attention mask of the captured run "
                                 "(_plain(..., kv=True))")
-    attend = run.attend.index_select(0, rows)[:, :, start:]                       # [rows, 1, q, k]
+    attend = run.attend.index_select(0, rows.to(run.attend.device))[:, :, start:]  # [rows, 1, q, k]
     n = run.inputs[block].shape[0]
     positional = model.layout.suffix_replay == "positional"
     for j in range(block, len(blocks)):
@@ -354,7 +355,8 @@ def _replay_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, *, bloc
                 normed = _suffix_replay(model, corrupt, block, rows, start)
             else:
                 normed = prefix.replay(rows)
-        picked = normed[torch.arange(rows.shape[0], device=normed.device), last.index_select(0, rows) - start]
+        picked = normed[torch.arange(rows.shape[0], device=normed.device),
+                        (last.index_select(0, rows) - start).to(normed.device)]
         out[cells.cpu()] = _score(model, metric, picked, rows)
     return out
 

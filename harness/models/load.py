@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import torch
 
+from harness.models import placement
 from harness.models.architectures import Hook, Layout, layout_for, resolve_hook, site_table
 from harness.errors import DataError, ModelLoadError, SiteError
 from harness.models.logits import check_logit_rule
@@ -55,7 +56,9 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.module.parameters()).device
+        """Where the model takes its input ids: its input embedding's device (for a model split by
+        a device map, the execution device accelerate gives the embedding)."""
+        return placement.input_device(self.module)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -182,7 +185,7 @@ class LoadedModel:
 
     def describe(self) -> dict[str, str]:
         return {"name": self.name, "spec": self.spec, "fingerprint": self.fingerprint,
-                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
+                "device": placement.placement_of(self.module), "dtype": str(self.dtype).replace("torch.", "")}
 
 
 def _unknown_pieces(tokenizer: Any, text: str, row: list[int], unk: int, kw: dict[str, Any]) -> list[str]:
@@ -235,7 +238,9 @@ def pad_rows(rows: Sequence[Sequence[int]], *, pad_id: int,
 
 
 def fingerprint(module: torch.nn.Module) -> str:
-    """sha256 of the config (sorted JSON) and of every parameter and buffer (name, dtype, shape, bytes)."""
+    """sha256 of the config (sorted JSON) and of every parameter and buffer (name, dtype, shape, bytes);
+    weights accelerate offloaded to the CPU or the disk are read from its store, so a split model
+    has the fingerprint of the same weights on one device."""
     h = hashlib.sha256()
     config = getattr(module, "config", None)
     if config is not None:
@@ -244,7 +249,7 @@ def fingerprint(module: torch.nn.Module) -> str:
         for volatile in ("transformers_version", "_name_or_path", "torch_dtype", "dtype", "architectures"):
             cfg.pop(volatile, None)
         h.update(json.dumps(cfg, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(module.state_dict(keep_vars=False).items()):
+    for name, tensor in sorted(placement.state_dict_of(module).items()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")  # 0-d too
@@ -272,8 +277,11 @@ def from_module(module: torch.nn.Module, tokenizer: Any, *, name: str, spec: str
                        layout=layout, sites=table, fingerprint=fingerprint(module))
 
 
-def load_model(spec: str, *, device: str | torch.device = "cpu",
-               dtype: torch.dtype | None = None, name: str | None = None) -> LoadedModel:
+def load_model(spec: str, *, device: str | torch.device | None = None,
+               dtype: torch.dtype | str | None = None, name: str | None = None,
+               device_map: str | dict[str, int | str] | None = None,
+               max_memory: dict[int | str, int | str] | str | None = None,
+               offload_folder: str | os.PathLike | None = None) -> LoadedModel:
     """Load a model by hub id, local directory, ``fixture:NAME``, ``gguf:NAME`` or ``.gguf`` file.
 
     Example::
@@ -281,12 +289,29 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         load_model("fixture:planted")
         load_model("/models/byt5-tacgen")                       # a saved checkpoint
         load_model("kaiyuy/leandojo-lean4-tacgen-byt5-small")   # from the local HF cache
+        load_model("/models/llama-8b", device_map="auto", dtype="bfloat16",
+                   max_memory={0: "20GiB", 1: "20GiB", "cpu": "64GiB"}, offload_folder="/scratch/off")
+
+    ``device`` puts the whole model on one device (default the CPU). ``device_map``, ``max_memory``
+    and ``offload_folder`` let accelerate place it instead (`harness.models.placement`: a
+    strategy such as ``"auto"``, or ``{module path: device}`` with ``"cpu"`` and ``"disk"``
+    entries); ``dtype`` is a torch dtype or a name (``"bfloat16"``, ``"bf16"``, ``"float16"``,
+    ``"float32"``). A spec from ``--claims-model`` carries the options of
+    ``--claims-model-options`` for its name; an option passed here takes precedence.
 
     Hub ids are looked up offline (``local_files_only``): a model that is not in the cache is
-    a `ModelLoadError` saying how to provide it.
+    a `ModelLoadError` saying how to provide it. Bad loading options are a `ModelLoadError`
+    naming the option, the bad value and the fix (`placement.LoadOptions.make`).
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"`spec` must be a hub id, a directory or 'fixture:NAME', got {spec!r}")
+    given = {"device_map": device_map, "dtype": dtype, "max_memory": max_memory, "offload_folder": offload_folder}
+    options = placement.LoadOptions.make(**{**dict(getattr(spec, "load_options", None) or {}),
+                                            **{k: v for k, v in given.items() if v is not None}})
+    if options.placed and device is not None:
+        raise ModelLoadError(f"`device` ({device!r}) and `device_map` ({options.device_map!r}) both place the "
+                             "model; pass `device` for one device or `device_map` to split it, not both")
+    spec = str(spec)
     path, kind = _resolve_spec(spec)
     try:
         import transformers
@@ -297,10 +322,7 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         local = {"local_files_only": True}
         config = AutoConfig.from_pretrained(path, **local)
         cls = AutoModelForSeq2SeqLM if getattr(config, "is_encoder_decoder", False) else AutoModelForCausalLM
-        kwargs: dict[str, Any] = dict(local)
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        module = cls.from_pretrained(path, **kwargs)
+        module = cls.from_pretrained(path, **local, **options.pretrained_kwargs(cls, config))
         # transformers 5 forces its own tokenizer class for some model types (qwen2, phi3, mistral,
         # ...) whatever tokenizer_config.json declares: without that class's files it builds it
         # empty, or cannot build it at all ("Couldn't instantiate the backend tokenizer"); the
@@ -315,6 +337,8 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
         if _tokenizes_nothing(tokenizer) and declared is not None and not isinstance(tokenizer, declared):
             tokenizer = declared.from_pretrained(path, **local)
         tokenizer = _saved_tokenizer(path, tokenizer, local)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError) as err:  # ValueError: e.g. a directory whose config.json lacks model_type
         raise ModelLoadError(_missing_message(spec, kind, err)) from None
     if _tokenizes_nothing(tokenizer):
@@ -322,7 +346,8 @@ def load_model(spec: str, *, device: str | torch.device = "cpu",
             f"model {spec!r} has no tokenizer files (tokenizer.json, vocab files or tokenizer_config.json); "
             "save the tokenizer next to the weights (`tokenizer.save_pretrained(path)`)"
         )
-    module.to(device)
+    if not options.placed:
+        module.to("cpu" if device is None else device)
     model = from_module(module, tokenizer, name=name or spec, spec=spec)
     _register(model, source=f"{kind}: {os.path.abspath(path) if kind == 'directory' else path}", named=name is not None)
     return model
@@ -390,10 +415,12 @@ def _declared_tokenizer_class(path: str) -> str | None:
     return declared if isinstance(declared, str) and declared.isidentifier() else None
 
 
-def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu",
-                     dtype: torch.dtype | None = None) -> LoadedModel:
+def load_study_model(name: str, spec: str, *, device: str | torch.device | None = None,
+                     dtype: torch.dtype | str | None = None, **options: Any) -> LoadedModel:
     """`load_model` under the study's model name `name` (``load_model`` itself records every model
-    it loads for the report: its name, spec, fingerprint, device, dtype and source).
+    it loads for the report: its name, spec, fingerprint, device, dtype and source). `options`
+    are `load_model`'s loading options (``device_map``, ``max_memory``, ``offload_folder``); a
+    spec from ``claims_settings.model_spec`` carries those given with ``--claims-model-options``.
 
     Example (a study's conftest)::
 
@@ -401,7 +428,7 @@ def load_study_model(name: str, spec: str, *, device: str | torch.device = "cpu"
         def tacgen(claims_settings):
             return load_study_model("tacgen", claims_settings.model_spec("tacgen", "fixture:tacgen"))
     """
-    return load_model(spec, device=device, dtype=dtype, name=name)
+    return load_model(spec, device=device, dtype=dtype, name=name, **options)
 
 
 def _resolve_spec(spec: str) -> tuple[str, str]:

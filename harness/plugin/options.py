@@ -36,7 +36,9 @@ class ClaimsSettings:
 
     `models` maps a model name to the spec given with ``--claims-model NAME=SPEC``; `data`
     maps a data set name to the path given with ``--claims-data NAME=PATH``; `saes` maps a study
-    name to the SAE given with ``--claims-sae NAME=SPEC`` (all read-only).
+    name to the SAE given with ``--claims-sae NAME=SPEC`` (all read-only). `model_options` maps
+    a model name to its loading options from ``--claims-model-options NAME=KEY=VALUE,...``
+    (``{key: text}``; checked when the model loads, `harness.models.placement`).
     """
 
     seed: int = 0
@@ -48,13 +50,18 @@ class ClaimsSettings:
     correction: str = "bonferroni"
     saes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     sizes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    model_options: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def model_spec(self, name: str, default: str | None = None) -> str | None:
-        """The spec given for model `name` with ``--claims-model``, else `default`.
+        """The spec given for model `name` with ``--claims-model``, else `default`; with
+        ``--claims-model-options`` for `name`, a `ModelSpec` (a str, equal to the spec) whose
+        ``load_options`` `load_model` applies.
 
         Example: ``claims_settings.model_spec("tacgen", "fixture:tacgen")``.
         """
-        return self.models.get(name, default)
+        spec = self.models.get(name, default)
+        options = self.model_options.get(name)
+        return ModelSpec(spec, options) if spec is not None and options else spec
 
     def data_path(self, name: str, default: str | None = None) -> str | None:
         """The path given for data set `name` with ``--claims-data`` (as typed), else `default`.
@@ -79,6 +86,46 @@ class ClaimsSettings:
         """The count given for `study` with ``--claims-n STUDY=N`` (it replaces the row field the
         study's declaration names in ``Study(..., n=FIELD)``), else None."""
         return self.sizes.get(study)
+
+
+class ModelSpec(str):
+    """A model spec (the str itself) with the loading options given for its name on the command
+    line (``load_options``: ``{key: text}``, read by `harness.models.load.load_model`)."""
+
+    load_options: Mapping[str, str]
+
+    def __new__(cls, spec: str, load_options: Mapping[str, str]) -> "ModelSpec":
+        out = super().__new__(cls, spec)
+        out.load_options = MappingProxyType(dict(load_options))
+        return out
+
+
+class _LoadOptionsText(dict):
+    """The parsed value of one ``--claims-model-options`` (printed as typed): told apart from a
+    spec in the list the two options share (``claims_model``), so the loading options need no
+    option of their own in the session's settings plumbing."""
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.items())
+
+
+def _model_options_option(text: str) -> tuple[str, _LoadOptionsText]:
+    """``NAME=device_map=auto,dtype=bfloat16`` -> (NAME, {key: text}); a usage error for an
+    unknown key (naming the keys), an entry without ``=``, or a key given twice."""
+    from harness.models.placement import parse_options_text
+
+    name, sep, rest = text.partition("=")
+    example = "tracer=device_map=auto,dtype=bfloat16,max_memory=cpu:8GiB"
+    if not sep or not name or not rest or not _NAME_RE.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=KEY=VALUE[,KEY=VALUE...] such as --claims-model-options {example}, got {text!r}")
+    try:
+        return name, _LoadOptionsText(parse_options_text(rest, where=f"--claims-model-options {name}"))
+    except HarnessError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_model_options_option.__name__ = "NAME=OPTIONS"
 
 
 def _int_option(option: str, *, minimum: int, example: int) -> Any:
@@ -147,8 +194,8 @@ def settings_from_options(
     error). The default report directory is relative to `rootdir`; a directory given on the
     command line is relative to `invocation_dir`."""
 
-    def table(option: str, pairs: Sequence[tuple[str, str]] | None) -> Mapping[str, str]:
-        out: dict[str, str] = {}
+    def table(option: str, pairs: Sequence[tuple[str, Any]] | None) -> Mapping[str, Any]:
+        out: dict[str, Any] = {}
         for name, value in pairs or ():
             if name in out and out[name] != value:
                 raise ClaimsOptionError(
@@ -166,10 +213,15 @@ def settings_from_options(
                                     f"--claims-n {name}=200")
         counts[name] = value
     report_dir = rootdir / DEFAULT_REPORT_DIR if report is None else invocation_dir / report
+    # --claims-model-options shares --claims-model's list: its entries are the parsed options
+    specs = [(n, v) for n, v in models or () if not isinstance(v, _LoadOptionsText)]
+    options = [(n, v) for n, v in models or () if isinstance(v, _LoadOptionsText)]
     return ClaimsSettings(
         seed=seed,
         resamples=resamples,
-        models=table("--claims-model", models),
+        models=table("--claims-model", specs),
+        model_options=MappingProxyType({n: MappingProxyType(dict(v))
+                                        for n, v in table("--claims-model-options", options).items()}),
         data=table("--claims-data", data),
         report_dir=report_dir,
         thresholds=table("--claims-thresholds", thresholds),
@@ -194,6 +246,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type=_pair_option("--claims-model", "SPEC", "tacgen=kaiyuy/leandojo-lean4-tacgen-byt5-small"),
         help="run the claims on this model for NAME (hub id, local path, fixture:NAME, a .gguf file or "
              "gguf:NAME of a packaged real model); repeatable",
+    )
+    group.addoption(
+        "--claims-model-options", action="append", metavar="NAME=KEY=VALUE,...", dest="claims_model",
+        type=_model_options_option,
+        help="load model NAME with these options (keys: device_map, dtype, max_memory, offload_folder), e.g. "
+             "tracer=device_map=auto,dtype=bfloat16,max_memory=0:20GiB+cpu:64GiB,offload_folder=/scratch/off; "
+             "an explicit map lists MODULE:DEVICE entries joined by '+' (transformer.h.0:0+transformer.h.1:cpu); "
+             "repeatable",
     )
     group.addoption(
         "--claims-data", action="append", metavar="NAME=PATH",

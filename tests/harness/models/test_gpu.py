@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.interventions import Noise, Record, intervene
+from harness.interventions import Add, Noise, Record, intervene
 from harness.models.load import from_module, pad_rows
 from harness.measures.patching import patch_head_map, patch_resid_map
 from harness.measures.scores import logprob_diff
@@ -83,3 +83,55 @@ def test_noise_on_the_gpu_is_the_cpus_noise():
     cpu = gpt2_24()
     texts = ["ab", "a much longer neighbour"]
     assert torch.allclose(_noise(on(cpu), texts), _noise(cpu, texts), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- several GPUs
+
+def _two_gpus() -> str | None:
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return None if count >= 2 else f"needs two or more CUDA devices (torch sees {count})"
+
+
+def split_across_gpus(arch: str, *, offload: bool):
+    """The tiny `arch` of test_placement with block 0 on cuda:0 and block 1 on cuda:1 (the rest on
+    cuda:0); with `offload`, block 1 on "cpu" instead: accelerate's CPU offload to cuda:0."""
+    import tempfile
+
+    from harness.models.load import load_model
+    from tests._support.architectures import saved
+    from tests.harness.models.test_placement import plain, split_map
+
+    base = plain(arch)
+    device_map = {k: (0 if v == "cpu" else v) for k, v in split_map(base, first=0, second="cpu" if offload else 1).items()}
+    return load_model(str(saved(arch)), name=f"gpus:{arch}:{offload}", device_map=device_map,
+                      offload_folder=tempfile.mkdtemp() if offload else None)
+
+
+@pytest.mark.skipif(_two_gpus() is not None, reason=_two_gpus() or "")
+@pytest.mark.parametrize("offload", [False, True], ids=["two-gpus", "gpu+cpu-offload"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2"])
+def test_a_model_split_across_gpus_gives_the_cpu_numbers(arch, offload):
+    from harness.measures.generate import generate
+    from harness.measures.patching import answer_prob
+    from harness.measures.tracing import trace_resid_map
+    from tests.harness.models.test_placement import PADDED as PAIRS, TEXTS as LINES, plain, worst
+
+    cpu, gpus = plain(arch), split_across_gpus(arch, offload=offload)
+    blocks = gpus.module.get_submodule(gpus.layout.stack(gpus.main_stack).blocks)
+    assert gpus.device == torch.device("cuda:0")
+    if not offload:
+        assert next(blocks[1].parameters()).device == torch.device("cuda:1")
+    d = torch.randn(cpu.width("blocks.1.resid_pre"), generator=torch.Generator().manual_seed(0))
+    kw = dict(at="blocks.1.resid_pre", direction=d, alphas=symmetric(2.0, steps=5),
+              score=scorer(logprob_diff, "x", "y"), batch_size=3)
+    assert worst(sweep(gpus, LINES, **kw).scores, sweep(cpu, LINES, **kw).scores) < 1e-4
+    for fn in (patch_resid_map, patch_head_map):
+        assert worst(fn(gpus, *PAIRS, batch_size=5).values, fn(cpu, *PAIRS, batch_size=5).values) < 1e-4
+    trace = dict(std=0.5, samples=3, seed=4, batch_size=4)
+    prompts, spans = ["0123+456", "hi there"], [(0, 3), (1, 4)]
+    assert worst(trace_resid_map(gpus, prompts, spans, answer_prob([60, 61]), **trace).values,
+                 trace_resid_map(cpu, prompts, spans, answer_prob([60, 61]), **trace).values) < 1e-4
+    edit = {"blocks.1.resid_post": Add(torch.randn(cpu.width("blocks.1.resid_post")), alpha=torch.tensor([0.0, 4.0, -4.0, 2.0]))}
+    gen = dict(max_new_tokens=6, interventions=edit, cache=True, batch_size=4, return_logits=True)
+    for a, b in zip(generate(gpus, LINES, **gen), generate(cpu, LINES, **gen)):
+        assert a.ids == b.ids and worst(a.logits.cpu(), b.logits) < 1e-4
