@@ -139,8 +139,9 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
         differs = torch.zeros(rows_n, n_cols, width, dtype=torch.bool, device=mask.device)
         for cols in sites.values():
             column = block.columns[cols[0]]
-            clean = column.cut(column.clean).index_select(0, src_of)
-            changed = (clean != column.cut(column.corrupt)).any(-1)               # [rows, pos]
+            clean = column.cut(column.clean)           # on its block's device (a model split by a device map)
+            clean = clean.index_select(0, src_of.to(clean.device))
+            changed = (clean != column.cut(column.corrupt)).any(-1).to(mask.device)   # [rows, pos]
             differs[:, cols] = block.where[:, cols] & changed[:, None]
         todo = differs.any(-1).nonzero()                                          # (row, column) cells
         if todo.numel() == 0:
@@ -186,7 +187,8 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
                     merged.setdefault((column.within, id(column.clean), width), []).append(s)
                     continue
                 on = at == s
-                src = column.cut(column.clean)[:, start:].index_select(0, src_of[rows])   # cut first: a neuron's column
+                src = column.cut(column.clean)[:, start:]                  # cut first: a neuron's column
+                src = src.index_select(0, src_of[rows].to(src.device))
                 out[site] = column.edit(src, Positions.of_mask(where & on[:, None]))
         for (within, _, width), group in merged.items():
             on = torch.zeros_like(at, dtype=torch.bool)
@@ -196,8 +198,9 @@ def _plan(block: Block, sites: dict[Site, list[int]], cell_rows: torch.Tensor, c
                 on |= at == s
                 first = torch.where(at == s, column.select.start, first)  # type: ignore[union-attr]
             index = first[:, None] + torch.arange(width, device=device)           # [chunk, width]
-            clean = block.columns[starts_of[group[0]]].clean[:, start:].index_select(0, src_of[rows])
-            src = clean.gather(-1, index[:, None, :].expand(-1, clean.shape[1], -1))
+            clean = block.columns[starts_of[group[0]]].clean[:, start:]
+            clean = clean.index_select(0, src_of[rows].to(clean.device))
+            src = clean.gather(-1, index.to(clean.device)[:, None, :].expand(-1, clean.shape[1], -1))
             edit = _PatchColumns(src, index, Positions.of_mask(where & on[:, None]))
             out[within] = [*out[within], edit] if within in out else edit  # type: ignore[index]
         return out
