@@ -15,12 +15,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import evidence, exact_match, load_study_model
+from harness import attribute_head_map, attribute_neuron_map, evidence, exact_match, load_study_model, patch_effects
 from harness.atomic import write_text_atomic
 from harness.data import content_hash
+from harness.measures.agreement import nanmean
 from harness.models.fixtures import fixtures_dir
 
 from claims.arith import measure
+from claims.arith.attribution import (ablated_logit_diffs, all_heads, AttributionMaps, circuit_heads, logprob_drops,
+                                      metric_of, neuron_site, random_draws, site_means, top_units)
 from claims.arith.restoration import Restoration
 from harness.plugin import threshold_row
 from claims.arith.settings import DEFAULT_MODEL, N_PAIRS, PAIR_SEED, Thresholds, thresholds_at_collection
@@ -54,23 +57,27 @@ def correct(arith, splits) -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def ablation(arith, splits, claims_settings):
+def head_means(arith, splits) -> dict:
+    """Each head's mean output over the real tokens of the selection split (`measure.head_means`):
+    the reference of every mean ablation of heads."""
+    return measure.head_means(arith, splits["selection"])
+
+
+@pytest.fixture(scope="session")
+def ablation(arith, splits, claims_settings, head_means):
     """Ablation impacts ``[n, layers, heads]`` per (split, kind): every head, or only ``head``
-    ("layer2-head2"; the other cells NaN) where a claim reads one head's column. Each head's mean
-    output (the mean ablation's reference, from the selection split) is computed once; a full map
+    ("layer2-head2"; the other cells NaN) where a claim reads one head's column. Mean ablation sets
+    a head to `head_means` (from the selection split); a full map
     serves every later request of its (split, kind). At the end of the session what was computed
     is written to ``arith/ablation.json`` and the full maps plotted (``arith/ablation_<split>_<kind>.png``)."""
     cache: dict = {}
-    means: dict = {}
 
     def get(split: str, kind: str, head: str | None = None) -> np.ndarray:
         if (split, kind, None) in cache:
             return cache[split, kind, None]
         if (split, kind, head) not in cache:
-            if kind == "mean" and not means:
-                means.update(measure.head_means(arith, splits["selection"]))
             cells = None if head is None else [measure.head_id(head)]
-            cache[split, kind, head] = measure.ablation_impacts(arith, splits[split], kind, means=means or None,
+            cache[split, kind, head] = measure.ablation_impacts(arith, splits[split], kind, means=head_means,
                                                                 heads=cells)
         return cache[split, kind, head]
 
@@ -185,6 +192,113 @@ def head_patch_map(arith, patch_pairs, claims_settings):
                  row_labels=[f"layer{i}" for i in range(1, layers + 1)], col_labels=[f"head{h}" for h in range(heads)],
                  xlabel="head", ylabel="layer", colorbar_label="recovered logit difference", cmap="coolwarm")
     return out
+
+
+# Attribution patching (finding 8, test_attribution.py). The residual-stream and neuron maps are
+# patched on the first ATTRIBUTION_SUBSET test pairs (a seeded random subset): patching every
+# neuron of a layer over 600 pairs takes 100 s, and each bootstrap of a 512-cell map costs ~0.1 s per
+# 100 resamples. Random controls are RANDOM_DRAWS seeded sets of the same size (draw i:
+# random.Random(PAIR_SEED + i)), averaged pair by pair, as the random-heads control of finding 3.
+ATTRIBUTION_SUBSET = 100
+RANDOM_DRAWS = 5
+
+
+@pytest.fixture(scope="session")
+def attribution_report(claims_settings):
+    """What the attribution claims measured, by section, written at the end of the session to
+    ``arith/attribution.json`` (a section may be a callable, called then)."""
+    sections: dict = {}
+    yield sections
+    if sections:
+        body = {name: (value() if callable(value) else value) for name, value in sections.items()}
+        folder = Path(claims_settings.report_dir) / "arith"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(folder / "attribution.json", json.dumps(
+            {"unit": "effects in nats of the first answer token's logit difference (clean answer - corrupt answer); "
+                     "agreement point values without CIs (the claims report those)", **body}, indent=1) + "\n")
+
+
+@pytest.fixture(scope="session")
+def selection_pairs(arith, splits, correct) -> measure.Pairs:
+    """Clean/corrupt pairs from the selection split, formed as `patch_pairs`' ``"clean"`` pairs:
+    where attribution picks neurons and heads (the test split is never used to choose)."""
+    pairs = measure.rebracketed_pairs(splits["selection"], correct["selection"], clean_correct=True, n=N_PAIRS,
+                                      seed=PAIR_SEED)
+    return pairs.take(~measure.patched(arith, pairs).exact)
+
+
+@pytest.fixture(scope="session")
+def attribution_maps(arith, patch_pairs, head_patch_map, thresholds, attribution_report):
+    """Per site family, attribution's and activation patching's effect maps over the same test
+    pairs (`claims.arith.attribution.AttributionMaps`), computed on first use."""
+    maps = AttributionMaps(arith, patch_pairs["clean"], head_patch_map, neuron_layer=thresholds.neuron_layer,
+                           n_subset=ATTRIBUTION_SUBSET)
+    attribution_report["agreement"] = maps.summary
+    return maps
+
+
+@pytest.fixture(scope="session")
+def top_neurons(arith, selection_pairs, thresholds, attribution_report) -> list[int]:
+    """The `n_neurons` neurons (``mlp_post``) of block `neuron_layer` with the largest mean
+    attribution estimate at the last token on the selection split, largest first."""
+    sel = selection_pairs
+    est = attribute_neuron_map(arith, sel.clean, sel.corrupt, metric_of(arith, sel), layers=[thresholds.neuron_layer])
+    units = top_units(patch_effects(est), thresholds.n_neurons)
+    mean = nanmean(patch_effects(est))[0]
+    attribution_report["neurons"] = {"layer": thresholds.neuron_layer, "selection_pairs": len(sel),
+                                     "top": {str(u): round(float(mean[u]), 4) for u in units}}
+    return units
+
+
+@pytest.fixture(scope="session")
+def neuron_runs(arith, splits, patch_pairs, restoration, top_neurons, thresholds, attribution_report) -> dict:
+    """The top neurons and `RANDOM_DRAWS` seeded sets of as many other neurons of their layer,
+    each set on the test split: ``drops`` (log P(first answer token) plain minus with the set
+    mean-ablated at every position, the mean over the selection split's real tokens;
+    ``[n_rows]``) and ``patched`` (the test pairs' logit difference with the set patched from
+    the clean run at every position, `measure.patched`; ``[n_pairs]``). Keys ``"top"`` and
+    ``"random"`` (a list of the draws); ``"sets"``: the units of each."""
+    layer = thresholds.neuron_layer
+    d_mlp = arith.sites.stack(arith.main_stack).d_mlp
+    others = [u for u in range(int(d_mlp)) if u not in top_neurons]
+    sets = [top_neurons, *random_draws(others, len(top_neurons), seed=PAIR_SEED, n=RANDOM_DRAWS)]
+    sites = [neuron_site(layer, units) for units in sets]
+    means = site_means(arith, splits["selection"], sites)
+    plain = measure.answer_logprobs(arith, splits["test"])
+    runs = [{"drops": logprob_drops(arith, splits["test"], s, means[s], plain=plain),
+             "patched": measure.patched(arith, patch_pairs["clean"], [s]).logit_diff} for s in sites]
+    attribution_report["neuron_runs"] = {
+        site: {"mean_logprob_drop": round(float(r["drops"].mean()), 5),
+               "mean_patched_logit_diff": round(float(r["patched"].mean()), 4)} for site, r in zip(sites, runs)}
+    return {"top": runs[0], "random": runs[1:], "sets": sets}
+
+
+@pytest.fixture(scope="session")
+def attribution_circuit(arith, selection_pairs, thresholds, attribution_report) -> list[str]:
+    """The heads attribution keeps on the selection split: mean estimated effect (every head's
+    output at all positions, `attribute_head_map`) at least `circuit_threshold` nats in size."""
+    sel = selection_pairs
+    est = attribute_head_map(arith, sel.clean, sel.corrupt, metric_of(arith, sel))
+    heads = circuit_heads(patch_effects(est), thresholds.circuit_threshold)
+    attribution_report["circuit"] = {"threshold_nats": thresholds.circuit_threshold, "heads": heads,
+                                     "mean_estimate": nanmean(patch_effects(est)).round(4).tolist()}
+    return heads
+
+
+@pytest.fixture(scope="session")
+def circuit_runs(arith, patch_pairs, head_means, attribution_circuit, attribution_report) -> dict:
+    """Each test pair's clean logit difference: ``"full"`` (no head ablated), ``"circuit"``
+    (every head outside `attribution_circuit` mean-ablated), ``"random"`` (a list: the same
+    for `RANDOM_DRAWS` seeded random circuits of as many heads); ``"sets"``: each circuit."""
+    heads = all_heads(arith)
+    circuits = [attribution_circuit,
+                *random_draws(heads, len(attribution_circuit), seed=PAIR_SEED, n=RANDOM_DRAWS)]
+    pairs = patch_pairs["clean"]
+    full = ablated_logit_diffs(arith, pairs, [], head_means)
+    runs = [ablated_logit_diffs(arith, pairs, [h for h in heads if h not in c], head_means) for c in circuits]
+    attribution_report["faithfulness"] = {
+        "+".join(c): round(float(r.mean() / full.mean()), 4) for c, r in zip(circuits, runs)}
+    return {"full": full, "circuit": runs[0], "random": runs[1:], "sets": circuits}
 
 
 def pytest_generate_tests(metafunc):
