@@ -1,8 +1,10 @@
 """The per-test hooks: each claim test from collection to its `ClaimResult`.
 
 At collection the ``claim`` marker is checked and families are counted (before ``-k`` / ``-m``
-deselect); around the call the test's evidence is recorded under its family's level; at
-teardown its phases become a `ClaimResult`, attached to the teardown report (see `transport`).
+deselect); around the call the test's evidence is recorded under its family's level; from the
+start of setup to the end of teardown its peak memory is measured and the run notes recorded
+(`harness.resources`); at teardown its phases become a `ClaimResult`, attached to the teardown
+report (see `transport`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from harness.verdicts.evidence import recording
 from harness.reports import ClaimResult
 
 from harness.verdicts.context import run_context
+from harness.resources import PeakMemory, start_span, take_notes
 
 from .fixtures import derive_seed, item_identity, plain_nodeid
 from .marker import ClaimMark, ClaimMarkerError, family_name, parse_claim_mark
@@ -158,6 +161,9 @@ def _claim_of(item: pytest.Item) -> ClaimMark | None:
 
 
 _SETUP_CONTEXT = pytest.StashKey[contextlib.ExitStack]()
+_MEMORY_SPAN = pytest.StashKey[Any]()                 # the claim's peak-memory measurement in progress
+_MEMORY_KEY = pytest.StashKey[PeakMemory]()           # ... and its result, read at teardown
+_NOTES_KEY = pytest.StashKey[tuple[str, ...]]()       # the run notes recorded while the claim ran
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -167,6 +173,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     settings = item.config.stash.get(SETTINGS_KEY, None)
     if _claim_of(item) is None or settings is None:
         return
+    take_notes()   # notes from before the claim are not the claim's
+    item.stash[_MEMORY_SPAN] = start_span()   # setup, call and teardown: the span its duration covers
     # A claim's fixtures (session fixtures included) take the run's base seed and resamples, the
     # same whichever claim happens to set them up first; closed when the setup report is made.
     stack = contextlib.ExitStack()
@@ -206,6 +214,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "setup" and _SETUP_CONTEXT in item.stash:
         item.stash[_SETUP_CONTEXT].close()
         del item.stash[_SETUP_CONTEXT]
+    if call.when == "teardown" and _MEMORY_SPAN in item.stash:   # teardown has finished
+        item.stash[_MEMORY_KEY] = item.stash[_MEMORY_SPAN].stop()
+        del item.stash[_MEMORY_SPAN]
+        item.stash[_NOTES_KEY] = take_notes()
     rep = yield
     message = ""
     if rep.outcome != "passed":
@@ -262,6 +274,8 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
         family_size=family.size if family is not None else 1,
         correction=correction,
         level=level,
+        memory=item.stash.get(_MEMORY_KEY, None),
+        notes=item.stash.get(_NOTES_KEY, ()),
     )
     item.stash[RESULT_KEY] = claim
     return claim

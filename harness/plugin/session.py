@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from harness.errors import HarnessError
+from harness.resources import take_notes
 from harness.verdicts.evidence import close_registry, open_registry
 from harness.reports import StudyRow, build_report, collect_versions, git_state, write_report
 
@@ -112,6 +113,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         versions=collect_versions(),
         git=git_state(config.rootpath),
         studies=[StudyRow(**c.to_dict()) for c in resolved_choices(config)],
+        notes=take_notes(),   # recorded outside any claim (the claims' own notes come with them)
     )
     state.report = report
     try:

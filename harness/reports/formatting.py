@@ -7,6 +7,8 @@ Contents:
 - `table_rows(report)`: the rows of the terminal table, as `Row` values.
 - `column_widths(rows, total=...)`: the table's column widths within a terminal's width, none
   narrower than its longest word (up to `UNBROKEN` characters), so the table wraps only at spaces.
+- `duration_rows(report, top=...)`: the durations table (slowest claims first, with each
+  claim's peak memory) as `DurationRow` values; `format_bytes(n)`.
 
 No Rich here: the terminal renderer is `harness.reports.terminal`.
 """
@@ -28,6 +30,9 @@ __all__ = [
     "format_ci",
     "table_rows",
     "column_widths",
+    "DurationRow",
+    "duration_rows",
+    "format_bytes",
 ]
 
 
@@ -177,3 +182,40 @@ def column_widths(rows: Iterable[Row], *, total: int) -> dict[str, int]:
         widths[k] -= give
         excess -= give
     return widths
+
+
+@dataclass(frozen=True)
+class DurationRow:
+    """One row of the durations table: a claim's node id, its outcome, its time (setup, call
+    and teardown) and its peak memory over that time (``-`` where not measured; a getrusage
+    RSS is the process's peak so far, marked ``<=``)."""
+
+    nodeid: str
+    outcome: str
+    duration: str
+    peak_rss: str
+    peak_cuda: str
+
+
+def duration_rows(report: Report, *, top: int | None = None) -> tuple[DurationRow, ...]:
+    """The claims slowest first (ties in report order), `top` of them (None: all)."""
+    ranked = sorted(report.claims, key=lambda c: -c.duration_s)
+    rows = []
+    for c in ranked[:top] if top is not None else ranked:
+        m = c.memory
+        rss = "-" if m is None else ("" if m.rss_method == "VmHWM" else "<= ") + format_bytes(m.rss_bytes)
+        rows.append(DurationRow(nodeid=c.nodeid, outcome=c.outcome, duration=f"{c.duration_s:.2f}s",
+                                peak_rss=rss, peak_cuda="-" if m is None or m.cuda_bytes is None
+                                else format_bytes(m.cuda_bytes)))
+    return tuple(rows)
+
+
+def format_bytes(n: int | None) -> str:
+    """Bytes as the tables show them: ``812 MiB``, ``1.42 GiB`` (binary units), ``-`` for None."""
+    if n is None:
+        return "-"
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.3g} {unit}" if value < 100 else f"{value:.0f} {unit}"
+    return f"{n} B"

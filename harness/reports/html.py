@@ -33,7 +33,7 @@ from pathlib import Path
 
 from harness.atomic import write_text_atomic
 from harness.reports.html_plots import _studies, plots_in, study_of
-from harness.reports.html_sections import VERDICTS, _e, _provenance, _study, _summary
+from harness.reports.html_sections import VERDICTS, _durations, _e, _provenance, _study, _summary
 from harness.reports.report import report_directory
 from harness.reports.schema import ClaimResult, Report
 
@@ -181,6 +181,7 @@ def render_html(
     out += _summary(studies, by_study, slugs)
     for study in studies:
         out += _study(study, slugs[study], by_study[study], plots.get(study, []))
+    out += _durations(report)
     out += ["</body>", "</html>", ""]
     return "\n".join(out)
 

@@ -1,5 +1,6 @@
 """The sections of the HTML page: provenance, the summary per study, each study (its plots
-and claims) and each claim with its evidence. Every function returns lines of HTML, with all
+and claims), each claim with its evidence, and the durations table (every claim, slowest first,
+with its peak memory). Every function returns lines of HTML, with all
 text from the report escaped; the page around them is `harness.reports.html`.
 """
 
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.reports.formatting import format_ci, format_number
+from harness.reports.formatting import duration_rows, format_bytes, format_ci, format_number
 from harness.reports.html_plots import _caption, _data_uri
 from harness.reports.schema import OUTCOMES, ClaimResult, Report
 
@@ -72,6 +73,8 @@ def _provenance(report: Report) -> list[str]:
         for k, v in run.versions.items()
     )
     kv("versions", versions or "none recorded")
+    if run.notes:
+        kv("notes", '<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in run.notes) + "</ul>")
     out.append("</dl>")
 
     out.append("<h3>Studies</h3>")
@@ -191,6 +194,11 @@ def _claim(index: int, c: ClaimResult) -> list[str]:
     out.append(f'<dt>family</dt><dd class="family"><code>{_e(c.family)}</code>: {c.family_size} '
                f'claim{"s" if c.family_size != 1 else ""}, correction {_e(c.correction)}{level}</dd>')
     out.append(f"<dt>duration</dt><dd>{c.duration_s:.2f}s</dd>")
+    if c.memory is not None:
+        m = c.memory
+        how = "" if m.rss_method == "VmHWM" else " (getrusage: the process&#x27;s peak so far)"
+        cuda = "" if m.cuda_bytes is None else f", CUDA {_e(format_bytes(m.cuda_bytes))} allocated"
+        out.append(f'<dt>peak memory</dt><dd class="memory">RSS {_e(format_bytes(m.rss_bytes))}{how}{cuda}</dd>')
     if c.message:
         out.append(f'<dt>message</dt><dd><pre class="message">{_e(c.message)}</pre></dd>')
     out.append("</dl>")
@@ -222,4 +230,23 @@ def _claim(index: int, c: ClaimResult) -> list[str]:
     else:
         out.append("<p><em>No evidence recorded.</em></p>")
     out.append("</article>")
+    return out
+
+
+def _durations(report: Report) -> list[str]:
+    """Every claim, slowest first: its time and peak memory (setup, call and teardown)."""
+    rows = duration_rows(report)
+    if not rows:
+        return []
+    cuda = any(r.peak_cuda != "-" for r in rows)
+    out = ['<section id="durations">', "<h2>Durations</h2>",
+           "<p>Every claim, slowest first: the time of its setup, call and teardown and the peak "
+           "memory over them (RSS; CUDA&#x27;s max allocated where a GPU was in use).</p>",
+           '<table class="durations"><thead><tr><th>time</th><th>peak RSS</th>'
+           + ("<th>peak CUDA</th>" if cuda else "") + "<th>outcome</th><th>claim</th></tr></thead><tbody>"]
+    for r in rows:
+        out.append(f'<tr><td class="num">{_e(r.duration)}</td><td class="num">{_e(r.peak_rss)}</td>'
+                   + (f'<td class="num">{_e(r.peak_cuda)}</td>' if cuda else "")
+                   + f"<td>{_e(r.outcome)}</td><td><code>{_e(r.nodeid)}</code></td></tr>")
+    out += ["</tbody></table>", "</section>"]
     return out

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.atomic import write_text_atomic
+from harness.resources import PeakMemory
 from harness.verdicts.evidence import EVIDENCE_KINDS, DatasetRecord, Evidence, ModelRecord
 from harness.reports.schema import (
     OUTCOMES,
@@ -64,8 +65,10 @@ def build_report(
     versions: Mapping[str, str | None] | None = None,
     git: GitInfo | None = None,
     studies: Iterable[StudyRow] = (),
+    notes: Iterable[str] = (),
 ) -> Report:
-    """The report of one run.
+    """The report of one run. Its run notes are `notes` and then every claim's notes, each once,
+    in that order.
 
     Example::
 
@@ -86,6 +89,7 @@ def build_report(
             raise ReportError(
                 f"claim {c.nodeid!r} has outcome {c.outcome!r}; outcomes are {', '.join(OUTCOMES)}"
             )
+    run_notes = list(dict.fromkeys([*map(str, notes), *(n for c in claims for n in c.notes)]))
     return Report(
         schema_version=SCHEMA_VERSION,
         run=RunInfo(
@@ -96,6 +100,7 @@ def build_report(
             duration_s=float(duration_s),
             versions=dict(versions if versions is not None else {}),
             git=git,
+            notes=tuple(run_notes),
         ),
         models=tuple(models),
         datasets=tuple(datasets),
@@ -121,6 +126,7 @@ def report_to_json(report: Report) -> dict[str, Any]:
             "duration_s": run.duration_s,
             "versions": dict(run.versions),
             "git": None if run.git is None else dataclasses.asdict(run.git),
+            "notes": list(run.notes),
         },
         "models": [m.to_dict() for m in report.models],
         "datasets": [d.to_dict() for d in report.datasets],
@@ -253,6 +259,7 @@ class _Reader:
                     commit=self.get(git, "commit", "run.git", str),
                     dirty=self.get(git, "dirty", "run.git", bool),
                 ),
+                notes=self.notes(run, "run"),
             ),
             models=tuple(
                 ModelRecord(**{
@@ -293,8 +300,32 @@ class _Reader:
             evidence=tuple(self.evidence(e, f"{where}.evidence[{j}]") for j, e in enumerate(evidence)),
             identity=self.get(c, "identity", where, str) if "identity" in c else "",
             check=self.get(c, "check", where, bool) if "check" in c else False,
+            memory=self.memory(c, where),
+            notes=self.notes(c, where),
             **self.family(c, where),
         )
+
+    def notes(self, obj: Any, where: str) -> tuple[str, ...]:
+        """The notes (a list of str); none in older reports, which have no `notes`."""
+        if "notes" not in obj:
+            return ()
+        notes = self.get(obj, "notes", where, list)
+        for i, n in enumerate(notes):
+            if not isinstance(n, str):
+                raise self.fail(f"has `{_join(where, 'notes')}[{i}]` = {n!r}, expected str")
+        return tuple(notes)
+
+    def memory(self, c: Any, where: str) -> PeakMemory | None:
+        """A claim's peak memory (null: not measured); None in older reports, which have no `memory`."""
+        if "memory" not in c:
+            return None
+        m = self.get(c, "memory", where, dict, type(None))
+        if m is None:
+            return None
+        at = f"{where}.memory"
+        return PeakMemory(rss_bytes=self.get(m, "peak_rss_bytes", at, int),
+                          rss_method=self.get(m, "rss_method", at, str),
+                          cuda_bytes=self.get(m, "peak_cuda_bytes", at, int, type(None)))
 
     def family(self, c: Any, where: str) -> dict[str, Any]:
         """The family fields of a schema-2 claim; a schema-1 claim is a family of one."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.resources import PeakMemory
 from harness.verdicts.evidence import DatasetRecord, Evidence, ModelRecord
 
 __all__ = [
@@ -56,7 +57,9 @@ class GitInfo:
 @dataclass(frozen=True)
 class RunInfo:
     """How the run was made: seed, resamples, the command that reproduces it, when, and with
-    which versions. `started` is an ISO 8601 UTC timestamp; `git` is None outside a git repo."""
+    which versions. `started` is an ISO 8601 UTC timestamp; `git` is None outside a git repo.
+    `notes`: what the run had to do that its numbers should be read with (a batch halved when
+    memory ran out), each once (absent, read as none, in older reports)."""
 
     seed: int
     resamples: int
@@ -65,6 +68,7 @@ class RunInfo:
     duration_s: float
     versions: Mapping[str, str | None]
     git: GitInfo | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,9 @@ class ClaimResult:
     verdict used and `level` the confidence level its CI was judged at (None without
     evidence; schema 1 reports read as families of one, uncorrected). `check` is True for a
     plain check (``@pytest.mark.claim(..., check=True)``), which may pass without evidence;
-    any other claim that records no evidence ends as an error.
+    any other claim that records no evidence ends as an error. `memory` is the peak memory of
+    its setup, call and teardown together (`harness.resources.PeakMemory`; None where not
+    measured, and in older reports); `notes` the run notes recorded while it ran.
     """
 
     nodeid: str
@@ -96,6 +102,8 @@ class ClaimResult:
     level: float | None = None
     identity: str = ""
     check: bool = False
+    memory: PeakMemory | None = None
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,12 +115,14 @@ class ClaimResult:
             "outcome": self.outcome,
             "message": self.message,
             "duration_s": self.duration_s,
+            "memory": None if self.memory is None else self.memory.to_dict(),
             "seed": self.seed,
             "family": self.family,
             "family_size": self.family_size,
             "correction": self.correction,
             "level": self.level,
             **({"check": True} if self.check else {}),   # written for a plain check only
+            "notes": list(self.notes),
             "evidence": [ev.to_dict() for ev in self.evidence],
         }
 

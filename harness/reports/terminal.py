@@ -5,7 +5,8 @@ Contents:
 - `header_lines(report, path=None)`: seed, counts, models, data sets, versions, reproduce command.
 - `render_terminal(report, console)`: the header and the table (`harness.reports.formatting`)
   printed to a Rich console (Rich is imported lazily), wrapped at spaces only: a site name,
-  parameter or number is never split across lines.
+  parameter or number is never split across lines; then the durations table (the
+  `DURATIONS_SHOWN` slowest claims with their peak memory).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from harness.reports.formatting import column_widths, table_rows
+from harness.reports.formatting import column_widths, duration_rows, table_rows
 from harness.reports.schema import Report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,7 +23,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "header_lines",
     "render_terminal",
+    "DURATIONS_SHOWN",
 ]
+
+DURATIONS_SHOWN = 10   # claims in the terminal's durations table (the HTML page lists every claim)
 
 
 def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) -> tuple[str, ...]:
@@ -50,6 +54,8 @@ def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) 
         git = f"git {run.git.commit[:10]}{' (dirty)' if run.git.dirty else ''}; "
     if git or versions:
         lines.append(f"{git}{versions}")
+    for note in run.notes:
+        lines.append(f"note: {note}")
     lines.append(f"reproduce: {run.command}")
     if path is not None:
         lines.append(f"report: {path}")
@@ -92,3 +98,29 @@ def render_terminal(
             Text(row.ci), Text(row.n), Text(row.verdict, style=styles[row.ok]),
         )
     console.print(table, crop=needed <= console.width)
+    _render_durations(report, console)
+
+
+def _render_durations(report: Report, console: "Console") -> None:
+    """The slowest claims, with the peak memory each reached (setup, call and teardown)."""
+    from rich import box
+    from rich.table import Table
+
+    rows = duration_rows(report, top=DURATIONS_SHOWN)
+    if not rows:
+        return
+    cuda = any(r.peak_cuda != "-" for r in rows)
+    shown = f"{len(rows)} slowest" if len(report.claims) > len(rows) else "all"
+    console.print()
+    console.print(f"durations ({shown} of {len(report.claims)} claims; time and peak memory of setup, call and teardown):",
+                  soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("peak RSS", justify="right", no_wrap=True)
+    if cuda:
+        table.add_column("peak CUDA", justify="right", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("claim", overflow="fold")
+    for r in rows:
+        table.add_row(r.duration, r.peak_rss, *([r.peak_cuda] if cuda else []), r.outcome, r.nodeid)
+    console.print(table)

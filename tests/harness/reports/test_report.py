@@ -131,13 +131,14 @@ def test_git_state_names_the_commit_inside_a_git_repo():
 def test_the_json_has_every_documented_field():
     data = report_to_json(report())
     assert list(data) == ["schema_version", "run", "models", "datasets", "claims", "studies"]
-    assert list(data["run"]) == ["seed", "resamples", "command", "started", "duration_s", "versions", "git"]
+    assert list(data["run"]) == ["seed", "resamples", "command", "started", "duration_s", "versions", "git",
+                                 "notes"]
     assert data["run"]["git"] == {"commit": "a" * 40, "dirty": True}
     assert list(data["models"][0]) == ["name", "spec", "fingerprint", "device", "dtype", "source"]
     assert list(data["datasets"][0]) == ["name", "path", "content_hash"]
     assert list(data["claims"][0]) == ["nodeid", "identity", "text", "source", "params", "outcome", "message",
-                                       "duration_s", "seed", "family", "family_size", "correction", "level",
-                                       "evidence"]
+                                       "duration_s", "memory", "seed", "family", "family_size", "correction",
+                                       "level", "notes", "evidence"]
     assert list(data["claims"][0]["evidence"][0]) == [
         "statistic", "value", "ci_low", "ci_high", "level", "n", "method", "unit", "site", "seed",
         "fingerprint", "expectation", "held", "status", "reason", "resamples"]
