@@ -1,4 +1,5 @@
-"""Fixtures of the recall study: the model, its facts, which it knows, and the traces and maps.
+"""Fixtures of the recall study: the model, its facts, which it knows, the traces and maps, and the
+attribution-patching estimates of the patching maps (`claims.recall.attribution`).
 
 Defaults: `fixture:recall` (a 6-block Llama trained by `fixtures/recall/recipe.py` to complete the
 facts). The real models::
@@ -20,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import (DataError, answer_prob, embedding_std, evidence, load_study_model, patch_resid_map,
-                     trace_resid_map)
+from harness import DataError, answer_prob, embedding_std, evidence, load_study_model, trace_resid_map
 from harness.measures.agreement import nanmean
 from harness.plugin import threshold_row
 
-from claims.recall import measure
+from claims.recall import attribution, measure
 from claims.recall.facts import facts
 from claims.recall.prompts import CATEGORIES, known, other_subject_pairs, tokenize_facts
 from claims.recall.settings import DEFAULT_MODEL, NOISE_FACTOR, SEED, Thresholds
@@ -135,18 +135,36 @@ def control(recall, chosen, noise_std, thresholds) -> dict:
 @pytest.fixture(scope="session")
 def patched(recall, chosen, claims_settings) -> dict:
     """`patch_resid_map` from each prompt (clean) into a prompt of the same relation and length with
-    another subject (corrupt); metric P(the clean prompt's answer). ``{"rows", "map", "recovery"
-    [pairs, layers, categories]}``."""
+    another subject (corrupt); metric P(the clean prompt's answer) (`attribution.pair_args`).
+    ``{"rows", "pairs" [(i, j)], "map", "recovery" [pairs, layers, categories]}``."""
     pairs = other_subject_pairs(chosen)
     if len(pairs) < 10:
         raise DataError(f"only {len(pairs)} traced prompts have a partner of the same relation and token length with "
                         "another answer; patching needs at least 10")
     rows = np.array([i for i, _ in pairs])
-    pm = patch_resid_map(recall, [list(chosen[i].ids) for i, _ in pairs], [list(chosen[j].ids) for _, j in pairs],
-                         answer_prob([chosen[i].target for i, _ in pairs]), batch_size=128)
+    pm = attribution.patch(recall, chosen, pairs, "resid")
     recovery = measure.by_category(pm.normalized().numpy(), [chosen[i] for i in rows])
     _write_map(claims_settings, "patching_recovery", recovery)
-    return {"rows": rows, "map": pm, "recovery": recovery}
+    return {"rows": rows, "pairs": pairs, "map": pm, "recovery": recovery}
+
+
+@pytest.fixture(scope="session")
+def resid_attribution(recall, chosen, patched):
+    """`attribute_resid_map` over `patched`'s pairs with its metric: the estimate of ``patched["map"]``."""
+    return attribution.attribute(recall, chosen, patched["pairs"], "resid")
+
+
+@pytest.fixture(scope="session")
+def output_patch(recall, chosen, patched):
+    """`patch_layer_map` over `patched`'s pairs with its metric: each block's ``attn_out`` and
+    ``mlp_out`` patched at every position, ``[pairs, layers, 2]`` of P(answer)."""
+    return attribution.patch(recall, chosen, patched["pairs"], "outputs")
+
+
+@pytest.fixture(scope="session")
+def output_attribution(recall, chosen, patched):
+    """`attribute_layer_map` over the same pairs and metric: the estimate of `output_patch`."""
+    return attribution.attribute(recall, chosen, patched["pairs"], "outputs")
 
 
 def _write_map(claims_settings, name: str, values: np.ndarray) -> None:

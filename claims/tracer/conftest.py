@@ -1,4 +1,5 @@
-"""Fixtures of the variable-tracing study: model, programs, pairs, and the patching and tracing maps.
+"""Fixtures of the variable-tracing study: model, programs, pairs, the patching and tracing maps, and
+the attribution-patching estimates of the patching maps (`claims.tracer.attribution`, 200 test-half pairs).
 
 Defaults: `fixture:tracer` (a 4-block Qwen2 trained by `fixtures/tracer/recipe.py`) on the shipped
 splits in `fixtures/tracer/data/` (``selection`` and ``test``, never trained on). The real setting::
@@ -27,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import (DataError, answer_logit_diff, answer_logprob, answer_prob, embedding_std, evidence,
-                     load_study_model, patch_head_map, patch_layer_map, patch_resid_map, trace_resid_map)
+from harness import (DataError, answer_logprob, answer_prob, embedding_std, evidence, load_study_model,
+                     patch_resid_map, trace_resid_map)
 from harness.models.fixtures import fixtures_dir
 
 from harness.plugin import threshold_row
-from claims.tracer import artifacts, programs
-from claims.tracer.settings import (DEFAULT_MODEL, N_CONTROL_PAIRS, N_PAIRS, N_TRACE_PAIRS, NOISE_FACTOR,
+from claims.tracer import artifacts, attribution, programs
+from claims.tracer.settings import (DEFAULT_MODEL, N_ATTRIBUTION_PAIRS, N_CONTROL_PAIRS, N_PAIRS, N_TRACE_PAIRS, NOISE_FACTOR,
                                     NOISE_SAMPLES, SEED, Thresholds)
 
 SPLITS = ("selection", "test")
@@ -129,10 +130,9 @@ def _first(model, values) -> list[int]:
 
 @pytest.fixture(scope="session")
 def resid_map(tracer, every_pair):
-    """`patch_resid_map` a -> b over every pair; metric: logit(a's answer) - logit(b's answer)."""
-    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
-                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
-    return patch_resid_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric)
+    """`patch_resid_map` a -> b over every pair; metric: logit(a's answer) - logit(b's answer)
+    (`attribution.pair_args`)."""
+    return attribution.patch(tracer, every_pair, "resid")
 
 
 @pytest.fixture(scope="session")
@@ -144,23 +144,60 @@ def recovery(tracer, resid_map, positions, every_pair, claims_settings) -> np.nd
 
 
 @pytest.fixture(scope="session")
-def head_map(tracer, every_pair):
-    """Each head's output patched at the final position only, normalised, ``[n, layers, heads]``."""
-    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
-                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
-    pm = patch_head_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric,
-                        at="last")
-    return pm.normalized().numpy()
+def head_patch(tracer, every_pair):
+    """`patch_head_map` a -> b over every pair, each head's output at the final position only
+    (a `PatchMap` ``[n, layers, heads]`` of logit differences)."""
+    return attribution.patch(tracer, every_pair, "heads")
 
 
 @pytest.fixture(scope="session")
-def layer_map(tracer, every_pair):
+def head_map(head_patch):
+    """Each head's output patched at the final position only, normalised, ``[n, layers, heads]``."""
+    return head_patch.normalized().numpy()
+
+
+@pytest.fixture(scope="session")
+def layer_patch(tracer, every_pair):
+    """`patch_layer_map` a -> b over every pair, each block's attention and MLP output at the final
+    position (a `PatchMap` ``[n, layers, 2]`` of logit differences)."""
+    return attribution.patch(tracer, every_pair, "outputs")
+
+
+@pytest.fixture(scope="session")
+def layer_map(layer_patch):
     """Each block's attention and MLP output patched at the final position, normalised, ``[n, layers, 2]``."""
-    metric = answer_logit_diff(_first(tracer, [p["ground_truth_a"] for p in every_pair]),
-                               _first(tracer, [p["ground_truth_b"] for p in every_pair]))
-    pm = patch_layer_map(tracer, [p["program_a"] for p in every_pair], [p["program_b"] for p in every_pair], metric,
-                         points=("attn_out", "mlp_out"), at="last")
-    return pm.normalized().numpy()
+    return layer_patch.normalized().numpy()
+
+
+@pytest.fixture(scope="session")
+def attribution_rows(every_pair) -> np.ndarray:
+    """Indices into `every_pair` of the attribution claims' pairs: the first `N_ATTRIBUTION_PAIRS`
+    of the test half (the traced pairs among them)."""
+    n_sel = len(every_pair) // 2
+    return np.arange(n_sel, min(len(every_pair), n_sel + N_ATTRIBUTION_PAIRS))
+
+
+def _attributed(tracer, every_pair, rows, family: str):
+    return attribution.attribute(tracer, [every_pair[i] for i in rows], family)
+
+
+@pytest.fixture(scope="session")
+def resid_attribution(tracer, every_pair, attribution_rows):
+    """`attribute_resid_map` a -> b over `attribution_rows` (the estimate of those rows of
+    `resid_map`, same metric)."""
+    return _attributed(tracer, every_pair, attribution_rows, "resid")
+
+
+@pytest.fixture(scope="session")
+def head_attribution(tracer, every_pair, attribution_rows):
+    """`attribute_head_map` at the final position over `attribution_rows` (of `head_patch`)."""
+    return _attributed(tracer, every_pair, attribution_rows, "heads")
+
+
+@pytest.fixture(scope="session")
+def layer_attribution(tracer, every_pair, attribution_rows):
+    """`attribute_layer_map` at the final position over `attribution_rows` (of `layer_patch`)."""
+    return _attributed(tracer, every_pair, attribution_rows, "outputs")
 
 
 @pytest.fixture(scope="session")

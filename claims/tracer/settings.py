@@ -10,6 +10,7 @@ SEED = 0                 # the pair draws and the tracing noise (what data the s
 N_PAIRS = 1000           # counterfactual pairs of the residual map (the issue: at least 1,000)
 N_CONTROL_PAIRS = 300    # pairs whose answers agree (the control)
 N_TRACE_PAIRS = 200      # pairs whose clean program is traced (noise on the changed step)
+N_ATTRIBUTION_PAIRS = 200  # test-half pairs (the first, as the trace's) of the attribution-patching claims
 NOISE_SAMPLES = 4        # noise draws per traced program
 NOISE_FACTOR = 3.0       # noise std = 3 x the embeddings' std (ROME)
 N_RANDOM_HEADS = 4       # the head claim's control: heads drawn at random among the rest
@@ -21,6 +22,13 @@ ROLES = ("divergence", "step", "readers", "others", "query", "final")
 end (``;``) of each later step that reads the changed variable while it holds the changed value;
 ``others`` the end of each later step whose value the change does not reach; ``query`` the queried
 variable; ``final`` the ``?``, where the answer is read."""
+
+ATTRIBUTION_BARS = {"resid": 0.75, "heads": 0.9, "outputs": 0.75}
+"""Attribution patching's agreement with activation patching as the literature reports it for GPT-2
+small (Nanda 2023; Kramar et al. 2024, AtP*): Pearson r about 0.75 over the residual map, about 0.98
+over attention outputs (heads: the bar 0.9 leaves room for the CI), MLP outputs poor (the layer
+outputs mix attention and MLP outputs: the residual's 0.75). The same bar for Spearman's rho."""
+ATTRIBUTION_TOP_K = 3    # a patching budget of three cells, taken in attribution's order, finds the top cell
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,11 @@ class Thresholds:
     agree_margin: float
     # finding 6: DAS, a learned 1-d subspace minus random ones: normalised recovery at least this (CI low)
     min_das_gain: float
+    # attribution patching against activation patching, per site family (`claims.tracer.attribution`):
+    # Spearman's rho and Pearson's r of the two mean maps at least this (CI low), and the top cell by
+    # patching among the top `attribution_top_k` cells by attribution (CI high)
+    min_attribution_agreement: dict[str, float] = field(default_factory=lambda: dict(ATTRIBUTION_BARS))
+    attribution_top_k: int = ATTRIBUTION_TOP_K
     # the source's selection rule gates the pairs: a model that answers fewer than `min_accuracy` of
     # the test programs of `length` steps is not measured on pairs drawn from the few it answers; every
     # claim built on pairs ends in an error that says so (`claims.tracer.programs.selection_rule`)

@@ -18,14 +18,15 @@ EFFECTS = ("test_the_model_knows_most_facts", "test_noise_on_the_subject_lowers_
            "test_restoring_the_site_recovers_much_of_the_effect", "test_the_last_subject_token_beats_the_further_tokens",
            "test_patching_the_last_subject_token_recovers_the_answer", "test_subject_noise_exceeds_lead_noise")
 ALL = EFFECTS + ("test_mlp_carries_the_early_site_and_attention_the_late_site", "test_patching_and_tracing_agree",
-                 "test_noise_on_the_lead_moves_little")
+                 "test_noise_on_the_lead_moves_little", "test_attribution_agrees_with_patching",
+                 "test_the_top_cells_by_attribution_contain_the_top_cell_by_patching")
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_claim_holds_on_the_fixture_or_is_a_listed_refutation(tmp_path):
     claims = run_study_on("recall", "fixture:recall", ALL, tmp_path, returncodes=(0,))
-    assert len(claims) == 11
+    assert len(claims) == 11 + 6   # the attribution claims: 2 families x 2 methods, and 2 top-k
     refuted = set(THRESHOLDS["fixture:recall"].refuted)
     assert {k: v["outcome"] for k, v in claims.items() if k not in refuted} == dict.fromkeys(
         set(claims) - refuted, "passed")

@@ -30,7 +30,8 @@ DEPENDENT = ("test_at_the_last_block_only_the_final_position_carries_the_answer"
              "test_the_effect_moves_to_the_final_position_inside_the_stack",
              "test_steps_that_read_the_changed_variable_carry_it", "test_the_top_head_beats_random_heads",
              "test_noise_on_the_changed_step_corrupts_the_answer", "test_tracing_and_patching_agree_on_where_the_effect_lives",
-             "test_a_random_position_recovers_about_nothing")
+             "test_a_random_position_recovers_about_nothing", "test_attribution_agrees_with_patching",
+             "test_the_top_cells_by_attribution_contain_the_top_cell_by_patching")
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,7 @@ def _check_no_pairs(claims: dict, n_dependent: int, because: str) -> None:
 
 def test_effect_claims_fail_on_the_untrained_twin(tmp_path):
     claims = run_study_on("tracer", "fixture:tracer-null", ACCURACY + DEPENDENT, tmp_path, returncodes=(1,))
-    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2, because="pairs need both programs answered right")
+    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2 + 6 + 3, because="pairs need both programs answered right")
     null, trained = load_model("fixture:tracer-null"), load_model("fixture:tracer")
     assert null.fingerprint != trained.fingerprint
     assert null.module.config.to_dict() | {"_name_or_path": ""} == trained.module.config.to_dict() | {"_name_or_path": ""}
@@ -92,5 +93,5 @@ def test_the_real_setting_runs_from_a_local_folder(tmp_path):
     claims = run_study_on("tracer", str(tmp_path / "qwen"), ACCURACY + DEPENDENT, tmp_path / "report",
                           returncodes=(1,))
     # the Qwen/Qwen2.5-0.5B-Instruct row, found from the folder's config: 24 blocks, middle layers 8, 12, 16
-    _check_no_pairs(claims, 6 + 1 + 3 + 1 + 1 + 1 + 3, because="the model does not meet the study's selection rule")
+    _check_no_pairs(claims, 6 + 1 + 3 + 1 + 1 + 1 + 3 + 6 + 3, because="the model does not meet the study's selection rule")
     assert "test_a_random_position_recovers_about_nothing[layer12]" in claims
