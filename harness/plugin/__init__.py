@@ -25,6 +25,8 @@ this module, so it imports every hook and fixture from the modules that define t
   (evidence recorded) to teardown (the `ClaimResult`);
 - `scheduling` -- under ``-n N --dist loadgroup`` one worker runs each study's tests (its model
   and session fixtures built once);
+- `hosts` -- gateways on other hosts (``--tx ssh=...``) probed before their workers start: one
+  not reached is dropped with an error naming it, one with another harness or fixtures refused;
 - `transport` -- the claim carried on its teardown report (in-process, from pytest-xdist
   workers, into JUnit XML) and collected into the session's state;
 - `live` -- the live status line of long work (`harness.progress`) in the terminal, ``--claims-progress``;
@@ -75,6 +77,7 @@ from .state import (
     SESSION_KEY,
     SETTINGS_KEY,
 )
+from .hosts import pytest_xdist_setupnodes
 from .scheduling import pytest_xdist_make_scheduler
 from .studies import Study, StudyError, claim_identity, study_of_path
 from .thresholds import Choice, resolve_row, threshold_row, thresholds_for
