@@ -15,6 +15,7 @@
     tracing       causal tracing as ROME: noised subject embeddings, clean states restored one at a time
     das           distributed alignment search: learn a subspace whose interchange gives a causal model's answer
     replay        the patching maps' suffix replay: re-run only the blocks and positions a cell changes
+    batching      batches that fit: halve a batch that runs out of memory, size one from the memory available
     generate      greedy decoding (under interventions, per-row coefficients, stop rules), exact match
     divergence    how far a steered generation moves from the baseline: similarity ratios, length ratio
     decoding      generate's loop: left-padded batches, the key/value cache, per-row edits, stop rules

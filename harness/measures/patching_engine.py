@@ -22,7 +22,9 @@ A *cell* is row r of the corrupt run(s) with column c of block j patched: the ac
 (the metric protocol is `harness.measures.patching`'s). A cell whose clean value equals the
 corrupt one bit for bit at every patched position is the corrupt run itself: its value is the
 corrupt metric, with no forward. The others are replayed from block j
-(`harness.measures.replay`), in chunks of ``batch_size`` cells, each chunk one forward in which
+(`harness.measures.replay`), in chunks of ``batch_size`` cells (``"auto"``: sized from the memory
+available and one cell's measured peak, at most `AUTO_CAP`; a block whose chunk runs out of
+memory runs again at half the size, `harness.measures.batching`), each chunk one forward in which
 every site of the block that some cell of the chunk patches gets one `Patch` (its rows patched
 where their cell is at that site, nowhere else; a column's ``edit`` may give another kind). Columns that share a site share their values
 (a map of positions patches one site at a different position per column).
@@ -45,6 +47,7 @@ import torch
 
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Intervention, Patch, Positions, Record, intervene
+from harness.measures.batching import AUTO, auto_batch_size, with_backoff
 from harness.models.load import LoadedModel, pad_rows
 from harness.models.sites import Site
 from harness.measures.replay import _plain, _replay_cells, _Run, _suffix_ok
@@ -105,7 +108,7 @@ class Block:
 
 
 def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "Metric", *,
-                blocks: Callable[[int], Block], n_blocks: int | Sequence[int], batch_size: int,
+                blocks: Callable[[int], Block], n_blocks: int | Sequence[int], batch_size: int | str,
                 valid: torch.Tensor | None = None, source_rows: torch.Tensor | None = None) -> torch.Tensor:
     """The metric of every cell, ``[rows, n_blocks, cols]`` float32.
 
@@ -117,7 +120,9 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
     ``[rows, cols]``, the cells that exist (NaN elsewhere; a position past a row's length),
     all by default. `source_rows`: ``[rows]``, the row of the clean values each corrupt row
     takes its patches from (several noise samples of one prompt), ``arange(rows)`` by default.
-    The metric's ``pairs`` are the corrupt rows.
+    The metric's ``pairs`` are the corrupt rows. `batch_size`: cells per forward, or ``"auto"``
+    (sized once, at the first block with cells to replay); a block that runs out of memory runs
+    again at half the size, and later blocks keep it (`harness.measures.batching.with_backoff`).
 
     Raises `ShapeError` for a block whose ``where`` is not ``[rows, cols, pos]``.
     """
@@ -125,6 +130,7 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
     src_of = torch.arange(rows_n, device=mask.device) if source_rows is None else source_rows.to(mask.device)
     order = list(range(n_blocks)) if isinstance(n_blocks, numbers.Integral) else [int(j) for j in n_blocks]
     values: torch.Tensor | None = None
+    size, earlier = batch_size, 0   # earlier: the most cells a block before this one replayed
     for i, j in enumerate(order):
         block = blocks(j)
         n_cols = len(block.columns)
@@ -150,8 +156,15 @@ def patch_cells(model: LoadedModel, corrupt: _Run, mask: torch.Tensor, metric: "
         position = torch.arange(width, device=mask.device)
         first = torch.where(differs[cell_rows, col_of], position, width).amin(-1)  # [cells]: first changed
         plan = _plan(block, sites, cell_rows, col_of, src_of)
-        got = _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows, firsts=first,
-                            plan=plan, metric=metric, batch_size=batch_size)
+
+        def replay(b: int, n: int | None = None) -> torch.Tensor:
+            return _replay_cells(model, corrupt, mask, block=j, pairs=cell_rows[:n], firsts=first[:n],
+                                 plan=plan, metric=metric, batch_size=b)
+
+        if size == AUTO:   # one cell's peak, measured at the first block that replays any
+            size = auto_batch_size(lambda: replay(1, 1), device=mask.device, cap=AUTO_CAP)
+        got, size = with_backoff(replay, size, what="patching map cells", after=f"block {j}", earlier=earlier)
+        earlier = max(earlier, int(cell_rows.shape[0]))
         values[cell_rows.cpu(), i, col_of.cpu()] = got
     return values if values is not None else torch.empty(rows_n, 0, 0)  # no blocks: no cells
 
@@ -252,10 +265,18 @@ def every_column(on: torch.Tensor, n_cols: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- inputs and runs
 
 
-def check_map_args(metric: Any, batch_size: Any) -> None:
-    """Raise `DataError` unless `metric` is callable and `batch_size` a positive integer."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise DataError(f"`batch_size` must be a positive integer, got {batch_size!r}")
+# The largest batch of cells an "auto" batch size chooses.
+AUTO_CAP = 1024
+
+
+def check_map_args(metric: Any, batch_size: Any, *, auto: bool = False) -> None:
+    """Raise `DataError` unless `metric` is callable and `batch_size` a positive integer (or,
+    with `auto`, ``"auto"``: sized from the memory available)."""
+    if auto and isinstance(batch_size, str) and batch_size == AUTO:
+        pass
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        also = "; or 'auto' (sized from the memory available)" if auto else ""
+        raise DataError(f"`batch_size` must be a positive integer, got {batch_size!r}{also}")
     if not callable(metric):
         raise DataError(f"`metric` must be a callable metric(logits, pairs) -> [rows], got {metric!r}")
 
@@ -333,13 +354,13 @@ class PairRuns:
 
 
 def pair_runs(model: LoadedModel, clean: Sequence[Any], corrupt: Sequence[Any], metric: "Metric", *,
-              batch_size: int, heads: bool = False, record: Sequence[Site] = ()) -> PairRuns:
+              batch_size: int | str, heads: bool = False, record: Sequence[Site] = ()) -> PairRuns:
     """Check a map's arguments, tokenize and pad the pairs, and run clean and corrupt plainly,
     capturing every block's input (and, with `heads`, every attention output projection's input)
     and recording the sites in `record`.
 
-    Raises the errors of `check_map_args` and `token_pairs`."""
-    check_map_args(metric, batch_size)
+    Raises the errors of `check_map_args` (``"auto"`` allowed) and `token_pairs`."""
+    check_map_args(metric, batch_size, auto=True)
     a, b = token_pairs(model, clean, corrupt)
     ids_c, mask = pad_rows(a, pad_id=model.pad_id, device=model.device)
     ids_x, _ = pad_rows(b, pad_id=model.pad_id, device=model.device)

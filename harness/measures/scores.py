@@ -12,20 +12,25 @@ input; for a decoder-only model the teacher-forced continuation is not intervene
 
 All rows run as one right-padded batch; pass ``batch_size`` to chunk when no
 interventions are given (chunks are formed longest first and results come back in input order) (an intervention with per-row tensors fits one batch, so chunking
-belongs to the caller, e.g. a sweep). Batched and padded runs equal one-example runs within
-1e-4 (pinned by tests). Continuations are tokenized without special tokens, so
+belongs to the caller, e.g. a sweep). ``batch_size="auto"`` sizes the chunks from the memory
+available and one row's measured peak (at most `AUTO_CAP`); a chunk that runs out of memory
+runs again at half the size and later chunks keep it (`harness.measures.batching`). Batched
+and padded runs equal one-example runs within 1e-4 (pinned by tests). Continuations are tokenized without special tokens, so
 ``logprob(x, "intro")`` is the probability that the output *begins* with "intro".
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+import contextlib
+import numbers
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from harness import progress
 from harness.errors import DataError, InterventionError
 from harness.interventions import intervene
+from harness.measures.batching import AUTO, resolve_batch_size, run_batched
 from harness.models.load import LoadedModel, length_order, pad_rows
 from harness.models.logits import last_logits
 from harness.models.sites import Site
@@ -53,26 +58,39 @@ def _check_inputs(inputs: Sequence[str]) -> list[str]:
     return rows
 
 
-def _chunks(model: LoadedModel, rows: list[str], batch_size: int | None, interventions: Interventions | None,
-            max_length: int | None) -> list[list[int]]:
-    """Row indices of each batch: all rows in order, or with `batch_size` longest first (less padding)."""
+# The largest chunk of rows a batch_size of "auto" chooses.
+AUTO_CAP = 256
+
+
+def _batched(model: LoadedModel, rows: list[str], batch_size: int | str | None, interventions: Interventions | None,
+             max_length: int | None, label: str, compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+    """``compute(chunk)`` (the rows at those indices) over all rows, in input order: one batch
+    of every row in order (`batch_size` None), or chunks of `batch_size` longest first, each
+    halved when it runs out of memory (`harness.measures.batching.run_batched`)."""
     if batch_size is None:
-        return [list(range(len(rows)))]
-    if batch_size < 1:
-        raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
+        chunk = list(range(len(rows)))
+        return _in_input_order([compute(chunk)], [chunk])
+    if not (isinstance(batch_size, str) and batch_size == AUTO) and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1):
+        raise DataError(f"`batch_size` must be a positive integer, got {batch_size!r}; or None (one batch) "
+                        "or 'auto' (sized from the memory available)")
     if interventions:
         raise InterventionError(
             f"`batch_size`={batch_size} with interventions: per-row intervention tensors describe "
             "one batch; chunk the rows yourself (as sweep() does) or drop `batch_size`"
         )
     order = length_order(model.tokenize(rows, max_length=max_length))
-    return [order[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    size = resolve_batch_size(batch_size, probe=lambda: compute(order[:1]), rows=len(rows), cap=AUTO_CAP,
+                              device=model.device)
+    with progress.task(label, total=len(rows), unit="rows") if len(rows) > size else contextlib.nullcontext() as bar:
+        def step(start: int, stop: int) -> torch.Tensor:
+            got = compute(order[start:stop])
+            if bar is not None:
+                bar.update(stop)
+            return got
 
-
-def _tracked(chunks: list[list[int]], label: str) -> Iterable[list[int]]:
-    """`chunks`, shown as a progress task where there is more than one (a sweep scores one chunk
-    at a time under its own task)."""
-    return progress.track(chunks, label, unit="batches") if len(chunks) > 1 else chunks
+        done, _ = run_batched(step, len(rows), size, what=label)
+    return _in_input_order([got for _, _, got in done], [order[a:b] for a, b, _ in done])
 
 
 def _in_input_order(parts: list[torch.Tensor], chunks: list[list[int]]) -> torch.Tensor:
@@ -182,7 +200,7 @@ def _require_tokens(rows: list[list[int]], texts: list[str]) -> None:
 
 
 def logprob(model: LoadedModel, inputs: Sequence[str], continuation: str | Sequence[str], *,
-            interventions: Interventions | None = None, batch_size: int | None = None,
+            interventions: Interventions | None = None, batch_size: int | str | None = None,
             max_length: int | None = None) -> torch.Tensor:
     """Teacher-forced ``log P(continuation | input)`` summed over the continuation's tokens, ``[n]``.
 
@@ -192,20 +210,20 @@ def logprob(model: LoadedModel, inputs: Sequence[str], continuation: str | Seque
     """
     rows = _check_inputs(inputs)
     conts = _per_row(continuation, len(rows), "continuation")
-    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
-    for chunk in _tracked(chunks, "log-probabilities"):
+
+    def compute(chunk: list[int]) -> torch.Tensor:
         texts, targets = [rows[i] for i in chunk], [conts[i] for i in chunk]
         if model.is_encoder_decoder:
             enc, dec = _split_by_stack(interventions, model)
             hidden, mask = _encode(model, texts, enc, max_length)
-            out.append(_decode_logprob(model, hidden, mask, targets, dec))
-        else:
-            out.append(_causal_logprob(model, texts, targets, dict(interventions or {}), max_length))
-    return _in_input_order(out, chunks)
+            return _decode_logprob(model, hidden, mask, targets, dec)
+        return _causal_logprob(model, texts, targets, dict(interventions or {}), max_length)
+
+    return _batched(model, rows, batch_size, interventions, max_length, "log-probabilities", compute)
 
 
 def logprob_diff(model: LoadedModel, inputs: Sequence[str], a: str | Sequence[str], b: str | Sequence[str], *,
-                 interventions: Interventions | None = None, batch_size: int | None = None,
+                 interventions: Interventions | None = None, batch_size: int | str | None = None,
                  max_length: int | None = None) -> torch.Tensor:
     """``log P(a | x) - log P(b | x)`` per input, ``[n]``.
 
@@ -220,26 +238,27 @@ def logprob_diff(model: LoadedModel, inputs: Sequence[str], a: str | Sequence[st
     if not model.is_encoder_decoder:
         return (logprob(model, rows, conts_a, interventions=interventions, batch_size=batch_size, max_length=max_length)
                 - logprob(model, rows, conts_b, interventions=interventions, batch_size=batch_size, max_length=max_length))
-    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
     enc, dec = _split_by_stack(interventions, model)
-    for chunk in _tracked(chunks, "log-probability differences"):
+
+    def compute(chunk: list[int]) -> torch.Tensor:
         hidden, mask = _encode(model, [rows[i] for i in chunk], enc, max_length)
-        out.append(_decode_logprob(model, hidden, mask, [conts_a[i] for i in chunk], dec)
-                   - _decode_logprob(model, hidden, mask, [conts_b[i] for i in chunk], dec))
-    return _in_input_order(out, chunks)
+        return (_decode_logprob(model, hidden, mask, [conts_a[i] for i in chunk], dec)
+                - _decode_logprob(model, hidden, mask, [conts_b[i] for i in chunk], dec))
+
+    return _batched(model, rows, batch_size, interventions, max_length, "log-probability differences", compute)
 
 
 @torch.no_grad()
 def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
-                      interventions: Interventions | None = None, batch_size: int | None = None,
+                      interventions: Interventions | None = None, batch_size: int | str | None = None,
                       max_length: int | None = None) -> torch.Tensor:
     """Logits of the next token after each input, ``[n, vocab]`` (float32).
 
     Decoder-only: at the last real token of each row. Encoder-decoder: the first decoder step.
     """
     rows = _check_inputs(inputs)
-    out, chunks = [], _chunks(model, rows, batch_size, interventions, max_length)
-    for chunk in chunks:
+
+    def compute(chunk: list[int]) -> torch.Tensor:
         texts = [rows[i] for i in chunk]
         if model.is_encoder_decoder:
             enc, dec = _split_by_stack(interventions, model)
@@ -258,8 +277,9 @@ def next_token_logits(model: LoadedModel, inputs: Sequence[str], *,
             ids, mask = pad_rows(model.tokenize(texts, max_length=max_length), pad_id=model.pad_id, device=model.device)
             with intervene(model, dict(interventions or {}), masks={model.main_stack: mask}):
                 logits = last_logits(model, ids, mask)
-        out.append(logits.float())
-    return _in_input_order(out, chunks)
+        return logits.float()
+
+    return _batched(model, rows, batch_size, interventions, max_length, "next-token logits", compute)
 
 
 def logit_diff(model: LoadedModel, inputs: Sequence[str], a: str | int | Sequence[str | int],

@@ -11,7 +11,10 @@
 
 A sweep lays out example-major rows (example 0 at every alpha, then example 1, ...) and runs
 them in chunks of ``batch_size`` rows, each chunk one forward with a per-row alpha vector.
-Row results equal one-example runs within 1e-4 (pinned by tests).
+Row results equal one-example runs within 1e-4 (pinned by tests). ``batch_size="auto"`` sizes
+the chunks from the memory available and one row's measured peak (at most `AUTO_CAP`); a chunk
+that runs out of memory runs again at half the size and later chunks keep it
+(`harness.measures.batching`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from harness.errors import DataError, ShapeError, SiteError
 from harness.stats.estimate import Estimate
 from harness.interventions.edits import Add, RmsAdd
 from harness.interventions.positions import ALL, Positions
+from harness.measures.batching import resolve_batch_size, run_batched
 from harness.models.load import LoadedModel, length_order
 from harness.models.sites import Site
 
@@ -169,7 +173,7 @@ def _site_and_vector(model: LoadedModel, at: Site | str | None, direction: objec
 
 def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = None,
           direction: "torch.Tensor | Direction", alphas: Sequence[float] | np.ndarray, score: Scorer,
-          positions: Positions = ALL, rms_scaled: bool = False, batch_size: int = 64,
+          positions: Positions = ALL, rms_scaled: bool = False, batch_size: int | str = 64,
           cache: bool = True) -> Curve:
     """Score every example at every alpha with ``alpha * direction`` added at `at`.
 
@@ -184,7 +188,9 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = 
     carries its site: without `at` the sweep runs there, and an `at` that names another site
     is an error naming both (pass ``direction.vector`` to sweep a direction elsewhere on
     purpose). A bare tensor needs `at`. With ``rms_scaled=True`` the edit is
-    ``alpha * rms(act) * direction`` at each position.
+    ``alpha * rms(act) * direction`` at each position. `batch_size`: rows per forward, or
+    ``"auto"`` (from the memory available and one row's measured peak, at most `AUTO_CAP`); a
+    chunk that runs out of memory runs again at half the size (`harness.measures.batching`).
 
     With ``cache=True`` (the default), a sweep at an encoder site of an encoder-decoder scored
     with `logprob_diff` or `logprob` runs the encoder up to the site once per example, re-runs
@@ -201,7 +207,7 @@ def sweep(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = 
 
 def sweep_directions(model: LoadedModel, inputs: Sequence[str], *, at: Site | str | None = None,
                      directions: "Sequence[torch.Tensor | Direction]", alphas: Sequence[float] | np.ndarray,
-                     score: Scorer, positions: Positions = ALL, rms_scaled: bool = False, batch_size: int = 64,
+                     score: Scorer, positions: Positions = ALL, rms_scaled: bool = False, batch_size: int | str = 64,
                      cache: bool = True) -> list[Curve]:
     """`sweep` of each of several directions over the same examples, alphas and positions, in
     one pass: ``curves[i]`` equals ``sweep(..., direction=directions[i])`` within 1e-4.
@@ -248,7 +254,7 @@ def _edits(kind: type, vectors: list[torch.Tensor], alpha: torch.Tensor, directi
 
 def _sweep_many(model: LoadedModel, inputs: Sequence[str], *, site: Site, vectors: list[torch.Tensor],
                 alphas: Sequence[float] | np.ndarray, score: Scorer, positions: Positions, rms_scaled: bool,
-                batch_size: int, cache: bool) -> list[Curve]:
+                batch_size: int | str, cache: bool) -> list[Curve]:
     """The sweeps of `vectors` (all at `site`): columns are (direction, alpha), direction-major."""
     if isinstance(inputs, str):
         raise DataError("`inputs` must be a list of strings, got a single str; wrap it in a list")
@@ -265,11 +271,18 @@ def _sweep_many(model: LoadedModel, inputs: Sequence[str], *, site: Site, vector
             )
     if positions.kind == "spans" and len(positions.spans) != len(rows_in):
         raise ShapeError(f"`positions` has spans for {len(positions.spans)} examples but `inputs` has {len(rows_in)}")
-    if batch_size < 1:
-        raise DataError(f"`batch_size` must be a positive integer, got {batch_size}")
     kind = RmsAdd if rms_scaled else Add
     columns = np.tile(grid, len(vectors))               # column c: alpha grid[c % a] ...
     direction_of = np.repeat(np.arange(len(vectors)), grid.size)   # ... along direction c // a
+
+    def one_row() -> None:   # the peak of one row (the longest example), for batch_size="auto"
+        longest = np.asarray(length_order(model.tokenize(rows_in, max_length=score.kwargs.get("max_length")))[:1])
+        edit = _edits(kind, vectors, torch.as_tensor(columns[:1], dtype=torch.float32), direction_of[:1],
+                      _row_positions(positions, longest))
+        score(model, [rows_in[int(longest[0])]], interventions={site: edit})
+
+    batch_size = resolve_batch_size(batch_size, probe=one_row, rows=len(rows_in) * columns.size, cap=AUTO_CAP,
+                                    device=model.device)
     if cache and _cacheable(model, site, score):
         scores = _encoder_cached_sweep(model, rows_in, site=site, columns=columns, direction_of=direction_of,
                                        vectors=vectors, kind=kind, positions=positions, score=score,
@@ -291,18 +304,23 @@ def _plain_sweep(model: LoadedModel, rows_in: list[str], *, site: Site, columns:
     alpha_of_row = np.tile(np.arange(k), n)
     out = np.empty((n, k), dtype=np.float64)
     with progress.task(f"sweep {site}", total=n, unit="examples") as bar:
-        for start in range(0, n * k, batch_size):
-            ex, cols = example_of_row[start:start + batch_size], alpha_of_row[start:start + batch_size]
+        def step(start: int, stop: int) -> None:
+            ex, cols = example_of_row[start:stop], alpha_of_row[start:stop]
             alpha = torch.as_tensor(columns[cols], dtype=torch.float32)
             edit = _edits(kind, vectors, alpha, direction_of[cols], _row_positions(positions, ex))
             out[ex, cols] = score(model, [rows_in[i] for i in ex], interventions={site: edit}).double().numpy()
-            bar.update((start + len(ex)) // k)
+            bar.update(stop // k)
+
+        run_batched(step, n * k, batch_size, what="sweep rows")
     return out
 
 
 # Examples whose prefix is cached together; their rows (examples x alphas) then run in chunks
 # of `batch_size`. Bounds the cached state at a few MB for short inputs.
 _PREFIX_EXAMPLES = 32
+
+# The largest chunk of rows a batch_size of "auto" chooses.
+AUTO_CAP = 256
 
 
 def _cacheable(model: LoadedModel, site: Site, score: Scorer) -> bool:
@@ -341,8 +359,9 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                              run=lambda: encoder(input_ids=ids, attention_mask=mask))
             local = np.repeat(np.arange(examples.size), k)
             alpha_idx = np.tile(np.arange(k), examples.size)
-            for r0 in range(0, local.size, batch_size):
-                rows, cols = local[r0:r0 + batch_size], alpha_idx[r0:r0 + batch_size]
+
+            def step(r0: int, r1: int) -> None:
+                rows, cols = local[r0:r1], alpha_idx[r0:r1]
                 ex = examples[rows]
                 row_index = torch.as_tensor(rows, device=mask.device)
                 edit = _edits(kind, vectors, torch.as_tensor(columns[cols], dtype=torch.float32),
@@ -358,5 +377,8 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                 else:
                     values = logprob_diff_from_encoding(model, hidden, row_mask, a, [conts_b[i] for i in ex])
                 out[ex, cols] = values.double().cpu().numpy()
+
+            _, batch_size = run_batched(step, local.size, batch_size, what="sweep rows",
+                                        after=f"example {e0} (longest first)" if e0 else None)
             bar.update(e0 + examples.size)
     return out
