@@ -26,3 +26,15 @@ def cache(tmp_path_factory):
         mp.setenv("CLAIMS_CACHE_DIR", str(path))
         mp.delenv("CLAIMS_FIXTURES_DIR", raising=False)
         yield path
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files that hold a ``slow`` test run first (otherwise in collection order). Under CI's
+    ``-n 2 --dist loadfile`` a file runs whole on one worker; the long files (null twins, recipe
+    replays, real models) sit at the end of the alphabet (tests/studies), so one worker finished
+    them while the other had nothing left. Longest first keeps both busy to the end: the studies'
+    files (each runs a study on a null twin or a real setting in a child pytest), then the other
+    files with a slow test, then the rest."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    studies = os.path.join("tests", "studies", "")
+    items.sort(key=lambda item: (item.path not in slow, studies not in str(item.path)))

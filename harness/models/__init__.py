@@ -1,6 +1,8 @@
 """Models and sites: loading a model, naming the places inside it, batching its inputs.
 
     load          load_model / load_study_model / from_module, LoadedModel, padding and length order
+    placement     loading options across devices (device_map, dtype, max_memory, offload_folder) through
+                  accelerate, checked before the weights load
     sites         Site (``blocks.3.resid_post``, ``blocks.2.attn.head1``, ``blocks.2.attn.k.head0``,
                   ``blocks.1.mlp_post.neurons[45:51]``, ``blocks.3.resid_mid``), SiteTable
     site_hooks    where a site lives on a concrete model: Hook (module, input/output, columns), site_table

@@ -22,12 +22,14 @@ def load_recipe(family: str) -> ModuleType:
 
 
 def run_study_on(study: str, model: str, names: Sequence[str], report_dir: Path, *,
-                 returncodes: Sequence[int], extra: Sequence[str] = ()) -> dict[str, dict]:
+                 returncodes: Sequence[int], extra: Sequence[str] = (), skip: str | None = None) -> dict[str, dict]:
     """Run the claims of `study` named in `names` (test functions) on `model` in a child pytest
-    (999 resamples, report into `report_dir`, `extra` options appended); its exit code must be in
-    `returncodes`. Returns each claim of the report by test name (``test_x[id]``)."""
+    (999 resamples, report into `report_dir`, `extra` options appended), leaving out those whose id
+    matches the keyword `skip` (e.g. ``"layer11"``); its exit code must be in `returncodes`.
+    Returns each claim of the report by test name (``test_x[id]``)."""
+    keyword = " or ".join(names) if skip is None else f"({' or '.join(names)}) and not {skip}"
     cmd = [sys.executable, "-m", "pytest", f"claims/{study}", "-q", "-p", "no:cacheprovider", "--claims-resamples=999",
-           f"--claims-report={report_dir}", "--claims-model", f"{study}={model}", "-k", " or ".join(names), *extra]
+           f"--claims-report={report_dir}", "--claims-model", f"{study}={model}", "-k", keyword, *extra]
     proc = subprocess.run(cmd, cwd=FIXTURES.parent, capture_output=True, text=True, env={**os.environ}, timeout=900)
     assert proc.returncode in returncodes, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads((Path(report_dir) / "report.json").read_text())

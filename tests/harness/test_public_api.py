@@ -51,7 +51,7 @@ PUBLIC = {
     "patch_resid_map", "patch_head_map", "patch_layer_map", "patch_neuron_map", "patch_qkv_map", "PatchMap", "answer_logit_diff", "answer_logprob",
     "answer_prob", "trace_resid_map", "TraceMap", "noise_seed", "embedding_std",
     "attribute_resid_map", "attribute_head_map", "attribute_layer_map", "attribute_neuron_map", "attribute_qkv_map",
-    "attribute_edges", "EdgeMap",
+    "attribute_edges", "EdgeMap", "map_agreement", "top_cell_rank", "patch_effects",
     "das", "Subspace", "interchange_logits", "random_basis",
     "generate", "Generation", "END_OF_FUNCTION", "divergence", "Divergence", "greedy", "exact_match", "logit_lens", "residuals_at", "layer_sites", "Lens",
     "fit_probe", "fit_control", "control_labels", "balance", "Probe",

@@ -60,7 +60,7 @@ def test_effect_claims_fail_on_the_untrained_twin(tmp_path):
     assert fingerprint(load_recipe("codegen").new_model(0)) == null.fingerprint
     assert null.tokenize(["def f(x):"]) == trained.tokenize(["def f(x):"])
     log = json.loads((resolve("codegen-null") / "train_log.json").read_text())
-    assert log["trained"] is False and log["heldout"]["passed"] == 0     # solves nothing
+    assert log["trained"] is False and "heldout" not in log   # its baseline (above) solves nothing
 
 
 def _random_gemma(folder: Path) -> None:
