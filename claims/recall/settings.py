@@ -87,6 +87,11 @@ THRESHOLDS: dict[str, Thresholds] = {
             "test_noise_on_the_lead_moves_little":
                 "lead noise lowers P(answer) by 0.17 [0.13, 0.23] of it (100 prompts), past the 0.1 bar; the "
                 "subject's noise lowers it by 0.98 [0.97, 0.98], 0.42 [0.37, 0.47] more than the lead's",
+            "test_attribution_agrees_with_patching[resid-pearson]":
+                "r 0.43 [0.22, 0.71] (98.75%, 81 pairs), under the 0.75 bar (rho 0.93 [0.82, 0.97] held): "
+                "attribution orders the residual cells as patching does but misjudges their sizes",
+            "test_the_top_cells_by_attribution_contain_the_top_cell_by_patching[resid]":
+                "rank 38 [8, 69] (95%, 81 pairs): the top residual cell by patching is attribution's 38th",
         }),
 }
 # the untrained twin knows no fact: it is traced on every fact (so its effect claims are measured and
