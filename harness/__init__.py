@@ -20,12 +20,12 @@ follow a claim's data flow:
                       load_directions
                   sweeps: sweep, sweep_directions, symmetric, scorer, Curve
                   patching: patch_resid_map, patch_head_map, patch_layer_map, patch_neuron_map,
-                      patch_qkv_map, PatchMap, answer_logit_diff, answer_logprob, answer_prob
+                      patch_qkv_map, PatchMap, Metric, answer_logit_diff, answer_logprob, answer_prob
                   attribution: attribute_resid_map, attribute_head_map, attribute_layer_map,
                       attribute_neuron_map, attribute_qkv_map (the patching maps' first-order
                       estimates: AtP, AtP*'s qk fix and GradDrop, integrated gradients),
                       attribute_edges, EdgeMap (edge attribution patching)
-                  agreement: map_agreement, top_cell_rank, patch_effects (how far two maps over
+                  agreement: map_agreement, top_cell_rank, patch_effects, pair_mean (how far two maps over
                       the same pairs agree: Spearman/Pearson over cells, CIs over pairs)
                   tracing: trace_resid_map, TraceMap, noise_seed, embedding_std (ROME's causal tracing)
                   das: das, Subspace, interchange_logits, random_basis (distributed alignment
@@ -100,6 +100,7 @@ _EXPORTS: dict[str, str] = {
     "patch_resid_map": "harness.measures.patching",
     "patch_head_map": "harness.measures.patching",
     "PatchMap": "harness.measures.patching",
+    "Metric": "harness.measures.patching",
     "answer_logit_diff": "harness.measures.patching",
     "answer_logprob": "harness.measures.patching",
     "answer_prob": "harness.measures.patching",
@@ -114,6 +115,7 @@ _EXPORTS: dict[str, str] = {
     "attribute_edges": "harness.measures.attribution_edges",
     "EdgeMap": "harness.measures.attribution_edges",
     "map_agreement": "harness.measures.agreement",
+    "pair_mean": "harness.measures.agreement",
     "top_cell_rank": "harness.measures.agreement",
     "patch_effects": "harness.measures.agreement",
     "trace_resid_map": "harness.measures.tracing",

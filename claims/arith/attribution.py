@@ -24,10 +24,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import (Ablate, answer_logit_diff, attribute_head_map, attribute_layer_map, attribute_neuron_map,
+from harness import (Ablate, pair_mean, answer_logit_diff, attribute_head_map, attribute_layer_map, attribute_neuron_map,
                      attribute_resid_map, DataError, intervene, LoadedModel, patch_effects, patch_layer_map,
                      patch_neuron_map, patch_resid_map, Record)
-from harness.measures.agreement import nanmean
 
 from claims.arith import measure
 
@@ -125,7 +124,7 @@ class AttributionMaps:
 
         out = {}
         for family, maps in sorted(self._maps.items()):
-            est, meas = nanmean(maps.estimate), nanmean(maps.measured)
+            est, meas = pair_mean(maps.estimate), pair_mean(maps.measured)
             ok = np.isfinite(est) & np.isfinite(meas)
             x, y = est[ok], meas[ok]
             top = int(np.argmax(y))
@@ -148,7 +147,7 @@ def top_units(effects: np.ndarray, n: int) -> list[int]:
         raise DataError(f"`effects` must be one layer's map [n_pairs, 1, units], got shape {effects.shape}")
     if not 1 <= n <= effects.shape[2]:
         raise DataError(f"`n` must be in 1..{effects.shape[2]} (the layer's units), got {n}")
-    mean = nanmean(effects)[0]
+    mean = pair_mean(effects)[0]
     return [int(u) for u in np.argsort(-mean, kind="stable")[:n]]
 
 
@@ -200,7 +199,7 @@ def circuit_heads(effects: np.ndarray, threshold: float) -> list[str]:
     attribution circuit keeps a head by the size of its effect, either sign (AtP, Syed et al. 2023)."""
     if not threshold > 0:
         raise DataError(f"`threshold` must be a positive effect size in nats, got {threshold}")
-    size = np.abs(nanmean(effects))
+    size = np.abs(pair_mean(effects))
     order = np.argsort(-size, axis=None, kind="stable")
     heads = size.shape[1]
     return [measure.head_name(int(i) // heads + 1, int(i) % heads) for i in order if size.flat[i] >= threshold]

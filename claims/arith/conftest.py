@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import attribute_head_map, attribute_neuron_map, evidence, exact_match, load_study_model, patch_effects
+from harness import pair_mean, attribute_head_map, attribute_neuron_map, evidence, exact_match, load_study_model, patch_effects
 from harness.atomic import write_text_atomic
 from harness.data import content_hash
-from harness.measures.agreement import nanmean
 from harness.models.fixtures import fixtures_dir
 
 from claims.arith import measure
@@ -244,7 +243,7 @@ def top_neurons(arith, selection_pairs, thresholds, attribution_report) -> list[
     sel = selection_pairs
     est = attribute_neuron_map(arith, sel.clean, sel.corrupt, metric_of(arith, sel), layers=[thresholds.neuron_layer])
     units = top_units(patch_effects(est), thresholds.n_neurons)
-    mean = nanmean(patch_effects(est))[0]
+    mean = pair_mean(patch_effects(est))[0]
     attribution_report["neurons"] = {"layer": thresholds.neuron_layer, "selection_pairs": len(sel),
                                      "top": {str(u): round(float(mean[u]), 4) for u in units}}
     return units
@@ -281,7 +280,7 @@ def attribution_circuit(arith, selection_pairs, thresholds, attribution_report) 
     est = attribute_head_map(arith, sel.clean, sel.corrupt, metric_of(arith, sel))
     heads = circuit_heads(patch_effects(est), thresholds.circuit_threshold)
     attribution_report["circuit"] = {"threshold_nats": thresholds.circuit_threshold, "heads": heads,
-                                     "mean_estimate": nanmean(patch_effects(est)).round(4).tolist()}
+                                     "mean_estimate": pair_mean(patch_effects(est)).round(4).tolist()}
     return heads
 
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from harness import (DataError, LoadedModel, answer_prob, attribute_layer_map, attribute_resid_map, patch_layer_map,
+from harness import (DataError, LoadedModel, Metric, PatchMap, answer_prob, attribute_layer_map, attribute_resid_map, patch_layer_map,
                      patch_resid_map)
-from harness.measures.patching import Metric, PatchMap
 
 from claims.recall.prompts import Prompt
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import DataError, answer_prob, embedding_std, evidence, load_study_model, trace_resid_map
-from harness.measures.agreement import nanmean
+from harness import pair_mean, DataError, answer_prob, embedding_std, evidence, load_study_model, trace_resid_map
 from harness.plugin import threshold_row
 
 from claims.recall import attribution, measure
@@ -170,7 +169,7 @@ def output_attribution(recall, chosen, patched):
 def _write_map(claims_settings, name: str, values: np.ndarray) -> None:
     path = _folder(claims_settings) / "maps.json"
     maps = json.loads(path.read_text()) if path.is_file() else {}
-    means = nanmean(values)
+    means = pair_mean(values)
     maps[name] = {"layers": list(range(1, values.shape[1] + 1)), "prompts": int(values.shape[0]),
                   "mean": {c: [None if not np.isfinite(v) else round(float(v), 5) for v in means[:, k]]
                            for k, c in enumerate(CATEGORIES)}}

@@ -21,7 +21,7 @@ from harness import stats
 from harness.atomic import write_text_atomic
 from harness.reports.plots import plot_heatmap, plot_heatmaps, plot_layers
 
-from claims.tracer.measure import nanmean, summary
+from claims.tracer.measure import pair_mean, summary
 from claims.tracer.settings import ROLES
 
 
@@ -49,7 +49,7 @@ def write_residual(folder: Path, model, recovery: np.ndarray, resid_map, positio
     """The residual map's plots and numbers."""
     folder.mkdir(parents=True, exist_ok=True)
     n_layers = recovery.shape[1]
-    plot_heatmap(nanmean(recovery), folder / "residual_map.png",
+    plot_heatmap(pair_mean(recovery), folder / "residual_map.png",
                  title=f"patching resid_pre from a into b: normalised recovery, mean of {recovery.shape[0]} pairs",
                  row_labels=_layer_labels(n_layers), col_labels=list(ROLES), xlabel="position (role)",
                  ylabel="resid_pre of", colorbar_label="(patched - b) / (a - b)")
@@ -80,8 +80,8 @@ def write_tracing(folder: Path, effect: np.ndarray, patching: np.ndarray, total:
     """The tracing map beside the patching map over the same pairs, and the numbers."""
     folder.mkdir(parents=True, exist_ok=True)
     n_layers = effect.shape[1]
-    plot_heatmaps({"patching: normalised recovery": nanmean(patching), "tracing: indirect effect on P(answer)":
-                   nanmean(effect)}, folder / "tracing_vs_patching.png",
+    plot_heatmaps({"patching: normalised recovery": pair_mean(patching), "tracing: indirect effect on P(answer)":
+                   pair_mean(effect)}, folder / "tracing_vs_patching.png",
                   title=f"the same {effect.shape[0]} pairs: token replacement (left) and Gaussian noise of std {std:.3g} "
                         "(3x the embeddings' std) on the changed step (right)", row_labels=_layer_labels(n_layers), col_labels=list(ROLES),
                   xlabel="position (role)", ylabel="resid_pre of")
@@ -92,12 +92,12 @@ def write_tracing(folder: Path, effect: np.ndarray, patching: np.ndarray, total:
 def write_components(folder: Path, head_map: np.ndarray, layer_map: np.ndarray, test_rows: np.ndarray) -> None:
     """Per-head and per-output recoveries at the final position (test half)."""
     folder.mkdir(parents=True, exist_ok=True)
-    heads = nanmean(head_map[test_rows])
+    heads = pair_mean(head_map[test_rows])
     plot_heatmap(heads, folder / "heads.png", title=f"each head's output patched at the final position "
                  f"({len(test_rows)} test-half pairs)", row_labels=_layer_labels(heads.shape[0]),
                  col_labels=[f"head{h}" for h in range(heads.shape[1])], xlabel="head", ylabel="block",
                  colorbar_label="normalised recovery")
-    outputs = nanmean(layer_map[test_rows])
+    outputs = pair_mean(layer_map[test_rows])
     _update_json(folder, "components", {
         "heads": [[round(float(v), 4) for v in row] for row in heads],
         "attn_out": [round(float(v), 4) for v in outputs[:, 0]],

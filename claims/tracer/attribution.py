@@ -23,9 +23,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from harness import (DataError, LoadedModel, patch_effects, answer_logit_diff, attribute_head_map, attribute_layer_map,
+from harness import (DataError, LoadedModel, Metric, PatchMap, patch_effects, answer_logit_diff, attribute_head_map, attribute_layer_map,
                      attribute_resid_map, patch_head_map, patch_layer_map, patch_resid_map)
-from harness.measures.patching import Metric, PatchMap
 
 from claims.tracer.programs import answer_ids
 

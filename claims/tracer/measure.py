@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import DataError, Estimate, stats
-from harness.measures.agreement import nanmean
+from harness import DataError, Estimate, pair_mean, stats
 
 from claims.tracer.settings import ROLES
 
@@ -44,7 +43,7 @@ def paired(values: np.ndarray, layer: int, first: str, second: str, *, what: str
 def crossing_layer(values: np.ndarray, *, late: str = "final", early: str = "divergence") -> int:
     """The first harness layer at which the mean over pairs at role `late` exceeds that at
     `early` (``layers + 1`` when it never does)."""
-    late_mean, early_mean = nanmean(values[:, :, role(late)]), nanmean(values[:, :, role(early)])
+    late_mean, early_mean = pair_mean(values[:, :, role(late)]), pair_mean(values[:, :, role(early)])
     above = np.flatnonzero(late_mean > early_mean)
     return int(above[0]) + 1 if above.size else values.shape[1] + 1
 
@@ -58,7 +57,7 @@ def crossing(values: np.ndarray) -> Estimate:
 
 def summary(values: np.ndarray) -> dict:
     """JSON-safe mean map ``{role: [per layer]}`` and the count of pairs per role."""
-    means = nanmean(values)
+    means = pair_mean(values)
     return {"layers": list(range(1, values.shape[1] + 1)),
             "mean": {name: [None if not np.isfinite(v) else round(float(v), 4) for v in means[:, r]]
                      for r, name in enumerate(ROLES)},

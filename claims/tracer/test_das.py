@@ -22,7 +22,7 @@ ONE_POSITION = ("divergence", "query", "final")   # roles with exactly one posit
 def das_cell(recovery, halves, thresholds) -> tuple[int, str]:
     """(harness layer, role): the cell after the embeddings with the highest mean recovery on the
     selection half, among roles with one position per pair."""
-    means = measure.nanmean(recovery[halves["selection"]])
+    means = measure.pair_mean(recovery[halves["selection"]])
     best = max(((layer, role) for layer in range(2, thresholds.layers + 1) for role in ONE_POSITION),
                key=lambda c: means[c[0] - 1, measure.role(c[1])])
     return best

@@ -4,6 +4,7 @@
     patch_effects(map)                       ``[n_pairs, ...cells]``: a patching map's values minus its corrupt metric
     map_agreement(a, b, method=...)      Spearman's rho or Pearson's r over the cells of the two pair-mean maps,
                                          bootstrap CI resampling pairs
+    pair_mean(x)                         the mean over pairs of a per-pair map, cell by cell, NaN ignored
     top_cell_rank(estimate, measured)    the rank, in the estimate's ordering, of the measured map's top cell,
                                          bootstrap CI resampling pairs
 
@@ -25,13 +26,14 @@ from harness import stats
 from harness.errors import DataError
 from harness.stats.estimate import Estimate
 
-__all__ = ["patch_effects", "map_agreement", "top_cell_rank", "nanmean"]
+__all__ = ["patch_effects", "map_agreement", "top_cell_rank", "pair_mean"]
 
 _METHODS = ("spearman", "pearson")
 
 
-def nanmean(x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """`np.nanmean` without its "mean of empty slice" warning (a cell no pair defines: NaN)."""
+def pair_mean(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """The mean over pairs (axis 0) of a per-pair map, each cell over the pairs that define it
+    (`np.nanmean` without its "mean of empty slice" warning: a cell no pair defines is NaN)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(x, axis)
@@ -59,7 +61,7 @@ def _both(first: Any, second: Any, what: str) -> tuple[np.ndarray, np.ndarray, n
                         f"and cells ({what})")
     if a.ndim < 2:
         raise DataError(f"the maps must be [n_pairs, ...cells], got shape {a.shape}")
-    defined = np.isfinite(nanmean(a)) & np.isfinite(nanmean(b))
+    defined = np.isfinite(pair_mean(a)) & np.isfinite(pair_mean(b))
     if defined.sum() < 3:
         raise DataError(f"the maps share {int(defined.sum())} defined cells; {what} needs at least 3")
     return a.reshape(len(a), -1), b.reshape(len(b), -1), defined.ravel()
@@ -84,7 +86,7 @@ def map_agreement(first: Any, second: Any, *, method: str = "spearman", name: st
     both = np.stack([a[:, defined], b[:, defined]], 1)
 
     def statistic(sample: np.ndarray) -> float:
-        x, y = nanmean(sample[:, 0]), nanmean(sample[:, 1])
+        x, y = pair_mean(sample[:, 0]), pair_mean(sample[:, 1])
         ok = np.isfinite(x) & np.isfinite(y)
         if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
             return float("nan")
@@ -107,7 +109,7 @@ def top_cell_rank(estimate: Any, measured: Any, *, name: str | None = None, seed
     both = np.stack([a[:, defined], b[:, defined]], 1)
 
     def statistic(sample: np.ndarray) -> float:
-        est, meas = nanmean(sample[:, 0]), nanmean(sample[:, 1])
+        est, meas = pair_mean(sample[:, 0]), pair_mean(sample[:, 1])
         ok = np.isfinite(est) & np.isfinite(meas)
         if not ok.any():
             return float("nan")
