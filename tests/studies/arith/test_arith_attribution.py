@@ -13,22 +13,12 @@ import torch
 from claims.arith import attribution, measure
 from claims.arith.rebracket import rebracket, value
 from harness.errors import DataError
-from harness.models.load import load_model
+from tests._support.arith_rows import row
 
 CLEAN = ["41-((6+9)-7)=", "(7-2)+(0+5)=", "4-(1-5)="]
 CORRUPT = [rebracket(c, random.Random(1)) for c in CLEAN]
 PAIRS = measure.Pairs(CLEAN, CORRUPT, [str(value(c)) for c in CLEAN], [str(value(c)) for c in CORRUPT])
 REFERENCE = ["3+4-5=", "(8*2)-1=", "41-((6+9)-7)="]
-
-
-@pytest.fixture(scope="module")
-def arith():
-    return load_model("fixture:arith")
-
-
-def row(expression: str) -> measure.Row:
-    depth = max(np.cumsum([(c == "(") - (c == ")") for c in expression]))
-    return measure.Row(expression, str(value(expression)), depth > 0, int(depth), len(expression))
 
 
 def _ids(arith, text: str) -> torch.Tensor:

@@ -11,17 +11,7 @@ import pytest
 from claims.arith import measure
 from claims.arith.rebracket import bracketings, inside_parentheses, rebracket, terms_and_operators, value
 from harness.errors import DataError, SiteError
-from harness.models.load import load_model
-
-
-@pytest.fixture(scope="module")
-def arith():
-    return load_model("fixture:arith")
-
-
-def row(expression: str) -> measure.Row:
-    depth = max(np.cumsum([(c == "(") - (c == ")") for c in expression]))
-    return measure.Row(expression, str(value(expression)), depth > 0, int(depth), len(expression))
+from tests._support.arith_rows import row
 
 
 def test_terms_keep_products_whole():
