@@ -193,12 +193,13 @@ def feature_means(codegen, sae, prompts) -> dict:
 
 
 @pytest.fixture(scope="session")
-def features(feature_means, selection_baseline) -> dict:
+def features(selection_baseline, request) -> dict:
     """The chosen features (selection split): ``correct`` (largest AUROC for solved vs failed) and
     ``incorrect`` (smallest), the AUROCs, the random features of the controls (oriented as on the
-    selection split), and the alive features (nonzero on some selection problem)."""
-    means = feature_means["selection"]
-    solved = selection_baseline.passed
+    selection split), and the alive features (nonzero on some selection problem). A baseline that
+    solves all or none of the selection split ends here, before the SAE encodes any prompt."""
+    solved = measure.solved_and_failed(selection_baseline.passed)
+    means = request.getfixturevalue("feature_means")["selection"]
     auroc = measure.separation(means, solved)
     alive = np.flatnonzero(means.max(0) > 0)
     if alive.size < N_RANDOM_FEATURES + 2:

@@ -3,6 +3,7 @@ the tests, feature separation, the coefficient scale and the selection rule.
 
     prompts_of(problems, shots)          the MBPP prompts, and where each problem's own block starts
     problem_feature_means(...)           each SAE feature's mean activation over a problem's block, [n, d_sae]
+    solved_and_failed(solved)            the check that a split has both outcomes (else no feature can be chosen)
     separation(means, solved)            AUROC of every feature for solved vs failed, [d_sae]
     Steering / steer(...)                one batched greedy run of many (direction, coefficient) conditions
     balanced_draws(task_ids, k, seed=)   which of a control's k random draws steers each problem
@@ -59,18 +60,26 @@ def problem_feature_means(model, sae, prompts: Sequence[str], starts: Sequence[i
     return torch.stack(out).numpy().astype(np.float64)
 
 
-def separation(means: np.ndarray, solved: np.ndarray) -> np.ndarray:
-    """``[d_sae]``: the AUROC of each feature's mean activation for solved (positive) vs failed
-    problems (0.5 for a feature that never fires). Raises `DataError` when the problems are all
-    solved or all failed: no feature can separate them."""
-    from scipy.stats import rankdata
-
+def solved_and_failed(solved: np.ndarray) -> np.ndarray:
+    """`solved` as a bool array ``[n]``, checked to hold both outcomes. Raises `DataError` when the
+    problems are all solved or all failed: no feature can separate them."""
     solved = np.asarray(solved, dtype=bool)
     n1, n0 = int(solved.sum()), int((~solved).sum())
     if n1 == 0 or n0 == 0:
         raise DataError(f"the baseline solved {n1} of {len(solved)} problems of the selection split: no feature "
                         "can be selected, since selection compares solved with failed problems; use a split "
                         "(or a model) where the baseline solves some problems and fails others")
+    return solved
+
+
+def separation(means: np.ndarray, solved: np.ndarray) -> np.ndarray:
+    """``[d_sae]``: the AUROC of each feature's mean activation for solved (positive) vs failed
+    problems (0.5 for a feature that never fires). Raises `DataError` when the problems are all
+    solved or all failed (`solved_and_failed`)."""
+    from scipy.stats import rankdata
+
+    solved = solved_and_failed(solved)
+    n1, n0 = int(solved.sum()), int((~solved).sum())
     ranks = rankdata(means, axis=0)
     u = ranks[solved].sum(0) - n1 * (n1 + 1) / 2
     return u / (n1 * n0)
