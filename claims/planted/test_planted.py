@@ -109,7 +109,7 @@ def _exact_slopes(model, prompts, direction: torch.Tensor) -> np.ndarray:
 
         def add(module, args, output):
             hidden = output[0] if isinstance(output, tuple) else output
-            edited = hidden + alpha * direction
+            edited = hidden + (alpha * direction).to(hidden.dtype)   # the model's dtype (bfloat16 with --claims-model-options)
             return (edited,) + tuple(output[1:]) if isinstance(output, tuple) else edited
 
         handle = block.register_forward_hook(add)

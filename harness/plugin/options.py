@@ -99,6 +99,14 @@ class ModelSpec(str):
         out.load_options = MappingProxyType(dict(load_options))
         return out
 
+    def __getnewargs__(self) -> tuple[str, dict[str, str]]:
+        # copy, deepcopy and pickle rebuild a str subclass through __new__ with these arguments
+        # (str's own give only the text): the report's evidence is deep-copied
+        return str(self), dict(self.load_options)
+
+    def __getstate__(self) -> None:
+        return None   # everything is in __getnewargs__ (a mappingproxy cannot be pickled)
+
 
 class _LoadOptionsText(dict):
     """The parsed value of one ``--claims-model-options`` (printed as typed): told apart from a

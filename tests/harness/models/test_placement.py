@@ -312,6 +312,19 @@ def test_a_spec_from_the_command_line_carries_its_loading_options():
     assert default.model_spec("third", "fixture:x") == "fixture:x"
 
 
+def test_a_spec_with_loading_options_survives_copy_and_pickle():
+    """The report deep-copies what a claim's fixtures hold; a spec lost its options there
+    (``ModelSpec.__new__() missing ... 'load_options'``) and report.json was not written."""
+    import copy
+    import pickle
+
+    from harness.plugin.options import ModelSpec
+
+    spec = ModelSpec("fixture:planted", {"dtype": "bfloat16"})
+    for again in (copy.copy(spec), copy.deepcopy(spec), pickle.loads(pickle.dumps(spec))):
+        assert again == spec and type(again) is ModelSpec and dict(again.load_options) == {"dtype": "bfloat16"}
+
+
 def _options(name: str, text: str):
     from harness.plugin.options import _model_options_option
 
