@@ -149,7 +149,10 @@ def test_with_backoff_runs_the_whole_call_again_at_half_the_size():
 
 def test_auto_sizes_from_the_memory_available_and_one_rows_peak(monkeypatch):
     monkeypatch.setattr(batching, "available_bytes", lambda device="cpu": 1 << 30)   # 1 GiB
-    one_row = lambda: np.ones(16 << 20, dtype=np.uint8).sum()   # touches 16 MiB
+    def one_row():   # touches 16 MiB of fresh pages (an anonymous map: malloc may reuse resident memory)
+        import mmap
+        with mmap.mmap(-1, 16 << 20) as m:
+            m.write(b"\1" * (16 << 20))
     size = auto_batch_size(one_row, cap=4096)
     assert size in (16, 32)   # half of 1 GiB over ~16 MiB (+ what numpy's sum adds), a power of two
     assert auto_batch_size(one_row, cap=3) == 2
