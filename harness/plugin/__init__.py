@@ -26,7 +26,10 @@ this module, so it imports every hook and fixture from the modules that define t
 - `scheduling` -- under ``-n N --dist loadgroup`` one worker runs each study's tests (its model
   and session fixtures built once);
 - `hosts` -- gateways on other hosts (``--tx ssh=...``) probed before their workers start: one
-  not reached is dropped with an error naming it, one with another harness or fixtures refused;
+  not reached is dropped with an error naming it, one with another harness, fixtures or
+  numeric packages refused;
+- `workers` -- a claim whose xdist worker died is failed with the worker and how it ended
+  (not run again, not missing from the report); tests left without a worker named in a note;
 - `transport` -- the claim carried on its teardown report (in-process, from pytest-xdist
   workers, into JUnit XML) and collected into the session's state;
 - `live` -- the live status line of long work (`harness.progress`) in the terminal, ``--claims-progress``;

@@ -11,9 +11,10 @@ the worker there would import (`source_versions`):
   harness there) is one error line naming the host and the reason; its gateway is dropped and
   the other hosts run every claim (the session then fails, and the summary names the host);
   when no host is left the run stops with a usage error listing each;
-- a host whose harness (version and a digest of its sources) or fixtures (a digest per family)
-  differ from this machine's is refused at start: a usage error naming the host and both
-  versions, before any claim runs.
+- a host whose harness (version and a digest of its sources), fixtures (a digest per family),
+  python or numeric packages (torch, transformers, numpy, scipy, accelerate, sae-lens) differ
+  from this machine's is refused at start: a usage error naming the host and both versions,
+  before any claim runs.
 
 xdist, left alone, copies pytest itself into each remote ``chdir`` (its deprecated rsync) and
 stops with ``ValueError: arg claims/ not relative to an rsync root`` on any path argument; unless
@@ -38,20 +39,26 @@ from typing import Any, Callable
 import pytest
 
 PROBE_TIMEOUT_S = 120.0
+# the packages whose version changes a claim's numbers: compared across hosts
+NUMERIC_PACKAGES = ("torch", "transformers", "numpy", "scipy", "accelerate", "sae-lens")
 
 
 def source_versions(harness_dir: str, fixtures_dir: str | None) -> dict:
     """The harness at `harness_dir` and the fixture recipes at `fixtures_dir` as versions:
-    ``{"harness": "VERSION+src.DIGEST", "fixtures": {FAMILY: DIGEST, ...}}``.
+    ``{"harness": "VERSION+src.DIGEST", "fixtures": {FAMILY: DIGEST, ...}, "packages": {NAME: VERSION}}``.
 
     DIGEST is the first 16 hex digits of a sha256 over the relative path and bytes of every file:
     the harness's ``*.py`` sources; each fixture family's folder (recipe, generators, shipped
     weights and data; ``__pycache__`` left out); ``(shared)`` for the package's own top-level
     ``*.py``. ``fixtures`` is {} where the folder does not exist. Standard library only: the
-    same source runs on each host (`probe_program`)."""
+    same source runs on each host (`probe_program`). ``packages``: the python (major.minor) and
+    the installed version of each of `NUMERIC_PACKAGES` (``absent`` where not installed), read
+    from package metadata without importing them."""
     import hashlib
+    import importlib.metadata
     import os
     import re
+    import sys
 
     def digest(root: str, names: list[str]) -> str:
         h = hashlib.sha256()
@@ -80,7 +87,13 @@ def source_versions(harness_dir: str, fixtures_dir: str | None) -> dict:
             folder = os.path.join(fixtures_dir, family)
             if os.path.isdir(folder) and family != "__pycache__" and not family.startswith("."):
                 fixtures[family] = digest(folder, files_under(folder, lambda f: not f.endswith(".pyc")))
-    return {"harness": harness, "fixtures": fixtures}
+    packages = {"python": "%d.%d" % sys.version_info[:2]}
+    for name in NUMERIC_PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            packages[name] = "absent"
+    return {"harness": harness, "fixtures": fixtures, "packages": packages}
 
 
 def local_versions() -> dict:
@@ -103,6 +116,7 @@ def probe_program(chdir: str | None, env: dict[str, str]) -> str:
     return "\n".join([
         "from __future__ import annotations",
         "import importlib.util, json, os, sys",
+        f"NUMERIC_PACKAGES = {NUMERIC_PACKAGES!r}",
         inspect.getsource(source_versions),
         f"chdir, env = {chdir!r}, {dict(env)!r}",
         "os.environ.update(env)",
@@ -185,7 +199,8 @@ def probe(spec: Any, timeout_s: float = PROBE_TIMEOUT_S) -> Probe:
 
 
 def mismatch(here: dict, there: dict) -> list[str]:
-    """What differs between two `source_versions` answers, one phrase each (empty: the same)."""
+    """What differs between two `source_versions` answers, one phrase each (empty: the same);
+    package versions are compared without their local label (`_public`)."""
     out = []
     if here["harness"] != there["harness"]:
         out.append(f"harness {here['harness']} here, {there['harness']} there")
@@ -193,7 +208,17 @@ def mismatch(here: dict, there: dict) -> list[str]:
     for family in sorted(set(a) | set(b)):
         if a.get(family) != b.get(family):
             out.append(f"fixtures/{family} {a.get(family, 'absent')} here, {b.get(family, 'absent')} there")
+    a, b = here.get("packages", {}), there.get("packages", {})
+    for name in sorted(set(a) | set(b)):
+        if _public(a.get(name)) != _public(b.get(name)):
+            out.append(f"{name} {a.get(name, 'not reported')} here, {b.get(name, 'not reported')} there")
     return out
+
+
+def _public(version: str | None) -> str | None:
+    """A version without its local label (``2.13.0+cpu`` -> ``2.13.0``): a CUDA build of torch
+    on a GPU host and a CPU build on the machine that starts the run are the same release."""
+    return version.split("+", 1)[0] if version else version
 
 
 def _needs_probe(spec: Any) -> bool:
@@ -216,7 +241,12 @@ class _Unreachable:
             sched.numnodes = self.live   # xdist counts every --tx; it would wait for the dropped ones
         return sched
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from harness.resources import note
+
+        for p in self.dropped:   # before the report is built: report.json names them too
+            note(f"{host_label(p.spec)}: not reached ({p.error}); its claims ran on the other hosts")
         if session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -255,9 +285,10 @@ def pytest_xdist_setupnodes(config: pytest.Config, specs: list[Any]) -> None:
     for a in answers:
         if a.versions is not None and (diff := mismatch(here, a.versions)):
             raise pytest.UsageError(
-                f"{host_label(a.spec)} (chdir {a.versions.get('cwd')}) has another version of the harness or "
-                f"fixtures than this machine: {'; '.join(diff)}. Put the same commit, with the same fixtures, "
-                "on every host (or point chdir= at such a checkout)")
+                f"{host_label(a.spec)} (chdir {a.versions.get('cwd')}) has another version of the harness, "
+                f"fixtures or packages than this machine: {'; '.join(diff)}. Put the same commit, with the same "
+                "fixtures, on every host (or point chdir= at such a checkout), with the same environment "
+                "(install it from the same constraints file, or point python= at one)")
     if dropped:
         failed = {id(a.spec) for a in dropped}
         specs[:] = [s for s in specs if id(s) not in failed]

@@ -27,7 +27,8 @@ from .outcomes import NO_EVIDENCE, PhaseResult, _short_message, claim_outcome, j
 from .state import CLAIM_KEY, EVIDENCE_KEY, FAMILY_KEY, PHASES_KEY, RESULT_KEY, SETTINGS_KEY
 from .studies import StudyError, study_of_path
 from .thresholds import check_names, mark_refuted, register
-from .transport import _claim_properties
+from .transport import claim_properties
+from .workers import started_properties
 
 _STUDY_ERROR = pytest.StashKey[StudyError]()   # a bad study declaration, raised when collection finishes
 _CHECKED = pytest.StashKey[bool]()              # the controller checked the names (once, not per worker)
@@ -235,16 +236,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         PhaseResult(when=rep.when, outcome=rep.outcome, duration_s=float(rep.duration),
                     message=_short_message(message), xfail=wasxfail is not None)
     )
+    if rep.when == "setup" and rep.passed and hasattr(item.config, "workerinput"):
+        claim = _claim_result(item, keep=False)   # reaches the controller even if this worker dies
+        if claim is not None:
+            rep.user_properties.extend(started_properties(claim))
     if rep.when == "teardown":
         claim = _claim_result(item)
         if claim is not None:
-            rep.user_properties.extend(_claim_properties(claim))
+            rep.user_properties.extend(claim_properties(claim))
             if claim.message == NO_EVIDENCE and rep.passed:  # pytest counts it as the error it is
                 rep.outcome, rep.longrepr = "failed", claim.message
     return rep
 
 
-def _claim_result(item: pytest.Item) -> ClaimResult | None:
+def _claim_result(item: pytest.Item, *, keep: bool = True) -> ClaimResult | None:
+    """The item's claim from its phases so far (kept on its stash unless `keep` is False)."""
     settings = item.config.stash.get(SETTINGS_KEY, None)
     try:
         mark = _claim_of(item)
@@ -277,5 +283,6 @@ def _claim_result(item: pytest.Item) -> ClaimResult | None:
         memory=item.stash.get(_MEMORY_KEY, None),
         notes=item.stash.get(_NOTES_KEY, ()),
     )
-    item.stash[RESULT_KEY] = claim
+    if keep:
+        item.stash[RESULT_KEY] = claim
     return claim

@@ -29,6 +29,7 @@ from .state import SESSION_KEY, SETTINGS_KEY, _SessionState
 from .live import LiveHooks
 from .thresholds import resolved_choices
 from .transport import _ClaimCollector
+from .workers import WorkerDeaths
 
 TERMINAL_WIDTH = 160
 
@@ -67,6 +68,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from exc
     config.stash[SETTINGS_KEY] = settings
     config.pluginmanager.register(_ClaimCollector(config), "claims-collector")
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(WorkerDeaths(config), "claims-worker-deaths")
     config.pluginmanager.register(LiveHooks(config), "claims-live")
     baseline = config.getoption("claims_baseline")
     if baseline is not None and not config.getoption("claims_update_baseline"):

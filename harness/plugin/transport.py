@@ -1,7 +1,7 @@
 """How a claim travels from its test to the session's report: as user properties of its
 teardown report.
 
-`_claim_properties` writes the claim (and the models and data sets registered so far) as
+`claim_properties` writes the claim (and the models and data sets registered so far) as
 properties; `_ClaimCollector` reads them back into the session's state, in-process or at the
 pytest-xdist controller, and keeps the collection order the report lists claims in.
 """
@@ -34,7 +34,7 @@ RESULT_PROPERTY = "claims_result_json"
 REGISTRY_PROPERTY = "claims_registry_json"
 
 
-def _claim_properties(claim: ClaimResult) -> list[tuple[str, str]]:
+def claim_properties(claim: ClaimResult) -> list[tuple[str, str]]:
     props = [("claim", claim.text), ("claim_verdict", claim.outcome)]
     if claim.source:
         props.append(("claim_source", claim.source))
@@ -77,7 +77,7 @@ class _ClaimCollector:
         return sorted(claims, key=lambda c: self.order.get(c.nodeid, last))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "teardown":
+        if report.when not in ("teardown", "???"):   # "???": xdist's report of a worker that died
             return
         props = dict(report.user_properties)
         state = self.config.stash.get(SESSION_KEY, None)

@@ -138,3 +138,62 @@ def test_under_loadgroup_each_study_runs_on_one_worker_with_the_serial_runs_repo
     assert len(serial["claims"]) == 28 and _claims(serial) == _claims(grouped)
     assert not any("@" in c["nodeid"] for c in grouped["claims"])
     assert len(serial_loads) == 2 and len(grouped_loads) == 2   # one build per study, not one per worker
+
+
+DYING = '''
+import os
+import signal
+
+import pytest
+
+from harness import stats
+from harness.verdicts.expect import expect
+
+
+@pytest.mark.claim("The mean effect is positive")
+@pytest.mark.parametrize("shift", [0.5, 1.0, 2.0])
+def test_effect(claim_seed, shift):
+    if shift == 1.0:   # as the kernel's out-of-memory killer ends a worker
+        with open("ran_1.0", "a") as fh:
+            fh.write("x")
+        os.kill(os.getpid(), signal.SIGKILL)
+    expect(stats.bootstrap_mean([shift + i / 100 for i in range(50)], seed=claim_seed, n_resamples=99)).positive()
+'''
+
+
+@pytest.mark.parametrize("dist", ["loadgroup", "loadfile", "load"])
+def test_a_claim_whose_worker_dies_is_failed_with_the_reason_and_run_once(pytester, dist):
+    """A worker killed mid-claim: the claim is in report.json as failed, naming the worker and the
+    signal, and a failure in JUnit; xdist's loadgroup/loadfile schedulers would run it again on each replacement
+    worker until --max-worker-restart is spent (the plugin's schedulers do not); the other
+    claims ran; no half-written report is left."""
+    pytester.makepyfile(test_study=DYING)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--claims-report=r",
+                                           "--junitxml=junit.xml", "-q", "-n", "2", "--dist", dist)
+    out = result.stdout.str()
+    assert result.ret == 1, out[-3000:]
+    assert (pytester.path / "ran_1.0").read_text() == "x", out[-3000:]   # run once, not once per replacement
+    claims = {c["nodeid"]: c for c in json.loads((pytester.path / "r" / "report.json").read_text())["claims"]}
+    assert [c["outcome"] for c in claims.values()] == ["passed", "failed", "passed"]
+    died = claims["test_study.py::test_effect[1.0]"]
+    assert died["text"] == "The mean effect is positive" and died["params"] == {"shift": 1.0}
+    assert died["message"].startswith("worker gw") and "died while running this claim" in died["message"]
+    assert "killed by SIGKILL" in died["message"]
+    assert not list((pytester.path / "r").glob("*.tmp*"))
+    cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").getroot().iter("testcase")}
+    [failure] = [e for e in cases["test_effect[1.0]"] if e.tag in ("failure", "error")]   # xdist's own words
+    assert "crashed while running" in failure.text, ET.tostring(cases["test_effect[1.0]"])
+
+
+def test_claims_never_run_for_want_of_a_worker_are_named_in_a_note(pytester):
+    pytester.makepyfile(test_study=DYING, test_later=DYING.replace("shift == 1.0", "shift == 9.0"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--claims-report=r",
+                                           "-q", "-n", "1", "--max-worker-restart", "0",
+                                           "test_study.py", "test_later.py")
+    assert result.ret == 1
+    report = json.loads((pytester.path / "r" / "report.json").read_text())
+    assert [(c["nodeid"], c["outcome"]) for c in report["claims"]] == [
+        ("test_study.py::test_effect[0.5]", "passed"), ("test_study.py::test_effect[1.0]", "failed")]
+    [said] = [n for n in report["run"]["notes"] if "never ran" in n]
+    assert said.startswith("4 collected tests never ran: workers died (1)")
+    assert "test_study.py::test_effect[2.0], test_later.py::test_effect[0.5]" in said

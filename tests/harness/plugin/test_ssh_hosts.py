@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.plugin.hosts import source_versions
+from harness.plugin.hosts import mismatch, source_versions
 
 REPO = Path(__file__).resolve().parents[3]
 STUDY = "claims/planted"
@@ -148,7 +148,10 @@ def test_two_ssh_hosts_write_the_serial_runs_report_and_an_unreachable_host_is_n
     assert out.count("ssh=claims-dead not reached") == 1, out[-3000:]
     assert "Connection refused" in out
     assert "ssh=claims-dead: not reached" in out and "its claims ran on the other hosts" in out
-    ran = _comparable(json.loads((tmp_path / "degraded" / "report.json").read_text()))["claims"]
+    degraded_report = json.loads((tmp_path / "degraded" / "report.json").read_text())
+    assert [n for n in degraded_report["run"]["notes"] if n.startswith("ssh=claims-dead: not reached (")], \
+        degraded_report["run"]["notes"]
+    ran = _comparable(degraded_report)["claims"]
     assert len(ran) == 2
     assert ran == [c for c in _comparable(a)["claims"] if c["nodeid"] in {r["nodeid"] for r in ran}]
 
@@ -180,3 +183,20 @@ def test_d_with_dist_loadgroup_is_refused_since_d_means_dist_load(tmp_path):
     run = _pytest(f"--claims-report={tmp_path / 'r'}", "-n", "2", "-d", "--dist", "loadgroup")
     assert run.returncode == pytest.ExitCode.USAGE_ERROR, run.stdout[-2000:] + run.stderr[-2000:]
     assert "-d means --dist=load and overrides --dist loadgroup; drop -d" in run.stderr
+
+
+def test_hosts_whose_numeric_packages_differ_are_told_apart_but_not_by_a_local_build_label():
+    here = source_versions(str(REPO / "harness"), str(REPO / "fixtures"))
+    import torch
+    import transformers
+
+    assert here["packages"]["torch"] == torch.__version__
+    assert here["packages"]["transformers"] == transformers.__version__
+    there = json.loads(json.dumps(here))
+    there["packages"]["torch"] = here["packages"]["torch"].split("+")[0] + "+cu130"   # a GPU build of the same release
+    assert mismatch(here, there) == []
+    there["packages"]["transformers"] = "4.57.1"
+    there["packages"].pop("scipy")
+    assert mismatch(here, there) == [
+        f"scipy {here['packages']['scipy']} here, not reported there",
+        f"transformers {here['packages']['transformers']} here, 4.57.1 there"]
