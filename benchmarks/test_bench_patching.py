@@ -150,7 +150,7 @@ def tracer_model(attn: str):
 @torch.no_grad()
 def loop_resid_map(m, clean, corrupt, metric) -> torch.Tensor:
     """``[n, layers, max_len]`` (NaN past a pair's length): one full forward per (layer, position)."""
-    from harness.models.load import pad_rows
+    from harness.models.loaded import pad_rows
 
     ids_c, mask = pad_rows(clean, pad_id=m.pad_id)
     ids_x, _ = pad_rows(corrupt, pad_id=m.pad_id)

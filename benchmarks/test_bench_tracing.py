@@ -24,7 +24,8 @@ import torch
 
 from harness.interventions import Noise, Patch, Positions, Record, intervene
 from harness.models.fixtures import import_module as fixture_module
-from harness.models.load import load_model, pad_rows
+from harness.models.load import load_model
+from harness.models.loaded import pad_rows
 from harness.measures.patching import answer_prob
 from harness.measures.tracing import noise_seed, trace_resid_map
 from timing import best_of

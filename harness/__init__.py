@@ -53,8 +53,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "load_model": "harness.models.load",
     "load_study_model": "harness.models.load",
-    "LoadedModel": "harness.models.load",
-    "pad_rows": "harness.models.load",
+    "LoadedModel": "harness.models.loaded",
+    "pad_rows": "harness.models.loaded",
     "Site": "harness.models.sites",
     "unembed": "harness.models.logits",
     "last_logits": "harness.models.logits",

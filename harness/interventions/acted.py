@@ -18,7 +18,7 @@ import torch
 
 from harness.interventions.hooks import _input_hook, _output_hook, intervene
 from harness.interventions.intervention import Intervention
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import Site
 
 __all__ = ["check_acted", "ActedReport"]

@@ -20,7 +20,7 @@ import torch
 
 from harness.errors import InterventionError, ShapeError
 from harness.interventions.intervention import Context, Intervention, known_kinds
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import Site
 
 __all__ = ["Run", "intervene"]

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 
 from harness.errors import InterventionError
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import Site
 
 __all__ = ["StackPrefix", "attention_implementation", "capture", "replay_start"]

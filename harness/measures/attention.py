@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from harness.errors import DataError
-from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.loaded import LoadedModel, length_order, pad_rows
 
 __all__ = ["attention_weights", "eager_attention", "ratio_to_uniform"]
 

@@ -86,7 +86,7 @@ from typing import Any, Sequence
 
 import torch
 
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.measures.attribution_engine import _check_options, _estimate, _Family, _pairs, _usual_mode
 from harness.measures.patching import Metric, PatchMap
 from harness.measures.patching_engine import check_at, where_at

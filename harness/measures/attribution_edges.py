@@ -56,7 +56,7 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import Record, intervene
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.logits import last_logits
 from harness.models.sites import Site
 from harness.measures.attribution_engine import (_check_slope, _checked, _grad_on, _graded, _pairs, _scored, _Tap,

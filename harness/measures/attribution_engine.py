@@ -26,7 +26,7 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import Intervention, Patch, Positions, Record, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.logits import last_logits
 from harness.models.sites import Site
 from harness.measures.patching import Metric

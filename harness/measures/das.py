@@ -19,7 +19,7 @@ the model's weights frozen. Evaluate a learned subspace on held-out pairs with
 
 Inputs: ``base`` and ``source`` are equally long lists of strings (tokenized with
 ``model.tokenize``) or of token-id lists; pair i's two must have the same token length (pairs
-may differ from each other: rows are right-padded, `harness.models.load.pad_rows`).
+may differ from each other: rows are right-padded, `harness.models.loaded.pad_rows`).
 ``positions[i]`` is the index of the token of pair i where the interchange happens (negative
 indices count from the pair's end, -1 its last token); ``target[i]`` a token id (or a
 single-token string). Decoder-only models.
@@ -42,7 +42,7 @@ import torch
 from harness import progress
 from harness.errors import DataError, ShapeError
 from harness.interventions import Interchange, Positions, Record, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.sites import Site
 from harness.measures.patching import _ids
 from harness.measures.patching_engine import token_pairs as _pair_rows

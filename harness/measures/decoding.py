@@ -26,7 +26,7 @@ import torch
 
 from harness.errors import DataError
 from harness.interventions import Ablate, Add, RmsAdd, intervene
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 
 __all__ = ["END_OF_FUNCTION", "stop_index", "cacheable", "check_rows", "rows_of", "decode_batch"]
 

@@ -31,7 +31,7 @@ import torch
 from harness import progress
 from harness.errors import DataError, ShapeError
 from harness.interventions import Record, intervene
-from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.loaded import LoadedModel, length_order, pad_rows
 from harness.models.sites import Site
 from harness.verdicts.context import draw_seed
 

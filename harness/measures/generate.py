@@ -26,7 +26,7 @@ import torch
 from harness import progress
 from harness.errors import DataError, InterventionError
 from harness.measures.decoding import END_OF_FUNCTION, cacheable, check_rows, decode_batch, rows_of, stop_index
-from harness.models.load import LoadedModel, length_order
+from harness.models.loaded import LoadedModel, length_order
 
 __all__ = ["generate", "Generation", "END_OF_FUNCTION", "greedy", "exact_match"]
 

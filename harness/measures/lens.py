@@ -10,7 +10,7 @@ raw output of block L (``blocks.L.block_out``), so for the last block it is the 
 *before* the final norm and the lens at that layer reproduces the model's own logits.
 
 Rows are token ids (already tokenized), run right-padded in chunks of similar length
-(`harness.models.load.length_order`); padding never changes a row's numbers (within 1e-4), so the
+(`harness.models.loaded.length_order`); padding never changes a row's numbers (within 1e-4), so the
 result does not depend on `batch_size`. Only decoder-only models (one stack) are supported.
 
 Example::
@@ -30,7 +30,7 @@ import torch
 
 from harness.errors import DataError
 from harness.interventions import Record, intervene
-from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.loaded import LoadedModel, length_order, pad_rows
 from harness.models.logits import unembed
 from harness.models.sites import Site
 

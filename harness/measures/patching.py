@@ -60,7 +60,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from harness.errors import DataError, ShapeError
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.measures.patching_engine import (Block, Column, check_at, each_position, every_column, pair_runs,
                                               patch_cells, where_at)
 

@@ -48,7 +48,7 @@ import torch
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Intervention, Patch, Positions, Record, intervene
 from harness.measures.batching import AUTO, auto_batch_size, with_backoff
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.sites import Site
 from harness.measures.replay import _plain, _replay_cells, _Run, _suffix_ok
 

@@ -40,7 +40,7 @@ from typing import Any, Sequence
 import torch
 
 from harness.errors import DataError
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import UNIT_POINTS, Site
 from harness.measures.patching import Metric, PatchMap
 from harness.measures.patching_engine import Block, Column, check_at, every_column, pair_runs, patch_cells, where_at

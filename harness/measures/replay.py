@@ -45,7 +45,7 @@ import torch
 
 from harness.errors import InterventionError, ShapeError
 from harness.interventions import intervene
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.logits import stop_at_final_norm, unembed
 from harness.interventions.prefix import StackPrefix, attention_implementation, capture
 

@@ -31,7 +31,7 @@ from harness import progress
 from harness.errors import DataError, InterventionError
 from harness.interventions import intervene
 from harness.measures.batching import AUTO, resolve_batch_size, run_batched
-from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.loaded import LoadedModel, length_order, pad_rows
 from harness.models.logits import last_logits
 from harness.models.sites import Site
 

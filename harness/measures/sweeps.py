@@ -31,7 +31,7 @@ from harness.stats.estimate import Estimate
 from harness.interventions.edits import Add, RmsAdd
 from harness.interventions.positions import ALL, Positions
 from harness.measures.batching import resolve_batch_size, run_batched
-from harness.models.load import LoadedModel, length_order
+from harness.models.loaded import LoadedModel, length_order
 from harness.models.sites import Site
 
 if TYPE_CHECKING:
@@ -336,7 +336,7 @@ def _encoder_cached_sweep(model: LoadedModel, rows_in: list[str], *, site: Site,
                           direction_of: np.ndarray, vectors: list[torch.Tensor], kind: type, positions: Positions,
                           score: Scorer, batch_size: int) -> np.ndarray:
     from harness.interventions import intervene
-    from harness.models.load import pad_rows
+    from harness.models.loaded import pad_rows
     from harness.interventions.prefix import capture, replay_start
     from harness.measures.scores import _per_row, logprob_diff, logprob_diff_from_encoding
 

@@ -57,7 +57,7 @@ import torch
 
 from harness.errors import DataError, InterventionError
 from harness.interventions import Noise, Positions, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.measures.patching import Metric
 from harness.measures.patching_engine import (Block, Column, check_map_args, each_position, patch_cells, plain_run,
                                               token_rows)

@@ -1,6 +1,7 @@
 """Models and sites: loading a model, naming the places inside it, batching its inputs.
 
-    load          load_model / load_study_model / from_module, LoadedModel, padding and length order
+    load          load_model / load_study_model / from_module / fingerprint: a spec in, a LoadedModel out
+    loaded        LoadedModel (site, hook_for, width, tokenize), pad_rows and length_order: batching its inputs
     placement     loading options across devices (device_map, dtype, max_memory, offload_folder) through
                   accelerate, checked before the weights load
     sites         Site (``blocks.3.resid_post``, ``blocks.2.attn.head1``, ``blocks.2.attn.k.head0``,

@@ -25,7 +25,7 @@ from harness.errors import ModelLoadError, SiteError
 from harness.models.architectures import Layout
 
 if TYPE_CHECKING:
-    from harness.models.load import LoadedModel
+    from harness.models.loaded import LoadedModel
 
 __all__ = ["unembed", "check_logit_rule", "stop_at_final_norm", "last_logits"]
 

@@ -24,7 +24,7 @@ import torch
 from harness.errors import DataError
 from harness.interventions import Record, intervene
 from harness.measures.directions import Direction
-from harness.models.load import LoadedModel, length_order, pad_rows
+from harness.models.loaded import LoadedModel, length_order, pad_rows
 from harness.models.sites import Site
 from harness.saes.hooks import sae_site
 

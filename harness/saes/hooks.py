@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from harness.errors import ShapeError, SiteError
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import HEAD_POINTS, PATTERN_POINTS, UNIT_POINTS, Site
 
 __all__ = ["site_for_hook", "hook_for_site", "hook_ref_for_site", "HookRef", "sae_site"]

@@ -26,7 +26,7 @@ import torch
 
 from harness import progress
 from harness.errors import DataError, ShapeError
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import Site
 from harness.saes.features import site_activations
 from harness.saes.hooks import hook_for_site

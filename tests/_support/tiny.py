@@ -11,7 +11,8 @@ import functools
 
 import torch
 
-from harness.models.load import LoadedModel, from_module
+from harness.models.load import from_module
+from harness.models.loaded import LoadedModel
 
 ARCHITECTURES = ("byt5-small", "gpt2", "qwen2.5-0.5b", "gemma-2-2b")
 

@@ -9,7 +9,7 @@ import torch
 from harness.measures import scores
 from harness.errors import InterventionError, ShapeError, SiteError
 from harness.interventions import Add, Positions, Record, check_acted, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from tests._support.tiny import tiny_model
 
 SITE = "blocks.3.resid_post"

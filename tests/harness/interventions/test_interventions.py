@@ -24,7 +24,7 @@ from harness.interventions import (
     noise_draw,
 )
 from harness.measures.directions import Direction
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.sites import Site
 from tests._support.tiny import tiny_model
 

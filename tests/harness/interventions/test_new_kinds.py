@@ -14,7 +14,7 @@ import torch
 from harness.errors import InterventionError
 from harness.interventions import Context, Intervention, Positions, check_acted, intervene
 from harness.measures.scores import logprob
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from tests._support.tiny import tiny_model
 
 TEXTS = ["hello world, this is long", "hi", "abcdef"]

@@ -9,7 +9,7 @@ import torch
 
 from harness.errors import InterventionError
 from harness.interventions import Positions
-from harness.models.load import pad_rows
+from harness.models.loaded import pad_rows
 from harness.interventions.prefix import capture, replay_start
 from harness.measures.scores import logprob, logprob_diff
 from harness.measures.sweeps import scorer, sweep, symmetric

@@ -11,7 +11,7 @@ import torch
 from harness.errors import InterventionError, ShapeError
 from harness.interventions import Positions, ProjectOut, Record, intervene
 from harness.measures.directions import Direction
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.sites import Site
 from tests._support.tiny import tiny_model
 

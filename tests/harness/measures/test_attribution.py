@@ -27,7 +27,8 @@ from harness.measures.attribution import (attribute_head_map, attribute_layer_ma
 from harness.measures.patching import PatchMap, answer_logit_diff, answer_logprob, patch_head_map, patch_resid_map
 from harness.measures.patching_outputs import patch_layer_map
 from harness.measures.patching_units import SitePatchMap, patch_neuron_map, patch_qkv_map
-from harness.models.load import LoadedModel, from_module
+from harness.models.load import from_module
+from harness.models.loaded import LoadedModel
 
 CLEAN = ["ab=1+2;", "xy", "no: 4-3", "hello w", "The cat sat"]
 CORRUPT = ["ab=3+2;", "xz", "no: 7-3", "jello w", "The dog sat"]

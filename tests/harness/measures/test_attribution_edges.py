@@ -21,7 +21,8 @@ from harness.errors import DataError, InterventionError
 from harness.interventions import Record, intervene
 from harness.measures.attribution import attribute_qkv_map
 from harness.measures.attribution_edges import EdgeMap, attribute_edges
-from harness.models.load import LoadedModel, from_module, pad_rows
+from harness.models.load import from_module
+from harness.models.loaded import LoadedModel, pad_rows
 from tests.harness.measures.test_attribution import CLEAN, CORRUPT, METRIC, gpt2, hook_count, load, pearson
 
 

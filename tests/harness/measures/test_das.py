@@ -13,7 +13,8 @@ import torch
 from harness.errors import DataError, ShapeError
 from harness.interventions import Interchange, Patch, Positions, Record, intervene
 from harness.measures.das import Subspace, das, interchange_logits, random_basis
-from harness.models.load import LoadedModel, fingerprint, from_module, pad_rows
+from harness.models.load import fingerprint, from_module
+from harness.models.loaded import LoadedModel, pad_rows
 from tests._support.tiny import tiny_model
 
 TEXTS = ["hello world, this is long", "hi", "abcdef"]

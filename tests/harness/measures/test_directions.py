@@ -20,7 +20,7 @@ from harness.measures.directions import (
 )
 from harness.errors import DataError, ShapeError
 from harness.interventions import Record, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from tests._support.tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox", "hi", "abcdefg", "a much longer input, padded the least", "xyz",

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from harness.interventions import Add, Noise, Patch, Record, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.measures.patching import PatchMap, answer_logit_diff, patch_head_map, patch_resid_map
 from harness.measures.scores import logit_diff, logprob_diff
 from harness.measures.sweeps import Curve, scorer, sweep, symmetric

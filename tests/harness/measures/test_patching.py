@@ -8,7 +8,8 @@ import torch
 
 from harness.errors import DataError, ShapeError, SiteError
 from harness.interventions import Patch, Positions, Record, intervene
-from harness.models.load import from_module, pad_rows
+from harness.models.load import from_module
+from harness.models.loaded import pad_rows
 from harness.measures.patching import (answer_logit_diff, answer_logprob, answer_prob, patch_head_map,
                                        patch_resid_map)
 from harness.measures.patching_outputs import patch_layer_map

@@ -14,7 +14,7 @@ from harness.errors import ShapeError
 from harness.interventions import Intervention, Positions
 from harness.measures.patching import answer_logit_diff
 from harness.measures.patching_engine import Block, Column, each_position, every_column, pair_runs, patch_cells
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from tests._support.tiny import tiny_model
 
 CLEAN = ["hello world, this is long", "hi", "abcdef"]

@@ -16,7 +16,7 @@ import torch
 from harness.errors import DataError, SiteError
 from harness.measures.patching import answer_logit_diff
 from harness.measures.patching_units import SitePatchMap, patch_neuron_map, patch_qkv_map
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.models.sites import Site
 from tests.harness.models.test_site_points import OTHER, ROWS, model, oracle_forward
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from harness.measures.directions import Direction, random_direction, shuffled_label_direction, within_class_direction
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Context, Noise, Patch, Positions, Record, intervene, noise_draw
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.interventions.prefix import capture, replay_start
 from harness.measures.scores import logprob, next_token_logits
 from tests._support.tiny import ARCHITECTURES, gpt2_24, tiny_model

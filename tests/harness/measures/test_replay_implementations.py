@@ -22,7 +22,8 @@ import torch
 from harness.measures.attention import eager_attention
 from harness.errors import InterventionError
 from harness.interventions import Add
-from harness.models.load import from_module, pad_rows
+from harness.models.load import from_module
+from harness.models.loaded import pad_rows
 from harness.measures.patching import answer_logit_diff, patch_head_map, patch_resid_map
 from harness.interventions.prefix import attention_implementation, capture
 from harness.measures.scores import logprob_diff

@@ -10,7 +10,7 @@ import torch
 from harness.measures import scores
 from harness.errors import DataError, InterventionError, ShapeError
 from harness.interventions import Ablate, Add, Patch, Positions, Record, RmsAdd, intervene
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from tests._support.tiny import ARCHITECTURES, tiny_model
 
 TEXTS = ["the quick brown fox", "hi", "abcdefg"]

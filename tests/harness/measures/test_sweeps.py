@@ -14,7 +14,7 @@ from harness.measures.directions import Direction, random_direction
 from harness.errors import DataError, ShapeError, SiteError
 from harness.stats.estimate import Estimate
 from harness.interventions import Add, Positions, RmsAdd
-from harness.models.load import LoadedModel
+from harness.models.loaded import LoadedModel
 from harness.measures.scores import logit_diff, logprob_diff
 from harness.measures.sweeps import Curve, Scorer, scorer, sweep, symmetric
 from tests._support.tiny import ARCHITECTURES, tiny_model

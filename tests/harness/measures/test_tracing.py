@@ -13,7 +13,8 @@ import torch
 from harness.errors import DataError, InterventionError
 from harness.interventions import Noise, Patch, Positions, Record, intervene
 from harness.interventions.prefix import attention_implementation
-from harness.models.load import from_module, pad_rows
+from harness.models.load import from_module
+from harness.models.loaded import pad_rows
 from harness.measures.patching import answer_logprob, answer_prob
 from harness.measures.tracing import TraceMap, noise_seed, trace_resid_map
 from tests.harness.interventions.test_hook_hygiene import hooks

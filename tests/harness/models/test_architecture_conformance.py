@@ -40,7 +40,8 @@ from harness.measures.patching import answer_logit_diff, patch_head_map, patch_r
 from harness.measures.patching_outputs import patch_layer_map
 from harness.measures.scores import logit_diff
 from harness.measures.sweeps import scorer, sweep
-from harness.models.load import load_model, pad_rows
+from harness.models.load import load_model
+from harness.models.loaded import pad_rows
 from harness.models.logits import unembed
 from harness.models.sites import Site
 from tests._support import oracle

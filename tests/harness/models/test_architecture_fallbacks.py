@@ -177,7 +177,7 @@ def test_a_window_as_long_as_the_prompt_keeps_the_suffix_path_and_the_numbers(re
 
 
 def replay_inputs(m):
-    from harness.models.load import pad_rows
+    from harness.models.loaded import pad_rows
 
     return pad_rows([m.tokenizer(t)["input_ids"] for t in CORRUPT], pad_id=m.pad_id)
 

@@ -15,7 +15,7 @@ import torch
 from harness.models.architectures import LAYOUTS, layout_for, site_table
 from harness.errors import SiteError
 from harness.interventions import Record, intervene
-from harness.models.load import pad_rows
+from harness.models.loaded import pad_rows
 from harness.models.sites import Site
 from tests._support.tiny import ARCHITECTURES, tiny_model
 

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from harness.interventions import Add, Noise, Record, intervene
-from harness.models.load import from_module, pad_rows
+from harness.models.load import from_module
+from harness.models.loaded import pad_rows
 from harness.measures.patching import patch_head_map, patch_resid_map
 from harness.measures.scores import logprob_diff
 from harness.measures.sweeps import scorer, sweep, symmetric

@@ -155,7 +155,7 @@ def _own_last(model, ids, mask) -> torch.Tensor:
 
 @pytest.mark.parametrize("arch_name", ["gpt2", "gemma-2-2b", "qwen2.5-0.5b"])
 def test_last_logits_equal_the_models_own_at_each_rows_last_token_of_a_padded_batch(arch_name):
-    from harness.models.load import pad_rows
+    from harness.models.loaded import pad_rows
     from harness.models.logits import last_logits
 
     m = tiny_model(arch_name)
@@ -169,7 +169,7 @@ def test_last_logits_equal_the_models_own_at_each_rows_last_token_of_a_padded_ba
 
 @pytest.mark.parametrize("name", ["cohere", "granite"])
 def test_last_logits_apply_the_logit_rule(registry, name):
-    from harness.models.load import pad_rows
+    from harness.models.loaded import pad_rows
     from harness.models.logits import last_logits
 
     m = loaded(name)

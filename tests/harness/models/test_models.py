@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from harness.errors import DataError, ModelLoadError, SiteError
-from harness.models.load import LoadedModel, fingerprint, from_module, load_model, pad_rows
+from harness.models.load import fingerprint, from_module, load_model
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.sites import Site
 from tests._support.tiny import ARCHITECTURES, tiny_model
 
@@ -268,7 +269,7 @@ def test_load_study_model_loads_and_records_the_model_for_the_report(tmp_path, m
 
 
 def test_length_order_puts_the_longest_rows_first_and_keeps_ties_in_input_order():
-    from harness.models.load import length_order
+    from harness.models.loaded import length_order
 
     rows = [[1], [1, 2, 3], [4], [1, 2], [5, 6, 7]]
     assert length_order(rows) == [1, 4, 3, 0, 2]

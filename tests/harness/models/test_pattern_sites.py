@@ -213,7 +213,7 @@ def test_attention_with_sinks_is_an_error_naming_them():
 @functools.lru_cache(maxsize=None)
 def loaded(arch: str):
     from harness.models.architectures import architectures
-    from harness.models.load import LoadedModel
+    from harness.models.loaded import LoadedModel
     from harness.models.site_hooks import site_table
 
     module = model(arch)

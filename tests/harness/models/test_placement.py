@@ -31,7 +31,8 @@ from harness.measures.scores import logprob_diff
 from harness.measures.sweeps import scorer, sweep, symmetric
 from harness.measures.tracing import trace_resid_map
 from harness.models import placement
-from harness.models.load import load_model, pad_rows
+from harness.models.load import load_model
+from harness.models.loaded import pad_rows
 from tests._support.architectures import saved
 
 ARCHS = ["gpt2", "llama", "qwen2"]

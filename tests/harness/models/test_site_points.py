@@ -24,7 +24,7 @@ import torch
 from harness.errors import InterventionError, SiteError
 from harness.interventions import Ablate, Add, Patch, Positions, Record, check_acted, intervene
 from harness.models.architectures import architectures
-from harness.models.load import LoadedModel, pad_rows
+from harness.models.loaded import LoadedModel, pad_rows
 from harness.models.site_hooks import site_table
 from harness.models.sites import Site
 

@@ -9,7 +9,8 @@ import warnings
 import pytest
 
 from harness.errors import UnknownTokenWarning
-from harness.models.load import LoadedModel, from_module
+from harness.models.load import from_module
+from harness.models.loaded import LoadedModel
 from tests._support.tiny import tiny_model
 
 VOCAB = ["<pad>", "<eos>", "<unk>", "a", "b", "=", ";"]

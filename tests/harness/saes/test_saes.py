@@ -25,7 +25,7 @@ from harness.interventions import Add, Record, intervene
 from harness.measures.directions import Direction
 from harness.measures.scores import logit_diff, next_token_logits
 from harness.measures.sweeps import scorer, sweep, symmetric
-from harness.models.load import pad_rows
+from harness.models.loaded import pad_rows
 from harness.models.sites import Site
 from harness.saes import (FeatureDirection, encode_at, feature_direction, hook_for_site, load_sae, measure_sae,
                           sae_site, site_activations, site_for_hook, train_sae)
