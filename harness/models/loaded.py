@@ -28,6 +28,7 @@ from harness.models.sites import POINTS, Site, SiteTable, parse_site
 
 __all__ = ["LoadedModel", "pad_rows", "length_order"]
 
+
 @dataclass
 class LoadedModel:
     """A model the harness can intervene on.
