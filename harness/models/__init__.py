@@ -6,7 +6,9 @@
                   accelerate, checked before the weights load
     sites         Site (``blocks.3.resid_post``, ``blocks.2.attn.head1``, ``blocks.2.attn.k.head0``,
                   ``blocks.1.mlp_post.neurons[45:51]``, ``blocks.3.resid_mid``), SiteTable
-    site_hooks    where a site lives on a concrete model: Hook (module, input/output, columns), site_table
+    site_table    what a concrete model offers: site_table builds its SiteTable (every path checked, widths
+                  read off the modules, the points it lacks and why)
+    site_hooks    where a site lives on a concrete model: Hook (module, input/output, columns), resolve_hook
     architectures the architecture table (Layout: module paths, logit rule, positions, replay policy),
                   register_architecture / architectures() and the interp_claims.architectures entry points
     layouts       the built-in table entries beyond T5, GPT-2, Llama/Qwen2 and Gemma-2

@@ -37,8 +37,9 @@ import torch
 
 from harness.errors import SiteError
 from harness.models.sites import Site, SiteTable, StackShape
-# where each site lives on a concrete model; re-exported here, their historical home
-from harness.models.site_hooks import Hook, resolve_hook, site_table  # noqa: F401
+# where each site lives on a concrete model, and the model's site table; re-exported here, their historical home
+from harness.models.site_hooks import Hook, resolve_hook  # noqa: F401
+from harness.models.site_table import site_table  # noqa: F401
 
 __all__ = ["StackLayout", "LogitRule", "Layout", "register_architecture", "architectures", "layout_for",
            "markdown_table", "readme_with_table", "resolve_hook", "site_table", "Hook", "ENTRY_POINT_GROUP"]

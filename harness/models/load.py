@@ -26,7 +26,7 @@ from harness.models import placement
 from harness.models.architectures import layout_for
 from harness.models.loaded import LoadedModel
 from harness.models.logits import check_logit_rule
-from harness.models.site_hooks import site_table
+from harness.models.site_table import site_table
 
 __all__ = ["load_model", "load_study_model", "fingerprint", "from_module"]
 

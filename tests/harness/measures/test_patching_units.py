@@ -146,7 +146,7 @@ def test_a_mixture_of_experts_mlp_has_no_neuron_map_and_says_why():
     import transformers as tf
 
     from harness.models.architectures import architectures
-    from harness.models.site_hooks import site_table
+    from harness.models.site_table import site_table
 
     config = tf.MixtralConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
                               num_key_value_heads=2, num_local_experts=2, num_experts_per_tok=1,

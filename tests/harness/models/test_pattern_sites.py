@@ -214,7 +214,7 @@ def test_attention_with_sinks_is_an_error_naming_them():
 def loaded(arch: str):
     from harness.models.architectures import architectures
     from harness.models.loaded import LoadedModel
-    from harness.models.site_hooks import site_table
+    from harness.models.site_table import site_table
 
     module = model(arch)
     layout = architectures()[arch]

@@ -25,7 +25,7 @@ from harness.errors import InterventionError, SiteError
 from harness.interventions import Ablate, Add, Patch, Positions, Record, check_acted, intervene
 from harness.models.architectures import architectures
 from harness.models.loaded import LoadedModel, pad_rows
-from harness.models.site_hooks import site_table
+from harness.models.site_table import site_table
 from harness.models.sites import Site
 
 ARCHS = ("gpt2", "llama", "qwen2", "opt", "gpt_neox", "falcon", "phi3")
