@@ -17,5 +17,7 @@
     logits        unembed (logits from final-norm outputs by the architecture's LogitRule) and the
                   check at load that the rule reproduces the model's own logits
     gguf          GGUF checkpoints (a .gguf file, or a packaged real model by name), cached dequantised
+    gguf_header   read_header, GGUFHeader: what a GGUF file says about itself (architecture, name,
+                  quantisation), and whether transformers can read its architecture
     fixtures      the project's fixture models: seeded recipes under ``fixtures/``, built and cached
 """

@@ -18,6 +18,7 @@ import torch
 
 from harness.errors import ModelLoadError
 from harness.models import gguf as gg
+from harness.models.gguf_header import read_header
 
 gguf_writer = pytest.importorskip("gguf")
 
@@ -106,7 +107,7 @@ def test_specs_that_name_a_gguf_checkpoint(tmp_path):
 
 
 def test_the_header_gives_architecture_name_and_quantisation(tiny):
-    header = gg.read_header(tiny)
+    header = read_header(tiny)
     assert header.architecture == "llama"
     assert header.title == "Tiny Test Llama"
     assert header.quantization == "ALL_F32"
