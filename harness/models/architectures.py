@@ -36,7 +36,6 @@ from typing import Any, Callable, Mapping
 import torch
 
 from harness.errors import SiteError
-from harness.models.sites import Site, SiteTable, StackShape
 # where each site lives on a concrete model, and the model's site table; re-exported here, their historical home
 from harness.models.site_hooks import Hook, resolve_hook  # noqa: F401
 from harness.models.site_table import site_table  # noqa: F401
