@@ -10,11 +10,11 @@ runs the same claims with the model's own tokenizer: pairs are drawn and checked
 (`claims.tracer.programs`). ``--claims-data tracer=DIR`` reads ``DIR/selection.jsonl`` and
 ``DIR/test.jsonl`` in the generator's row format instead.
 
-Pairs (`programs.draw_pairs`) are drawn at the threshold row's program length, half from each
+Pairs (`programs.draw_pairs`) are drawn at the length the source's selection rule picks
+(`pair_length`: the longest of at least 6 steps whose accuracy CI lies above 0.8), half from each
 split: heads are chosen on the selection half and measured on the test half; the maps use all
-of them. On a row that holds to the source's selection rule (``selection_rule``, all but the
-shipped fixture's) a model that answers fewer than the bar of the test programs of that length
-gets no pairs: every claim built on them ends in an error that says it does not meet the rule.
+of them. A model with no such length gets no pairs: every claim built on them is skipped with
+the reason (the shipped fixture is such a model: its accuracy claims say by how much).
 Everything is computed once per session and written beside the report under ``tracer/``
 (`claims.tracer.artifacts`): ``pairs.jsonl``, ``maps.json``, the heat maps and the per-role traces.
 """
@@ -76,13 +76,18 @@ def answered(tracer, splits) -> programs.Answered:
 
 
 @pytest.fixture(scope="session")
-def selected(splits, answered, thresholds) -> None:
-    """The source's selection rule (`programs.selection_rule`) on a row that holds to it
-    (``Thresholds.selection_rule``): a model that answers fewer than the bar of the test programs
-    at the pairs' length is a `DataError` here, so every claim built on pairs says so."""
-    if thresholds.selection_rule:
-        programs.selection_rule(answered.right, [r["n_steps"] for r in splits["test"]], length=thresholds.length,
-                                min_accuracy=thresholds.min_accuracy, min_length=thresholds.min_length)
+def pair_length(splits, answered, thresholds) -> int:
+    """The pairs' length by the source's selection rule (`programs.selection_rule`): the longest
+    length of at least the row's ``min_length`` steps whose accuracy CI (at the level the per-length
+    accuracy claims are judged at, Bonferroni over the lengths) lies above ``min_accuracy``. A model
+    with no such length is not measured on pairs: every claim built on them is skipped with the
+    rule's message (the accuracy claims say how far below the bar it is)."""
+    steps = [r["n_steps"] for r in splits["test"]]
+    try:
+        return programs.selection_rule(answered.right, steps, min_accuracy=thresholds.min_accuracy,
+                                       min_length=thresholds.min_length, level=1 - 0.05 / len(set(steps)))
+    except DataError as exc:
+        pytest.skip(str(exc))
 
 
 def _folder(claims_settings) -> Path:
@@ -90,15 +95,14 @@ def _folder(claims_settings) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pairs(tracer, splits, thresholds, selected, claims_settings) -> dict:
+def pairs(tracer, splits, pair_length, claims_settings) -> dict:
     """``{"selection", "test": [pair]}``: `N_PAIRS` / 2 counterfactual pairs from each split (and
-    half of the pool each) at the row's program length, both programs answered right, checked in
-    the model's tokens, from a model that meets the selection rule (`selected`); written to
-    ``tracer/pairs.jsonl``."""
+    half of the pool each) at the length the selection rule chose (`pair_length`), both programs
+    answered right, checked in the model's tokens; written to ``tracer/pairs.jsonl``."""
     half = N_PAIRS // 2
     cut = len(splits["pool"]) // 2
     pools = {"selection": splits["selection"] + splits["pool"][:cut], "test": splits["test"] + splits["pool"][cut:]}
-    out = {name: programs.draw_pairs(tracer, pools[name], half, steps=thresholds.length, seed=SEED + i,
+    out = {name: programs.draw_pairs(tracer, pools[name], half, steps=pair_length, seed=SEED + i,
                                      split=f"{name} (with half of the pool)" if cut else name)
            for i, name in enumerate(SPLITS)}
     artifacts.write_pairs(_folder(claims_settings), out)
@@ -207,11 +211,11 @@ def components(head_map, layer_map, halves, claims_settings) -> None:
 
 
 @pytest.fixture(scope="session")
-def control_pairs(tracer, splits, thresholds, selected) -> list[dict]:
+def control_pairs(tracer, splits, pair_length) -> list[dict]:
     """`N_CONTROL_PAIRS` pairs from the test split whose answers agree (the change does not reach it),
-    from a model that meets the selection rule (`selected`)."""
+    at the selection rule's length (`pair_length`)."""
     rows = splits["test"] + splits["pool"][len(splits["pool"]) // 2:]
-    return programs.draw_pairs(tracer, rows, N_CONTROL_PAIRS, steps=thresholds.length, seed=SEED + 7, agree=True)
+    return programs.draw_pairs(tracer, rows, N_CONTROL_PAIRS, steps=pair_length, seed=SEED + 7, agree=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,10 @@ and where each position of a pair sits (its role).
     Answered                        per program: answered right (teacher-forced greedy), the
                                     logits of its answer's first token and of another's
     answered(model, programs)       `Answered` for a batch of programs
-    selection_rule(right, n_steps, ...)  the source's rule (>= the bar at the pairs' length) or
-                                    a `DataError` that says the model does not meet it
+    accuracy_by_length(right, n_steps, level=)  the accuracy at each length (Wilson CIs)
+    selection_rule(right, n_steps, ...)  the pairs' length by the source's rule (the longest whose
+                                    accuracy CI lies above the bar), or a `DataError` that says
+                                    the model does not meet it
     draw_pairs(model, rows, n, ...) n counterfactual pairs both of whose programs the model
                                     answers right, of equal length in the model's tokens
     roles(model, pair)              role -> positions of program a, in the model's tokens
@@ -24,7 +26,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from harness import DataError, LoadedModel, ShapeError, pad_rows, stop_at_final_norm, unembed
+from harness import DataError, Estimate, LoadedModel, ShapeError, pad_rows, stats, stop_at_final_norm, unembed
 from harness.models.fixtures import import_module as fixture_module
 
 from claims.tracer.settings import ROLES
@@ -87,38 +89,51 @@ def answered(model: LoadedModel, programs: Sequence[str], answers: Sequence[int]
     return Answered(np.array(right, dtype=bool), np.array(logit))
 
 
-def selection_rule(right: Sequence[bool], n_steps: Sequence[int], *, length: int, min_accuracy: float,
-                   min_length: int) -> float:
-    """The source's selection rule ("the smallest model that answers at least 80% of programs of
-    some length N >= 6"), as the gate of the pairs: the model's accuracy (point estimate) on the
-    test programs of `length` steps, the pairs' length; `right` and `n_steps` are per test program.
+def accuracy_by_length(right: Sequence[bool], n_steps: Sequence[int], *, level: float) -> dict[int, Estimate]:
+    """Exact-match accuracy on the test programs of each length (steps), a Wilson CI at `level`:
+    ``{length: Estimate}``, lengths ascending; `right` and `n_steps` are per test program.
 
-        selection_rule(answered.right, [r["n_steps"] for r in rows], length=6, min_accuracy=0.8, min_length=6)
-
-    Raises `DataError` when that accuracy is below `min_accuracy` (or there is no such program):
-    the model does not meet the rule, and claims built on pairs drawn from the few programs it
-    answers would measure something the source never did. The message gives the accuracy at
-    `length` and the best one at any length of at least `min_length`."""
+    Raises `ShapeError` when `right` and `n_steps` differ in length."""
     right, steps = np.asarray(right, dtype=bool), np.asarray(n_steps)
     if right.shape != steps.shape:
         raise ShapeError(f"`right` and `n_steps` must have one entry per test program, got shapes {right.shape} and "
                          f"{steps.shape}; pass both for the same rows")
-    keep = steps == length
-    if not keep.any():
-        raise DataError(f"the test split has no program of {length} steps, the pairs' length: the selection rule "
-                        "cannot be checked; pass data with such programs")
-    accuracy = float(right[keep].mean())
-    if accuracy >= min_accuracy:
-        return accuracy
-    by_length = ({int(n): float(right[steps == n].mean()) for n in np.unique(steps) if n >= min_length}
-                 or {length: accuracy})
-    best = max(by_length, key=by_length.get)
+    return {int(n): stats.proportion_of(right[steps == n], level=level).with_context(
+        statistic=f"exact-match accuracy on held-out programs of {int(n)} steps (teacher-forced greedy, Wilson)")
+        for n in np.unique(steps)}
+
+
+def selection_rule(right: Sequence[bool], n_steps: Sequence[int], *, min_accuracy: float, min_length: int,
+                   level: float) -> int:
+    """The source's selection rule ("the smallest model that achieves >= 80% accuracy on at least
+    one sequence length >= N", N = 6) as the choice of the pairs' length: the longest length of
+    at least `min_length` steps whose accuracy's Wilson CI at `level` lies above `min_accuracy`
+    (`accuracy_by_length`; the per-length accuracy claims are judged at the same level).
+
+        length = selection_rule(answered.right, [r["n_steps"] for r in rows], min_accuracy=0.8,
+                                min_length=6, level=1 - 0.05 / 9)
+
+    Raises `DataError` when no length qualifies: the model does not meet the rule, and claims
+    built on pairs drawn from the few programs it answers would measure something the source
+    never did. The message gives the best length's accuracy and CI."""
+    by = accuracy_by_length(right, n_steps, level=level)
+    above = [n for n, est in by.items() if n >= min_length and est.ci_low >= min_accuracy]
+    if above:
+        return max(above)
+    if not by:
+        raise DataError("the test split has no program: the selection rule cannot be checked; pass data with programs")
+    def best(lengths) -> str:
+        n = max(lengths, key=lambda k: (by[k].ci_low, k))
+        est = by[n]
+        return f"{est.value:.1%} [{est.ci_low:.1%}, {est.ci_high:.1%}] ({int(round(est.value * est.n))} of {est.n}) at {n} steps"
+
+    long_enough = [n for n in by if n >= min_length]
     raise DataError(
-        f"the model does not meet the study's selection rule (a model that answers at least {min_accuracy:.0%} of "
-        f"programs of some length >= {min_length}): it answers {accuracy:.1%} ({int(right[keep].sum())} of "
-        f"{int(keep.sum())}) of the test programs of {length} steps, the pairs' length, and at best "
-        f"{by_length[best]:.1%} at {best} steps; the claims built on counterfactual pairs need a model that answers "
-        "the programs and are not measured on the few it does (test_accuracy_by_program_length reports each length)")
+        f"the model does not meet the study's selection rule: no length of at least {min_length} steps has its "
+        f"accuracy CI above {min_accuracy:.0%} (best there: {best(long_enough) if long_enough else 'no such program'}; "
+        f"best at any length: {best(by)}; {level:.1%} Wilson CIs); the claims built on counterfactual pairs need a "
+        "model that answers the programs and are not measured on the few it does "
+        "(test_accuracy_by_program_length reports each length)")
 
 
 def draw_pairs(model: LoadedModel, rows: Sequence[dict], n: int, *, steps: int, seed: int, agree: bool = False,

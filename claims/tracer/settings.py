@@ -37,10 +37,11 @@ class Thresholds:
     printed in the terminal header."""
 
     layers: int                  # the model's blocks (claims per layer are parametrized at collection)
-    # finding 1: accuracy by program length (Wilson CI)
-    length: int                  # the program length (steps) the pairs are drawn at
-    min_accuracy: float          # the chosen length is the longest whose accuracy CI lies above this
-    min_length: int              # ... and it is at least this
+    # finding 1: accuracy by program length (Wilson CI); the source's selection rule picks the pairs'
+    # length: the longest whose accuracy CI lies above `min_accuracy`, of at least `min_length` steps;
+    # a model with none is not measured on pairs (`claims.tracer.programs.selection_rule`)
+    min_accuracy: float
+    min_length: int
     # finding 2: the residual map (normalised recovery, mean over pairs)
     margin: float                # "recovers nothing": the CI lies within [-margin, margin]
     min_final_recovery: float    # at the last block the final position recovers at least this (CI low)
@@ -54,10 +55,6 @@ class Thresholds:
     # patching among the top `attribution_top_k` cells by attribution (CI high)
     min_attribution_agreement: dict[str, float] = field(default_factory=lambda: dict(ATTRIBUTION_BARS))
     attribution_top_k: int = ATTRIBUTION_TOP_K
-    # the source's selection rule gates the pairs: a model that answers fewer than `min_accuracy` of
-    # the test programs of `length` steps is not measured on pairs drawn from the few it answers; every
-    # claim built on pairs ends in an error that says so (`claims.tracer.programs.selection_rule`)
-    selection_rule: bool = True
     # claims measured NOT to hold on this model: test name (``test_x`` or ``test_x[id]``) -> why.
     # They still run and report their evidence, as xfail(strict=True): one that starts to hold
     # fails the run, so the table must follow the model.
@@ -77,11 +74,9 @@ _UNBOUND = ("the 4-block fixture has not learned to bind a queried variable to i
 
 THRESHOLDS: dict[str, Thresholds] = {
     "fixture:tracer": Thresholds(
-        layers=4, length=6, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8, middle_layers=(2, 3),
+        layers=4, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8, middle_layers=(2, 3),
         agree_margin=0.1, min_das_gain=0.3,
-        # studied below the bar on purpose: its pairs come from the 28% of programs of 6 steps it answers,
-        # so that the maps' claims are measured (and refuted where they fail) on the shipped fixture
-        selection_rule=False,
+        # the selection rule finds no length above the bar: the claims on pairs are skipped with that reason
         refuted={
             "test_accuracy_by_program_length[len2]":
                 "0.63 [0.54, 0.72] (99.4%, 223 programs of 2 steps): " + _UNBOUND,
@@ -101,40 +96,19 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "0.26 [0.18, 0.35] (99.4%, 222 programs of 9 steps): " + _UNBOUND,
             "test_accuracy_by_program_length[len10]":
                 "0.25 [0.18, 0.34] (99.4%, 222 programs of 10 steps): " + _UNBOUND,
-            "test_the_pairs_length_is_the_longest_above_the_bar":
-                "no length's accuracy CI lies above 0.8 (best: 0.63 [0.54, 0.72] at 2 steps); the pairs are drawn at the "
-                "source's 6 steps from the programs the model does answer (28% of them, plus the held-out pool)",
-            "test_at_the_last_block_only_the_final_position_carries_the_answer[layer4-final-position]":
-                "0.55 [0.52, 0.57] (99.2%, 1000 pairs): at the last block's input the final position holds about half "
-                "of the clean answer's logit difference ...",
-            "test_at_the_last_block_only_the_final_position_carries_the_answer[layer4-step-position]":
-                "... and the end of the changed step still holds 0.34 [0.32, 0.35]: the last block's attention "
-                "reads the changed step directly (its attention output at the final position recovers 0.39)",
-            "test_steps_that_read_the_changed_variable_carry_it[layer2]":
-                "readers - others 0.011 [-0.001, 0.024] (97.5%, 139 pairs with both): after one block the value sits "
-                "at the changed step's end (0.61) and barely at the steps that read it (0.02); at layer 3 the "
-                "difference is positive (held) but small: the fixture reads the changed step from the final "
-                "position rather than passing the value along its data dependencies",
-            "test_a_random_position_recovers_about_nothing[layer2]":
-                "0.20 [0.18, 0.21] (the mean of 8 random positions per pair, 1000 pairs; one position per pair gave "
-                "0.17 [0.15, 0.19]): a random position after the divergence is often inside the changed step, whose "
-                "end carries 0.61 at this layer (maps.json)",
-            "test_a_random_position_recovers_about_nothing[layer3]":
-                "0.21 [0.20, 0.22] (the mean of 8 per pair; one per pair gave 0.19 [0.17, 0.21]): as at layer 2, the "
-                "changed step's end carries 0.66",
-            "test_a_learned_subspace_carries_the_changed_value":
-                "learned - random 0.051 [0.041, 0.063] (493 test-half pairs): a one-dimensional subspace of "
-                "blocks.4.resid_pre at the final position (the best single-position cell on the selection half) "
-                "moves b's answer to a's in 1% of pairs; the fixture does not keep the answer in one direction there",
+            "test_the_model_meets_the_selection_rule":
+                "no length's accuracy CI lies above 0.8 (best: 0.63 [0.54, 0.72] at 2 steps, and 0.28 at 6): the "
+                "fixture does not meet the source's selection rule, so no pair is drawn and the claims built on pairs "
+                "are skipped with that reason (they would measure the 28% of programs it answers)",
         }),
-    # the source's model: programs of 6 steps, its own tokenizer (pairs checked in its tokens)
+    # the source's model: programs of at least 6 steps, its own tokenizer (pairs checked in its tokens)
     "Qwen/Qwen2.5-0.5B-Instruct": Thresholds(
-        layers=24, length=6, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
+        layers=24, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
         middle_layers=(8, 12, 16), agree_margin=0.1, min_das_gain=0.3),
     # the two real models that reach this machine (GGUF), at the source's bars; middle layers in the
     # middle third of the stack as for Qwen
     "gguf:smollm2-135m-instruct": Thresholds(
-        layers=30, length=6, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
+        layers=30, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
         middle_layers=(10, 15, 20), agree_margin=0.1, min_das_gain=0.3,
         refuted={
             "test_accuracy_by_program_length[len2]":
@@ -155,13 +129,13 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "0.000 [0.000, 0.033] (99.4%, 222 programs of 9 steps): " + _SMOLLM2,
             "test_accuracy_by_program_length[len10]":
                 "0.009 [0.002, 0.049] (99.4%, 222 programs of 10 steps): " + _SMOLLM2,
-            "test_the_pairs_length_is_the_longest_above_the_bar":
+            "test_the_model_meets_the_selection_rule":
                 "no length's accuracy CI lies above 0.8 (best: 0.032 [0.012, 0.083] at 5 steps; 26 of 2,000 held-out "
                 "programs right): the model does not meet the source's selection rule, so no pair is drawn and the "
-                "claims built on pairs end in an error that says so",
+                "claims built on pairs are skipped with that reason",
         }),
     "gguf:gemma-3-270m": Thresholds(
-        layers=18, length=6, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
+        layers=18, min_accuracy=0.8, min_length=6, margin=0.1, min_final_recovery=0.8,
         middle_layers=(6, 9, 12), agree_margin=0.1, min_das_gain=0.3,
         refuted={
             "test_accuracy_by_program_length[len2]":
@@ -182,10 +156,10 @@ THRESHOLDS: dict[str, Thresholds] = {
                 "0.000 [0.000, 0.033] (99.4%, 222 programs of 9 steps): " + _GEMMA,
             "test_accuracy_by_program_length[len10]":
                 "0.000 [0.000, 0.033] (99.4%, 222 programs of 10 steps): " + _GEMMA,
-            "test_the_pairs_length_is_the_longest_above_the_bar":
+            "test_the_model_meets_the_selection_rule":
                 "no length's accuracy CI lies above 0.8 (best: 0.005 [0.000, 0.042] at 5 steps; 1 of 2,000 held-out "
                 "programs right): the model does not meet the source's selection rule, so no pair is drawn and the "
-                "claims built on pairs end in an error that says so",
+                "claims built on pairs are skipped with that reason",
         }),
 }
 # the untrained twin is held to the trained model's bars (and refutes nothing in advance)

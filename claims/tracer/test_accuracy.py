@@ -1,5 +1,6 @@
-"""Finding 1: the model answers held-out programs, by program length; the pairs are drawn at the
-longest length whose accuracy CI lies above the bar, and that length is at least the source's 6."""
+"""Finding 1: the model answers held-out programs, by program length; it meets the source's
+selection rule (some length of at least 6 steps with its accuracy CI above the bar), and the pairs
+are drawn at the longest such length."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 
 from harness import expect, stats
 from harness.atomic import write_text_atomic
+
+from claims.tracer import programs
 
 SOURCE = "004: the smallest model that answers at least 80% of programs of some length N >= 6"
 
@@ -29,22 +32,17 @@ def test_accuracy_by_program_length(splits, answered, thresholds, length):
     expect(_accuracy(splits, answered, length)).at_least(thresholds.min_accuracy)
 
 
-def test_the_pairs_length_is_the_longest_above_the_bar(splits, answered, thresholds, claims_settings):
-    """The row's length is the longest whose accuracy CI lies above the bar, and it is at least
-    the source's 6; the accuracies go to ``tracer/accuracy.json``. The CIs are at the level the
-    per-length claims are judged at (Bonferroni over the lengths)."""
-    rows = {}
-    lengths = sorted({r["n_steps"] for r in splits["test"]})
-    for length in lengths:
-        est = _accuracy(splits, answered, length, level=1 - 0.05 / len(lengths))
-        rows[length] = {"accuracy": round(est.value, 4), "ci": [round(est.ci_low, 4), round(est.ci_high, 4)],
-                        "n": est.n}
+def test_the_model_meets_the_selection_rule(splits, answered, thresholds, claims_settings):
+    """Some length of at least the source's 6 steps has its accuracy CI above the bar, so the
+    pairs are drawn (at the longest such length, `programs.selection_rule`); the accuracies go to
+    ``tracer/accuracy.json``. The CIs are at the level the per-length claims are judged at
+    (Bonferroni over the lengths)."""
+    steps = [r["n_steps"] for r in splits["test"]]
+    by = programs.accuracy_by_length(answered.right, steps, level=1 - 0.05 / len(set(steps)))
+    rows = {n: {"accuracy": round(est.value, 4), "ci": [round(est.ci_low, 4), round(est.ci_high, 4)], "n": est.n}
+            for n, est in by.items()}
     folder = Path(claims_settings.report_dir) / "tracer"
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / "accuracy.json", json.dumps({"by_length": rows}, indent=1) + "\n")
-    above = [length for length, row in rows.items() if row["ci"][0] >= thresholds.min_accuracy]
-    longest = max(above, default=0)
-    assert longest == thresholds.length, (
-        f"the longest length whose accuracy CI lies above {thresholds.min_accuracy} is {longest} "
-        f"(accuracies {rows}); the threshold row says {thresholds.length}: set `length` to it")
-    assert longest >= thresholds.min_length
+    programs.selection_rule(answered.right, steps, min_accuracy=thresholds.min_accuracy,
+                            min_length=thresholds.min_length, level=1 - 0.05 / len(set(steps)))

@@ -123,16 +123,25 @@ def _role_means_and_the_crossing_layer():
     assert map_agreement(noisy, noisy, name="rho").value == pytest.approx(1.0)
 
 
-def test_the_selection_rule_passes_a_model_at_the_bar_and_says_why_it_fails_one_below():
-    steps = [6] * 10 + [7] * 10
-    at_bar = [True] * 8 + [False] * 2 + [False] * 10
-    assert programs.selection_rule(at_bar, steps, length=6, min_accuracy=0.8, min_length=6) == pytest.approx(0.8)
-    below = [True] * 2 + [False] * 8 + [True] * 3 + [False] * 7
-    with pytest.raises(DataError, match=r"does not meet the study's selection rule \(a model that answers at least 80% "
-                                        r"of programs of some length >= 6\): it answers 20.0% \(2 of 10\) of the test "
-                                        r"programs of 6 steps, the pairs' length, and at best 30.0% at 7 steps"):
-        programs.selection_rule(below, steps, length=6, min_accuracy=0.8, min_length=6)
-    with pytest.raises(DataError, match="no program of 8 steps, the pairs' length"):
-        programs.selection_rule(below, steps, length=8, min_accuracy=0.8, min_length=6)
+def test_the_selection_rule_picks_the_longest_length_whose_ci_clears_the_bar_and_says_why_none_does():
+    # Wilson 95% lower bounds, by hand (z = 1.959964): 60 of 60 -> 0.9398; 54 of 60 -> 0.7985; 55 of 60 -> 0.8113
+    z = 1.959964
+    def wilson_low(k, n):
+        p = k / n
+        return (p + z * z / (2 * n) - z * ((p * (1 - p) + z * z / (4 * n)) / n) ** 0.5) / (1 + z * z / n)
+    assert wilson_low(54, 60) < 0.8 < wilson_low(55, 60)
+    steps = [4] * 60 + [6] * 60 + [7] * 60 + [8] * 60
+    right = [True] * 60 + [True] * 55 + [False] * 5 + [True] * 60 + [True] * 54 + [False] * 6
+    # 4 steps is below min_length; 8 steps' CI (54 of 60) misses the bar; 7 is the longest that clears it
+    assert programs.selection_rule(right, steps, min_accuracy=0.8, min_length=6, level=0.95) == 7
+    assert programs.selection_rule(right, steps, min_accuracy=0.8, min_length=6, level=0.995) == 7   # 60 of 60 only
+    by = programs.accuracy_by_length(right, steps, level=0.95)
+    assert list(by) == [4, 6, 7, 8] and by[6].ci_low == pytest.approx(wilson_low(55, 60), abs=1e-4)
+    only_short = [True] * 60 + [False] * 180
+    with pytest.raises(DataError, match=r"does not meet the study's selection rule: no length of at least 6 steps has "
+                                        r"its accuracy CI above 80% \(best there: 0.0% \[0.0%, 6.0%\] \(0 of 60\) at 8 "
+                                        r"steps; best at any length: 100.0% \[94.0%, 100.0%\] \(60 of 60\) at 4 steps; "
+                                        r"95.0% Wilson CIs\)"):
+        programs.selection_rule(only_short, steps, min_accuracy=0.8, min_length=6, level=0.95)
     with pytest.raises(ShapeError, match=r"`right` and `n_steps` must have one entry per test program"):
-        programs.selection_rule(below[:5], steps, length=6, min_accuracy=0.8, min_length=6)
+        programs.selection_rule(right[:5], steps, min_accuracy=0.8, min_length=6, level=0.95)

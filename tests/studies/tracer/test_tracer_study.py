@@ -1,15 +1,14 @@
 """The variable-tracing study can fail, and it runs on the real setting's path.
 
 * On the null twin (`fixture:tracer-null`, the same Qwen2 untrained) the accuracy claims are
-  measured and fail, and no counterfactual pair can be formed (both programs must be answered
-  right): every claim built on pairs ends in an error that says how many programs the model
-  answered, never in a pass.
+  measured and fail, and the model does not meet the source's selection rule: every claim built
+  on pairs is skipped with the rule's message (how far below the bar the model is), never passed.
 * The real setting (``--claims-model tracer=<a Qwen2 folder>``) on a random-weight Qwen2 of 24
   blocks saved locally, whose config names ``Qwen/Qwen2.5-0.5B-Instruct`` (so the run takes that
   threshold row) and whose tokenizer splits numbers into digits as Qwen's does: the model and
   its tokenizer load, the programs are tokenized and answered in its own tokens (multi-token
-  answers), and, as that row holds to the source's selection rule, every claim built on pairs
-  ends in an error that says the model does not meet it. No download.
+  answers), and every claim built on pairs is skipped with the message that the model does not
+  meet the source's selection rule. No download.
 """
 
 from __future__ import annotations
@@ -43,13 +42,13 @@ def _check_no_pairs(claims: dict, n_dependent: int, because: str) -> None:
     assert all(v["evidence"] for v in accuracy.values())
     dependent = by_kind(claims, DEPENDENT)
     assert len(dependent) == n_dependent
-    assert {k: v["outcome"] for k, v in dependent.items() if v["outcome"] != "error"} == {}
+    assert {k: v["outcome"] for k, v in dependent.items() if v["outcome"] != "skipped"} == {}
     assert all(because in v["message"] for v in dependent.values())
 
 
 def test_effect_claims_fail_on_the_untrained_twin(tmp_path):
     claims = run_study_on("tracer", "fixture:tracer-null", ACCURACY + DEPENDENT, tmp_path, returncodes=(1,))
-    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2 + 6 + 3, because="pairs need both programs answered right")
+    _check_no_pairs(claims, 6 + 1 + 2 + 1 + 1 + 1 + 2 + 6 + 3, because="the model does not meet the study's selection rule")
     null, trained = load_model("fixture:tracer-null"), load_model("fixture:tracer")
     assert null.fingerprint != trained.fingerprint
     assert null.module.config.to_dict() | {"_name_or_path": ""} == trained.module.config.to_dict() | {"_name_or_path": ""}
