@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.reports.formatting import duration_rows, format_bytes, format_ci, format_number
+from harness.reports.formatting import duration_rows, format_bytes, format_ci, format_number, precision_note
 from harness.reports.html_plots import _caption, _data_uri
 from harness.reports.schema import OUTCOMES, ClaimResult, Report
 
@@ -85,6 +85,8 @@ def _provenance(report: Report) -> list[str]:
     out += _records_table("models", ("name", "spec", "fingerprint", "device", "dtype", "source"),
                           [(m.name, m.spec, m.fingerprint, m.device, m.dtype, m.source) for m in report.models],
                           code=("spec", "source"), hashes=("fingerprint",), empty="No models registered.")
+    out += [f'<p class="precision">{_e(said)}</p>' for m in report.models
+            if (said := precision_note(m.name, m.dtype)) is not None]
     out.append("<h3>Data sets</h3>")
     out += _records_table("datasets", ("name", "path", "content hash"),
                           [(d.name, d.path, d.content_hash) for d in report.datasets],

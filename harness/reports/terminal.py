@@ -2,7 +2,8 @@
 
 Contents:
 
-- `header_lines(report, path=None)`: seed, counts, models, data sets, versions, reproduce command.
+- `header_lines(report, path=None)`: seed, counts, models (with the precision of one in bfloat16 or
+  float16, `precision_note`), data sets, versions, reproduce command.
 - `render_terminal(report, console)`: the header and the table (`harness.reports.formatting`)
   printed to a Rich console (Rich is imported lazily), wrapped at spaces only: a site name,
   parameter or number is never split across lines; then the durations table (the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from harness.reports.formatting import column_widths, duration_rows, table_rows
+from harness.reports.formatting import column_widths, duration_rows, precision_note, table_rows
 from harness.reports.schema import Report
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,6 +46,8 @@ def header_lines(report: Report, *, path: str | os.PathLike[str] | None = None) 
     for m in report.models:
         source = f"  from {m.source}" if m.source and m.source.partition(": ")[2] != m.spec else ""
         lines.append(f"model {m.name}: {m.spec}  fingerprint {m.fingerprint[:12]}  ({m.device}, {m.dtype}){source}")
+        if (said := precision_note(m.name, m.dtype)) is not None:
+            lines.append(said)
     for d in report.datasets:
         algo, sep, digest = d.content_hash.rpartition(":")
         lines.append(f"data {d.name}: {d.path}  hash {algo}{sep}{digest[:12]}")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.reports.formatting import PRECISION_BOUNDS
 from harness.errors import ModelLoadError
 from harness.interventions import Add, Interchange, Patch, ProjectOut, Record, intervene
 from harness.measures.generate import generate
@@ -218,31 +219,36 @@ def test_an_edit_moves_its_tensors_once_and_again_after_an_in_place_change():
     assert "_moved" not in same.__dict__       # already on the activation's device and dtype: no copy
 
 
-# --------------------------------------------------------------------------- bfloat16
+# --------------------------------------------------------------------------- bfloat16, float16
 
 # Measured on the tiny GPT-2, Llama and Qwen2 (width 32, 2 blocks, weights ~N(0, 0.2)), loaded in
 # bfloat16 (weights and activations; the scores' log-softmax runs in float32): the bf16 sweep's
 # log-prob differences are off the float32 ones by at most 0.029, 0.028 and 0.043, where the
 # float32 scores span 3.0, 5.6 and 5.9 (1.0%, 0.5%, 0.7% of the span). Pinned: 0.1 absolute and
-# 3% of the span (over twice the worst seen). The bf16 model split with disk offload gives the
-# bf16 model's numbers (0 difference measured; 1e-4 pinned).
-BF16_ABS, BF16_SHARE = 0.1, 0.03
+# 3% of the span (over twice the worst seen). float16 on the same models: 0.0021, 0.0040, 0.0036
+# (0.07%, 0.07%, 0.06% of the span); pinned at 0.5% of the span. The shares are the report
+# header's `PRECISION_BOUNDS`. The reduced-precision model split with disk offload gives the
+# unsplit one's numbers (0 difference measured; 1e-4 pinned).
+BF16_ABS = 0.1   # and PRECISION_BOUNDS (the share of the span the report's header states)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_a_bf16_sweep_agrees_with_the_float32_sweep_within_the_pinned_bound(arch):
+def test_a_reduced_precision_sweep_agrees_with_the_float32_sweep_within_the_pinned_bound(arch, dtype):
     full = plain(arch)
-    half = load_model(str(saved(arch)), name=f"placement:{arch}:bf16", dtype="bfloat16")
-    half_split = load_model(str(saved(arch)), name=f"placement:{arch}:bf16:split", dtype=torch.bfloat16,
+    label = str(dtype).removeprefix("torch.")
+    half = load_model(str(saved(arch)), name=f"placement:{arch}:{label}", dtype=label)
+    half_split = load_model(str(saved(arch)), name=f"placement:{arch}:{label}:split", dtype=dtype,
                             device_map=split_map(full, first="disk"), offload_folder=tempfile.mkdtemp())
-    assert half.dtype == half_split.dtype == torch.bfloat16
+    assert half.dtype == half_split.dtype == dtype
     d = torch.randn(full.width("blocks.1.resid_pre"), generator=torch.Generator().manual_seed(0))
     kw = dict(at="blocks.1.resid_pre", direction=d, alphas=symmetric(2.0, steps=5),
               score=scorer(logprob_diff, "x", "y"), batch_size=3)
     want, got = sweep(full, TEXTS, **kw).scores, sweep(half, TEXTS, **kw).scores
     spread = float(want.max() - want.min())
     off = worst(got, want)
-    assert 0 < off < min(BF16_ABS, BF16_SHARE * spread), f"bf16 off by {off} on a sweep spanning {spread}"
+    share = PRECISION_BOUNDS[label]
+    assert 0 < off < min(BF16_ABS, share * spread), f"{label} off by {off} on a sweep spanning {spread}"
     assert worst(sweep(half_split, TEXTS, **kw).scores, got) < TOL
 
 

@@ -101,3 +101,24 @@ def test_a_multi_line_cell_is_as_wide_as_its_longest_line():
     rows = table_rows(short)
     assert rows[0].params == "layer=12\nfamily of 4: bonferroni"
     assert column_widths(rows, total=160)["parameters"] == len("family of 4: bonferroni")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_the_header_states_the_tolerance_a_reduced_precision_model_warrants(dtype, tmp_path):
+    from harness.reports import write_html
+    from harness.reports.formatting import PRECISION_BOUNDS
+    from harness.verdicts.evidence import ModelRecord
+
+    report = dataclasses.replace(long_site_report(), models=(
+        ModelRecord("tracer", spec="fixture:tracer", fingerprint="ab" * 32, device="cpu", dtype=dtype),))
+    text = render(report, 160)
+    said = [line for line in text.splitlines() if line.startswith("precision:")]
+    page = write_html(report, tmp_path).read_text()
+    if dtype == "float32":
+        assert said == [] and 'class="precision"' not in page
+        return
+    assert f'<p class="precision">precision: model tracer runs in {dtype}: ' in page
+    assert said == [f"precision: model tracer runs in {dtype}: its effects may differ from a float32 run's by up to "
+                    f"{PRECISION_BOUNDS[dtype]:.0%} of their span (the bound tests/harness/models/test_placement.py "
+                    "pins); a CI whose end lies that close to its bar is not decided by this run, and a float32 "
+                    "baseline shows such claims as moved"]
