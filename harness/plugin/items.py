@@ -165,6 +165,7 @@ _SETUP_CONTEXT = pytest.StashKey[contextlib.ExitStack]()
 _MEMORY_SPAN = pytest.StashKey[Any]()                 # the claim's peak-memory measurement in progress
 _MEMORY_KEY = pytest.StashKey[PeakMemory]()           # ... and its result, read at teardown
 _NOTES_KEY = pytest.StashKey[tuple[str, ...]]()       # the run notes recorded while the claim ran
+_BEFORE_KEY = pytest.StashKey[tuple[str, ...]]()      # ... and those recorded since the last claim, outside any
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -174,7 +175,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     settings = item.config.stash.get(SETTINGS_KEY, None)
     if _claim_of(item) is None or settings is None:
         return
-    take_notes()   # notes from before the claim are not the claim's
+    item.stash[_BEFORE_KEY] = take_notes()   # notes from before the claim are not the claim's, but the run's
     item.stash[_MEMORY_SPAN] = start_span()   # setup, call and teardown: the span its duration covers
     # A claim's fixtures (session fixtures included) take the run's base seed and resamples, the
     # same whichever claim happens to set them up first; closed when the setup report is made.
@@ -243,7 +244,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if rep.when == "teardown":
         claim = _claim_result(item)
         if claim is not None:
-            rep.user_properties.extend(claim_properties(claim))
+            rep.user_properties.extend(claim_properties(claim, run_notes=item.stash.get(_BEFORE_KEY, ())))
             if claim.message == NO_EVIDENCE and rep.passed:  # pytest counts it as the error it is
                 rep.outcome, rep.longrepr = "failed", claim.message
     return rep

@@ -116,7 +116,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         versions=collect_versions(),
         git=git_state(config.rootpath),
         studies=[StudyRow(**c.to_dict()) for c in resolved_choices(config)],
-        notes=take_notes(),   # recorded outside any claim (the claims' own notes come with them)
+        # recorded outside any claim: before a claim (here or on a worker, carried with that claim) or
+        # after the last one; the claims' own notes come with them
+        notes=[*state.run_notes, *take_notes()],
     )
     state.report = report
     try:

@@ -32,6 +32,7 @@ class _SessionState:
     t0: float
     registry: Registry
     results: list[ClaimResult] = field(default_factory=list)
+    run_notes: list[str] = field(default_factory=list)   # recorded outside any claim (from each process)
     report: Report | None = None
     report_path: Path | None = None
     report_error: str | None = None

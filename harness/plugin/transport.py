@@ -32,9 +32,10 @@ from .state import SESSION_KEY
 # `-n 2` run write the same report.
 RESULT_PROPERTY = "claims_result_json"
 REGISTRY_PROPERTY = "claims_registry_json"
+RUN_NOTES_PROPERTY = "claims_run_notes_json"   # notes recorded outside any claim, before this one
 
 
-def claim_properties(claim: ClaimResult) -> list[tuple[str, str]]:
+def claim_properties(claim: ClaimResult, *, run_notes: Sequence[str] = ()) -> list[tuple[str, str]]:
     props = [("claim", claim.text), ("claim_verdict", claim.outcome)]
     if claim.source:
         props.append(("claim_source", claim.source))
@@ -49,6 +50,8 @@ def claim_properties(claim: ClaimResult) -> list[tuple[str, str]]:
     props.append((REGISTRY_PROPERTY, json.dumps({
         "models": [m.to_dict() for m in registered_models()],
         "datasets": [d.to_dict() for d in registered_datasets()]})))
+    if run_notes:
+        props.append((RUN_NOTES_PROPERTY, json.dumps(list(run_notes))))
     return props
 
 
@@ -84,6 +87,8 @@ class _ClaimCollector:
         if RESULT_PROPERTY not in props or state is None:
             return
         state.results.append(claim_from_dict(json.loads(props[RESULT_PROPERTY])))
+        if RUN_NOTES_PROPERTY in props:
+            state.run_notes.extend(json.loads(props[RUN_NOTES_PROPERTY]))
         if REGISTRY_PROPERTY in props:
             registry = json.loads(props[REGISTRY_PROPERTY])
             for record in registry["models"]:

@@ -197,3 +197,33 @@ def test_claims_never_run_for_want_of_a_worker_are_named_in_a_note(pytester):
     [said] = [n for n in report["run"]["notes"] if "never ran" in n]
     assert said.startswith("4 collected tests never ran: workers died (1)")
     assert "test_study.py::test_effect[2.0], test_later.py::test_effect[0.5]" in said
+
+
+NOTED = '''
+import pytest
+
+from harness import stats
+from harness.resources import note
+from harness.verdicts.expect import expect
+
+
+def test_a_plain_test_notes_something():
+    note("recorded by a plain test, outside any claim")
+
+
+@pytest.mark.claim("A claim after it")
+def test_claim(claim_seed):
+    note("recorded by the claim")
+    expect(stats.bootstrap_mean([1.0 + i / 100 for i in range(50)], seed=claim_seed, n_resamples=99)).positive()
+'''
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["serial", "xdist"])
+def test_a_note_recorded_outside_any_claim_is_a_run_note_in_a_serial_and_an_xdist_run(pytester, workers):
+    pytester.makepyfile(test_noted=NOTED)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "--claims-report=r", "-q",
+                                           *workers)
+    assert result.ret == 0, result.stdout.str()[-2000:]
+    report = json.loads((pytester.path / "r" / "report.json").read_text())
+    assert report["run"]["notes"] == ["recorded by a plain test, outside any claim", "recorded by the claim"]
+    assert report["claims"][0]["notes"] == ["recorded by the claim"]
