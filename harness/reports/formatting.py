@@ -64,8 +64,11 @@ def table_rows(report: Report) -> tuple[Row, ...]:
     """One row per evidence record; a claim without evidence, or one that failed for a reason
     its evidence does not show, also gets a row with its outcome and message (a plain check
     that passed without evidence: ``check passed``). A record that judges the same numbers as
-    the row above it shows only its verdict."""
+    the row above it shows only its verdict, and a claim skipped for the reason the claim above it
+    was skipped says ``SKIPPED: as above`` (a study whose model does not meet a precondition skips
+    dozens of claims with one message)."""
     rows: list[Row] = []
+    last_skip = None   # the message of the claim above, when it was skipped
     for c in report.claims:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
         if c.family_size > 1:
@@ -103,10 +106,13 @@ def table_rows(report: Report) -> tuple[Row, ...]:
                 verdict = c.outcome.upper()
             else:  # a plain check; a claim without evidence passed only in reports from before that was an error
                 verdict = "check passed" if c.check else "passed (no evidence recorded)"
-            if c.message:
+            if c.message and c.outcome == "skipped" and c.message == last_skip:
+                verdict += ": as above"
+            elif c.message:
                 verdict += f": {_shorten(c.message, 160)}"
             ok = None if c.outcome in ("skipped", "xfailed") else c.outcome == "passed"
             add(statistic="", value="", ci="", n="", verdict=verdict, ok=ok)
+        last_skip = c.message if c.outcome == "skipped" else None
     return tuple(rows)
 
 

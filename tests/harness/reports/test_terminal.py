@@ -122,3 +122,14 @@ def test_the_header_states_the_tolerance_a_reduced_precision_model_warrants(dtyp
                     f"{PRECISION_BOUNDS[dtype]:.0%} of their span (the bound tests/harness/models/test_placement.py "
                     "pins); a CI whose end lies that close to its bar is not decided by this run, and a float32 "
                     "baseline shows such claims as moved"]
+
+
+def test_a_claim_skipped_for_the_reason_of_the_claim_above_says_as_above():
+    why = "the model does not meet the study's selection rule: no length of at least 6 steps ..."
+    base = long_site_report().claims[0]
+    claims = [dataclasses.replace(base, nodeid=f"claims/t.py::test_{i}", outcome="skipped", message=message,
+                                  evidence=(), family_size=1)
+              for i, message in enumerate([why, why, why, "another reason", why])]
+    report = dataclasses.replace(long_site_report(), claims=tuple(claims))
+    assert [r.verdict for r in table_rows(report)] == [
+        f"SKIPPED: {why}", "SKIPPED: as above", "SKIPPED: as above", "SKIPPED: another reason", f"SKIPPED: {why}"]
