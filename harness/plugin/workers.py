@@ -77,13 +77,7 @@ class WorkerDeaths:
         self.config = config
         self.started: dict[str, dict] = {}       # nodeid -> the claim (dict) its setup report carried
         self.finished: set[str] = set()          # nodeids whose teardown (or crash) report arrived
-        self.collected: list[str] = []           # every collected test, from the first worker
         self.ends: dict[str, str] = {}           # worker id -> how it went down
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_xdist_node_collection_finished(self, node: Any, ids: Any) -> None:
-        if not self.collected:
-            self.collected = [without_group(i) for i in ids]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         nodeid = without_group(report.nodeid)
@@ -132,7 +126,8 @@ class WorkerDeaths:
                 state.results.append(self._failed(nodeid, "its worker was still running it when the run "
                                                    "stopped: no result came back"))
         seen = self.finished | set(self.started)
-        never = [i for i in self.collected if i not in seen]
+        collector = self.config.pluginmanager.get_plugin("claims-collector")   # every collected test, in order
+        never = [i for i in (collector.order if collector is not None else ()) if i not in seen]
         if never and self.ends:
             shown = ", ".join(never[:10]) + (f", and {len(never) - 10} more" if len(never) > 10 else "")
             note(f"{len(never)} collected tests never ran: workers died ({len(self.ends)}) and none was left "
