@@ -83,12 +83,24 @@ def test_a_note_recorded_in_claims_is_listed_once(run):
     assert "<li>a note of the run</li>" in page
 
 
-def test_nested_spans_keep_the_outer_peak():
-    import numpy as np
+def _touch_fresh_pages(n_bytes: int) -> None:
+    """Make `n_bytes` newly resident and release them: an anonymous mapping of its own, every
+    page written, then unmapped. (An allocator's block can reuse memory freed earlier in this
+    process and still resident, which leaves the RSS where it was: in a test worker that has
+    loaded models before, `np.ones(128 << 20)` raised no peak at all.)"""
+    import mmap
 
+    block = mmap.mmap(-1, n_bytes)
+    try:
+        for offset in range(0, n_bytes, mmap.PAGESIZE):
+            block[offset] = 1
+    finally:
+        block.close()
+
+
+def test_nested_spans_keep_the_outer_peak():
     with peak_memory() as outer:
-        block = np.ones(128 << 20, dtype=np.uint8)
-        del block
+        _touch_fresh_pages(128 << 20)
         inner = start_span()   # resets the kernel's mark: the outer span must keep its peak
         small = inner.stop()
     assert outer.result is not None
